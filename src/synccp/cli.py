@@ -1,0 +1,148 @@
+"""The `synccp` command line: parse, call the library, print. No training logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from synccp.config import ConfigError, config_to_dict, load_config, load_resolved
+
+LOG = logging.getLogger("synccp")
+
+EPILOG = """examples:
+  synccp pretrain                                    # the embedded demo (Fashion-MNIST, BYOL + SyncCP)
+  synccp pretrain --config configs/simclr.toml --set train.epochs=50 --out runs/x
+  synccp pretrain --set sparsity.algorithm=synccp --set sparsity.granularity=nm --set sparsity.n=2 --set sparsity.m=4
+  synccp eval runs/x --probe both
+  synccp inspect runs/x
+  synccp cost runs/x"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synccp", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Sparse training from scratch of self-supervised vision encoders (SyncCP).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    pre = sub.add_parser("pretrain", help="self-supervised (sparse) pretraining into a run directory")
+    pre.add_argument("--config", type=Path, help="TOML file; without it the embedded default runs")
+    pre.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set train.epochs=50 (repeatable)")
+    pre.add_argument("--out", type=Path, help="run directory (default runs/<time>-<method>-<algorithm>)")
+    pre.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    pre.add_argument("--no-eval", action="store_true", help="skip the kNN/linear probes at the end")
+
+    ev = sub.add_parser("eval", help="kNN and linear probes of a finished run (writes eval.json)")
+    ev.add_argument("run_dir", type=Path)
+    ev.add_argument("--probe", choices=("linear", "knn", "both"), default="both")
+    ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+    ins = sub.add_parser("inspect", help="per-layer shapes and densities of both branches")
+    ins.add_argument("run_dir", type=Path)
+
+    cost = sub.add_parser("cost", help="training-cost and accelerator model of a run or a config")
+    cost.add_argument("source", type=Path, help="run directory or config TOML")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    commands = {"pretrain": _pretrain, "eval": _eval, "inspect": _inspect, "cost": _cost}
+    try:
+        return commands[args.command](args)
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"synccp {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"synccp {args.command}: interrupted; resume with --resume", file=sys.stderr)
+        return 130
+
+
+def _pretrain(args) -> int:
+    from synccp.eval.run import evaluate
+    from synccp.train.loop import pretrain
+
+    cfg = load_config(args.config, args.overrides)
+    out = args.out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method.name}-{cfg.sparsity.algorithm}"
+    print(f"synccp pretrain → {out}  ({cfg.method.name}, {cfg.sparsity.algorithm}/"
+          f"{cfg.sparsity.granularity}, {cfg.data.name}, {cfg.model.backbone} width {cfg.model.width})")
+    summary = pretrain(cfg, out, resume=args.resume)
+    print(_format_sparsity(summary["sparsity"]))
+    if not args.no_eval:
+        print(_format_eval(evaluate(out), cfg))
+    return 0
+
+
+def _eval(args) -> int:
+    from synccp.eval.run import evaluate
+
+    result = evaluate(args.run_dir, probe=args.probe, device=args.device)
+    print(_format_eval(result, load_resolved(args.run_dir / "config.json")))
+    return 0
+
+
+def _inspect(args) -> int:
+    from synccp.results.inspect import format_inspect
+
+    print(format_inspect(args.run_dir))
+    return 0
+
+
+def _cost(args) -> int:
+    from synccp.cost.run import cost_report, format_cost, write_cost_json
+
+    report = cost_report(args.source)
+    print(format_cost(report))
+    if args.source.is_dir():
+        write_cost_json(report, args.source / "cost.json")
+    return 0
+
+
+def _format_sparsity(sparsity: dict) -> str:
+    online, second = sparsity["online"]["total"], sparsity["second"]["total"]
+    return (f"final density: online {online:.3f} (sparsity {100 * (1 - online):.1f}%), "
+            f"second branch {second:.3f} (sparsity {100 * (1 - second):.1f}%)")
+
+
+def _format_eval(result: dict, cfg) -> str:
+    """Encoder accuracy beside raw pixels and, for the default demo, the dense reference."""
+    rows = [("encoder (this run)", result["encoder"])]
+    if result.get("raw_pixels"):
+        rows.append(("raw pixels", result["raw_pixels"]))
+    reference = dense_reference(cfg)
+    if reference:
+        rows.append((f"dense reference ({reference['source']})", reference))
+    lines = [f"{'':44s} {'kNN top-1':>10s} {'linear top-1':>13s}"]
+    for name, values in rows:
+        knn = values.get("knn_top1")
+        lin = values.get("linear_top1")
+        lines.append(f"{name:44s} {_pct(knn):>10s} {_pct(lin):>13s}")
+    lines.append(f"online encoder density (prunable weights): {result['online_density']:.3f}")
+    return "\n".join(lines)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.2f}%"
+
+
+def dense_reference(cfg) -> dict | None:
+    """Our measured dense run of the same config, when the package records one (reference.json)."""
+    table = json.loads(resources.files("synccp").joinpath("reference.json").read_text())
+    wanted = config_to_dict(cfg)
+    for entry in table["runs"]:
+        same = all(wanted[s][k] == v for s, fields in entry["config"].items() for k, v in fields.items())
+        if same:
+            return entry
+    return None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

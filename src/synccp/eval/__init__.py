@@ -1,0 +1,1 @@
+"""Evaluation of frozen encoders: feature extraction, weighted kNN and a linear probe."""

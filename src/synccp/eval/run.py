@@ -1,0 +1,96 @@
+"""`synccp eval DIR`: kNN and linear probes of a run's online encoder beside the raw-pixel baseline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from synccp.config import Config, load_resolved
+from synccp.data import ImageDataset, load_dataset
+from synccp.eval.features import extract_features, raw_pixel_features
+from synccp.eval.knn import knn_accuracy
+from synccp.eval.linear import linear_probe
+from synccp.models import build_backbone, prunable_parameters
+from synccp.results import rundir
+from synccp.train.export import load_backbone_weights
+from synccp.train.setup import resolve_device
+
+LOG = logging.getLogger(__name__)
+PROBES = ("linear", "knn", "both")
+
+
+def probe_features(train_x, train_y, test_x, test_y, *, cfg: Config, num_classes: int,
+                   probe: str) -> dict[str, float]:
+    """Run the requested probes on (N, D) train and (M, D) test features; accuracies in %."""
+    e = cfg.eval
+    result: dict[str, float] = {}
+    if probe in ("knn", "both"):
+        result["knn_top1"] = knn_accuracy(train_x, train_y, test_x, test_y, num_classes=num_classes,
+                                          k=e.knn_k, temperature=e.knn_temperature)
+    if probe in ("linear", "both"):
+        linear = linear_probe(train_x, train_y, test_x, test_y, num_classes=num_classes,
+                              epochs=e.linear_epochs, lr=e.linear_lr,
+                              batch_size=e.linear_batch_size, seed=cfg.train.seed)
+        result["linear_top1"] = linear["test_top1"]
+        result["linear_train_top1"] = linear["train_top1"]
+    return result
+
+
+def _splits(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
+    kwargs = dict(root=cfg.data.root or None, image_size=cfg.data.image_size or None)
+    return load_dataset(cfg.data.name, "train", **kwargs), load_dataset(cfg.data.name, "test", **kwargs)
+
+
+def raw_pixel_baseline(cfg: Config, train: ImageDataset, test: ImageDataset, *, probe: str) -> dict:
+    """The probes on raw pixels, cached per dataset and probe settings (they never change)."""
+    key = json.dumps([cfg.data.name, cfg.data.image_size, len(train.images), len(test.images),
+                      probe, cfg.eval.__dict__, cfg.train.seed], sort_keys=True)
+    cache = Path(os.environ.get("SYNCCP_CACHE", Path.home() / ".cache" / "synccp")) / "raw_baseline"
+    path = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = probe_features(raw_pixel_features(train.images, mean=train.mean, std=train.std), train.labels,
+                            raw_pixel_features(test.images, mean=train.mean, std=train.std), test.labels,
+                            cfg=cfg, num_classes=train.num_classes, probe=probe)
+    rundir.write_json(path, result)
+    return result
+
+
+def evaluate(run_dir: str | Path, *, probe: str = "both", device: str = "auto") -> dict:
+    """Probe the run's exported online encoder; write and return `eval.json`."""
+    if probe not in PROBES:
+        raise ValueError(f"--probe must be one of {', '.join(PROBES)}, got {probe!r}")
+    run_dir = Path(run_dir)
+    cfg = load_resolved(run_dir / rundir.CONFIG)
+    train, test = _splits(cfg)
+    backbone = build_backbone(cfg.model.backbone, stem=cfg.model.stem, width=cfg.model.width,
+                              in_channels=train.images.shape[1])
+    load_backbone_weights(run_dir, backbone)
+    target = resolve_device(device)
+    backbone.to(target)
+    size = train.images.shape[-1]
+    feats = [extract_features(backbone, d.images, image_size=size, mean=train.mean, std=train.std,
+                              device=target) for d in (train, test)]
+    result = {
+        "encoder": probe_features(feats[0], train.labels, feats[1], test.labels, cfg=cfg,
+                                  num_classes=train.num_classes, probe=probe),
+        "raw_pixels": raw_pixel_baseline(cfg, train, test, probe=probe) if cfg.eval.raw_baseline else None,
+        "online_density": _density(backbone),
+        "train_images": len(train.images), "test_images": len(test.images),
+        "knn": {"k": cfg.eval.knn_k, "temperature": cfg.eval.knn_temperature},
+        "linear": {"epochs": cfg.eval.linear_epochs, "lr": cfg.eval.linear_lr, "features": "cached, standardized"},
+    }
+    rundir.write_json(run_dir / rundir.EVAL, result)
+    return result
+
+
+def _density(backbone: torch.nn.Module) -> float:
+    """Fraction of nonzero entries over the prunable weights of the exported encoder."""
+    params = prunable_parameters(backbone).values()
+    kept = sum(int(p.count_nonzero()) for p in params)
+    return kept / sum(p.numel() for p in params)

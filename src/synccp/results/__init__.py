@@ -1,0 +1,1 @@
+"""Run-directory I/O, reports and plots."""

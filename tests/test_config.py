@@ -1,0 +1,73 @@
+"""Config schema: defaults resolve, overrides parse, bad input names the key and the value."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from synccp.config import ConfigError, config_from_dict, config_to_dict, load_config, load_resolved, save_config
+
+
+def test_embedded_default_is_byol_synccp_on_fashion_mnist():
+    cfg = load_config()
+    assert (cfg.data.name, cfg.method.name, cfg.sparsity.algorithm) == ("fashion_mnist", "byol", "synccp")
+    assert cfg.method.base_tau is not None and cfg.method.proj_hidden_dim is not None  # resolved
+
+
+def test_overrides_are_typed_and_applied(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[method]\nname = "simclr"\n[train]\nepochs = 3\n')
+    cfg = load_config(path, ["train.epochs=50", "sparsity.granularity=nm", "sparsity.n=1", "train.compile=true"])
+    assert cfg.train.epochs == 50.0 and isinstance(cfg.train.epochs, float)
+    assert (cfg.sparsity.granularity, cfg.sparsity.n, cfg.train.compile) == ("nm", 1, True)
+    assert cfg.method.temperature is not None  # simclr default filled
+
+
+def test_ramp_end_defaults_to_three_quarters_of_training():
+    cfg = config_from_dict({"train": {"epochs": 8}})
+    assert cfg.sparsity.end_epoch == 6.0
+
+
+@pytest.mark.parametrize("override, words", [
+    ("sparsity.algorithm=magic", ["sparsity.algorithm", "magic"]),
+    ("train.batch_size=abc", ["train.batch_size", "abc"]),
+    ("train.batch_size=1.5", ["train.batch_size", "1.5"]),
+    ("sparsity.density=1.5", ["sparsity.density", "1.5"]),
+    ("sparsity.n=4", ["sparsity.n", "n=4", "m=4"]),
+    ("train.nope=1", ["train.nope"]),
+    ("bogus.key=1", ["bogus"]),
+    ("sparsity.end_epoch=99", ["sparsity.end_epoch", "99"]),
+    ("noequals", ["key=value", "noequals"]),
+])
+def test_bad_values_name_key_and_value(override, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_malformed_toml_names_the_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[train\nepochs = 3")
+    with pytest.raises(ConfigError, match="bad.toml"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(None, ["method.name=mocov2", "train.seed=7"])
+    save_config(cfg, tmp_path / "config.json")
+    assert load_resolved(tmp_path / "config.json") == cfg
+    assert json.loads((tmp_path / "config.json").read_text()) == config_to_dict(cfg)
+
+
+@settings(max_examples=60, deadline=None)
+@given(section=st.sampled_from(["train", "sparsity", "data", "model", "eval"]),
+       key=st.text(min_size=1, max_size=12), value=st.one_of(st.integers(), st.floats(), st.text(max_size=8), st.booleans()))
+def test_arbitrary_input_either_loads_or_raises_config_error(section, key, value):
+    try:
+        config_from_dict({section: {key: value}})
+    except ConfigError:
+        pass
