@@ -1,0 +1,103 @@
+"""The common contract of the SSL methods (docs/architecture.md, DESIGN.md §1).
+
+A method owns the online backbone θ, its heads, and (momentum methods) the EMA target copies ξ.
+It does not own masks or the encoders' forward: the trainer hands it two callables, `online`
+and `second`, each mapping (B, C, H, W) images to (B, D) backbone features.
+
+- Shared-encoder methods (SimCLR, Barlow Twins, SimSiam): `online` runs θ⊙M_A and `second` runs
+  θ⊙M_B, both with gradient; `view_a` goes through `online`, `view_b` through `second`. Heads are
+  shared and dense. The trainer swaps the views every step.
+- Momentum methods (BYOL, MoCo-v2): `online` is the online backbone (both views, one forward per
+  view so BatchNorm sees per-view batch statistics, as solo-learn does), `second` the target
+  backbone (both views, under `torch.no_grad()`), followed by the target projector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from synccp.models.ema import ema_update_, frozen_copy
+
+Encode = Callable[[Tensor], Tensor]  # (B, C, H, W) -> (B, D) backbone features
+
+
+class SSLMethod(nn.Module):
+    """Base class: backbone, heads and the loss of one SSL method; no sparsity inside."""
+
+    name: ClassVar[str]
+    shared_encoder: ClassVar[bool]
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.target_backbone: nn.Module | None = None
+
+    @property
+    def feature_dim(self) -> int:
+        """D of the backbone features (`backbone.out_dim`)."""
+        return int(self.backbone.out_dim)
+
+    def training_loss(self, view_a: Tensor, view_b: Tensor, *, online: Encode,
+                      second: Encode) -> Tensor:
+        """The method's scalar loss for one batch of two views, each (B, C, H, W)."""
+        raise NotImplementedError
+
+    def forward(self, view_a: Tensor, view_b: Tensor, *, online: Encode, second: Encode) -> Tensor:
+        """`training_loss`, so that DistributedDataParallel can wrap the whole method."""
+        return self.training_loss(view_a, view_b, online=online, second=second)
+
+    def update_target(self, tau: float) -> None:
+        """EMA of the online backbone and projector into their targets; no-op without a target."""
+
+    def after_step(self) -> None:
+        """Bookkeeping after the optimizer step (MoCo: enqueue this step's keys); default no-op."""
+
+    def target_parameters(self) -> dict[str, Tensor] | None:
+        """The target backbone's named parameters (ξ), or None for shared-encoder methods."""
+        if self.target_backbone is None:
+            return None
+        return dict(self.target_backbone.named_parameters())
+
+
+class MomentumMethod(SSLMethod):
+    """A method with an EMA target: frozen copies of the backbone and of `projector`.
+
+    Subclasses set `self.projector` and call `_make_targets()` once it exists. `base_tau` and
+    `final_tau` are the end points of the cosine τ schedule the trainer follows (`cosine_tau`).
+    """
+
+    shared_encoder = False
+
+    def __init__(self, backbone: nn.Module, *, base_tau: float, final_tau: float):
+        super().__init__(backbone)
+        if not 0.0 <= base_tau <= final_tau <= 1.0:
+            raise ValueError(f"method needs 0 <= base_tau <= final_tau <= 1, got "
+                             f"base_tau={base_tau}, final_tau={final_tau}")
+        self.base_tau = base_tau
+        self.final_tau = final_tau
+
+    def _make_targets(self) -> None:
+        """ξ = θ at initialization, for the backbone and the projector (no gradient)."""
+        self.target_backbone = frozen_copy(self.backbone)
+        self.target_projector = frozen_copy(self.projector)
+
+    @torch.no_grad()
+    def update_target(self, tau: float) -> None:
+        ema_update_(self.target_backbone, self.backbone, tau)
+        ema_update_(self.target_projector, self.projector, tau)
+
+    def target_projections(self, view: Tensor, second: Encode) -> Tensor:
+        """Target branch: target projector on `second`'s features, without gradient: (B, P)."""
+        with torch.no_grad():
+            return self.target_projector(second(view))
+
+
+def check_positive(**values: float) -> None:
+    """Raise ValueError naming the first keyword argument that is not > 0."""
+    for key, value in values.items():
+        if not value > 0:
+            raise ValueError(f"method.{key} must be > 0, got {value}")
