@@ -1,28 +1,8 @@
 """Shared fixtures: small datasets written in the exact official file formats."""
 
-import gzip
-import struct
-
-import numpy as np
 import pytest
 
-
-def write_idx_fashion_mnist(root, *, n_train=96, n_test=48, size=16, seed=0):
-    """Write the four Fashion-MNIST IDX .gz files (magic 2051/2049, big-endian dims) into `root`.
-
-    Images are class-dependent patterns plus noise, so an encoder has something to learn."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for prefix, count in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, count).astype(np.uint8)
-        yy, xx = np.mgrid[0:size, 0:size]
-        base = np.stack([((xx * (c % 3 + 1) + yy * (c // 3 + 1)) % size) * (255 // size) for c in range(10)])
-        images = np.clip(base[labels] + rng.integers(0, 40, (count, size, size)), 0, 255).astype(np.uint8)
-        with gzip.open(root / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
-            f.write(struct.pack(">IIII", 2051, count, size, size) + images.tobytes())
-        with gzip.open(root / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-            f.write(struct.pack(">II", 2049, count) + labels.tobytes())
-    return root
+from helpers import write_idx_fashion_mnist
 
 
 @pytest.fixture
@@ -32,16 +12,3 @@ def fmnist_root(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNCCP_DATA", str(root))
     monkeypatch.setenv("SYNCCP_CACHE", str(tmp_path / "cache"))
     return root
-
-
-def tiny_overrides(root, **extra):
-    """`--set` overrides for a seconds-long run on the fixture data."""
-    values = {
-        "data.root": f'"{root}"', "model.width": 4, "train.batch_size": 16, "train.epochs": 2,
-        "train.log_every": 2, "train.progress": "false", "train.warmup_epochs": 0.5,
-        "sparsity.update_every": 2, "sparsity.start_epoch": 0, "sparsity.end_epoch": 1.5,
-        "eval.linear_epochs": 2, "eval.knn_k": 5, "method.queue_size": 64,
-        "method.proj_hidden_dim": 32, "method.proj_output_dim": 16,
-    }
-    values.update(extra)
-    return [f"{k}={v}" for k, v in values.items()]

@@ -13,14 +13,16 @@ from synccp.sparsity.sparsifier import Sparsifier
 
 
 def export_model(run_dir: Path, backbone: nn.Module, sparsifier: Sparsifier) -> None:
-    """Write `model.safetensors` (backbone state dict) and `masks.safetensors` (bool masks)."""
-    state = {k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.detach().cpu().contiguous()
-             for k, v in backbone.state_dict().items()}
+    """Write `model.safetensors` (the online encoder θ⊙M_online) and `masks.safetensors`.
+
+    For shared-encoder methods θ is nonzero inside the denser second mask too (DESIGN.md §1), so
+    the export applies the online mask: the saved encoder is exactly the sparse online network."""
+    state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     masks = sparsifier.masks()
     for key, mask in masks.items():
-        name = key.split("/", 1)[1]
-        if key.startswith("online/"):
-            assert not state[name][~mask].any(), f"pruned entries of {name} are not zero"
+        branch, name = key.split("/", 1)
+        if branch == "online":
+            state[name] = state[name] * mask
     atomic_write(Path(run_dir) / MODEL, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     atomic_write(Path(run_dir) / MASKS, lambda tmp: save_file(masks, str(tmp)))
 
