@@ -1,0 +1,224 @@
+"""Sparsifier cost: one mask update, and a masked training step vs a dense one.
+
+Part 1 — mask update: wall time of one `update_` (new masks for every layer, zeroing of weights
+and SGD momentum, metrics with its host sync) on a ResNet backbone (CIFAR stem), momentum path
+(online θ and an EMA target ξ, BYOL's default), per algorithm × granularity, mid-ramp. RigL and
+GraNet include `capture_` of the dense gradient. Reported as the median and as the share of
+training time at the default cadence: update / (update_every × masked step time).
+
+Part 2 — training step: forward + backward + SGD step of the backbone on two views
+(a loss on the pooled features; no heads), dense vs masked, for
+  - the shared-encoder path (SimCLR/Barlow/SimSiam): θ⊙M_A and θ⊙M_B via `functional_call`,
+    plus capture_/mask_gradients_/update_ on a non-update step;
+  - `dense` run through the Sparsifier (must cost nothing);
+  - the momentum path (BYOL/MoCo): online fwd/bwd on both views, target forward under no_grad,
+    EMA update, then mask_gradients_/update_/remask_second_.
+Masks are SyncCP's at density 0.1 (online) / 0.2 (second), unstructured, global threshold.
+Paths run interleaved (rotating order) so background load hits all alike; warm-up excluded;
+medians over repeats. Usage (docs/sparsity.md has the numbers and the exact command):
+
+    .venv/bin/python benchmarks/bench_sparsity.py --batch 8 --repeats 5
+    .venv/bin/python benchmarks/bench_sparsity.py --device cuda --batch 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+from synccp.config import SparsityConfig
+from synccp.models import build_backbone, ema_update_, frozen_copy, prunable_parameters
+from synccp.sparsity.sparsifier import Sparsifier
+
+UPDATE_CASES = (("synccp", "unstructured"), ("synccp", "nm"), ("synccp", "block"), ("synccp", "channel"),
+                ("gmp", "unstructured"), ("sdclr", "unstructured"), ("rigl", "unstructured"),
+                ("granet", "unstructured"), ("granet", "nm"))
+NEVER = 10**9  # a ramp that never fires during the step benchmark
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def sparsifier_for(backbone, target, *, algorithm: str, granularity: str, every: int, start: int,
+                   initial: float, density: float = 0.1) -> Sparsifier:
+    defaults = SparsityConfig()
+    return Sparsifier(
+        online=prunable_parameters(backbone), second=None if target is None else prunable_parameters(target),
+        algorithm=algorithm, granularity=granularity, density=density, initial_density=initial,
+        density_gap=0.1, n=defaults.n, m=defaults.m, block=(defaults.block_out, defaults.block_in),
+        allocation=defaults.allocation, score_ema=defaults.score_ema, update_every=every,
+        start_step=start, end_step=NEVER if start else NEVER // 2, steps_per_epoch=every,
+        total_steps=NEVER, drop_fraction=defaults.drop_fraction, sparse_branch=defaults.sparse_branch, seed=0)
+
+
+def time_updates(name: str, width: int, device: torch.device, *, algorithm: str, granularity: str,
+                 warmup: int, repeats: int) -> float:
+    """Median seconds of one mask update (every step is an update step here)."""
+    backbone = build_backbone(name, stem="cifar", width=width, in_channels=3).to(device)
+    target = frozen_copy(backbone)
+    sparsifier = sparsifier_for(backbone, target, algorithm=algorithm, granularity=granularity, every=1,
+                                start=0, initial=0.5)
+    optimizer = torch.optim.SGD(backbone.parameters(), lr=0.01, momentum=0.9)
+    sparsifier.prepare_()
+    for p in backbone.parameters():  # momentum buffers to zero, like a real run
+        optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
+    times = []
+    for step in range(1, warmup + repeats + 1):
+        for p in prunable_parameters(backbone).values():
+            p.grad = torch.randn_like(p)
+        sync(device)
+        start = time.perf_counter()
+        sparsifier.capture_(step)
+        record = sparsifier.update_(step, optimizer)
+        sync(device)
+        times.append(time.perf_counter() - start)
+        assert record is not None
+    return statistics.median(times[warmup:])
+
+
+def _step_paths(name: str, width: int, device: torch.device, channels_last: bool) -> dict:
+    """Callables for one training step of each path, each with its own model and optimizer."""
+    def model():
+        torch.manual_seed(0)
+        net = build_backbone(name, stem="cifar", width=width, in_channels=3).to(device)
+        return net.to(memory_format=torch.channels_last) if channels_last else net
+
+    def sgd(net):
+        return torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-5)
+
+    paths = {}
+    for label, algorithm in (("shared dense", None), ("shared synccp", "synccp"),
+                             ("shared via Sparsifier(dense)", "dense")):
+        net = model()
+        sp = None if algorithm is None else sparsifier_for(net, None, algorithm=algorithm,
+                                                           granularity="unstructured", every=50,
+                                                           start=NEVER, initial=0.1)
+        if sp is not None:
+            sp.prepare_()
+        paths[label] = _shared_step(net, sgd(net), sp)
+    for label, algorithm in (("momentum dense", None), ("momentum synccp", "synccp")):
+        net = model()
+        target = frozen_copy(net)
+        sp = None if algorithm is None else sparsifier_for(net, target, algorithm=algorithm,
+                                                           granularity="unstructured", every=50,
+                                                           start=NEVER, initial=0.1)
+        if sp is not None:
+            sp.prepare_()
+        paths[label] = _momentum_step(net, target, sgd(net), sp)
+    return paths
+
+
+def _shared_step(net, optimizer, sparsifier):
+    counter = [0]
+
+    def encode(branch, x):
+        weights = None if sparsifier is None else sparsifier.branch_weights(branch)
+        return net(x) if weights is None else torch.func.functional_call(net, weights, (x,))
+
+    def run(a, b):
+        counter[0] += 1
+        loss = (encode("online", a) - encode("second", b)).pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if sparsifier is not None:
+            sparsifier.capture_(counter[0])
+            sparsifier.mask_gradients_()
+        optimizer.step()
+        if sparsifier is not None:
+            sparsifier.update_(counter[0], optimizer)
+    return run
+
+
+def _momentum_step(net, target, optimizer, sparsifier):
+    counter = [0]
+
+    def run(a, b):
+        counter[0] += 1
+        online_a, online_b = net(a), net(b)
+        with torch.no_grad():
+            target_a, target_b = target(a), target(b)
+        loss = (online_a - target_b).pow(2).mean() + (online_b - target_a).pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if sparsifier is not None:
+            sparsifier.capture_(counter[0])
+            sparsifier.mask_gradients_()
+        optimizer.step()
+        if sparsifier is not None:
+            sparsifier.update_(counter[0], optimizer)
+        ema_update_(target, net, 0.99)
+        if sparsifier is not None:
+            sparsifier.remask_second_()
+    return run
+
+
+def time_steps(name: str, width: int, device: torch.device, *, batch: int, size: int, warmup: int,
+               repeats: int, channels_last: bool) -> dict[str, float]:
+    """Median seconds per training step of each path, interleaved round-robin."""
+    paths = _step_paths(name, width, device, channels_last)
+    generator = torch.Generator().manual_seed(0)
+    views = [torch.randn(batch, 3, size, size, generator=generator).to(device) for _ in range(2)]
+    if channels_last:
+        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+    times: dict[str, list[float]] = {label: [] for label in paths}
+    labels = list(paths)
+    for repeat in range(warmup + repeats):
+        shift = repeat % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            sync(device)
+            start = time.perf_counter()
+            paths[label](*views)
+            sync(device)
+            if repeat >= warmup:
+                times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--models", default="resnet18,resnet50")
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32, help="images per view in the step benchmark")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    parser.add_argument("--update-every", type=int, default=SparsityConfig().update_every)
+    parser.add_argument("--skip-updates", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    channels_last = device.type == "cuda"
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "
+          f"threads {torch.get_num_threads()}, width {args.width}, batch {args.batch}×2 views, "
+          f"{args.image_size}×{args.image_size}, median of {args.repeats} (warm-up {args.warmup}), "
+          f"update_every {args.update_every}")
+    for name in args.models.split(","):
+        steps = time_steps(name, args.width, device, batch=args.batch, size=args.image_size,
+                           warmup=args.warmup, repeats=args.repeats, channels_last=channels_last)
+        print(f"\n{name}: training step (median s), ratio to the dense step of the same path")
+        for label, value in steps.items():
+            base = steps["momentum dense" if label.startswith("momentum") else "shared dense"]
+            print(f"  {label:32s} {value:9.4f} s   ×{value / base:.3f}")
+        if args.skip_updates:
+            continue
+        step_time = steps["momentum synccp"]
+        print(f"{name}: one mask update, momentum path (median s); share = update / "
+              f"({args.update_every} × {step_time:.4f} s masked momentum step)")
+        for algorithm, granularity in UPDATE_CASES:
+            cost = time_updates(name, args.width, device, algorithm=algorithm, granularity=granularity,
+                                warmup=args.warmup, repeats=max(3, args.repeats // 2))
+            print(f"  {algorithm:7s} {granularity:13s} {cost:9.4f} s   "
+                  f"{100 * cost / (args.update_every * step_time):6.2f} % of training time")
+
+
+if __name__ == "__main__":
+    main()

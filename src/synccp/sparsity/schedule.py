@@ -1,0 +1,104 @@
+"""Density and drop-fraction schedules, and the per-branch target densities of every algorithm.
+
+All functions are pure functions of the global optimizer step (DESIGN.md §1: "Schedules count real
+optimizer steps"). Step 0 is the state before the first optimizer step (`Sparsifier.prepare_`).
+"""
+
+from __future__ import annotations
+
+import math
+
+ALGORITHMS = ("dense", "static", "gmp", "sdclr", "rigl", "granet", "synccp")
+RAMP_ALGORITHMS = ("gmp", "granet", "synccp")
+
+
+def cubic_density(step: int, *, initial: float, final: float, start: int, end: int) -> float:
+    """Zhu & Gupta's gradual pruning ramp, written as a density (fraction kept).
+
+    Zhu & Gupta, "To prune, or not to prune" (2017), eq. 1: "s_t = s_f + (s_i − s_f)(1 − (t −
+    t_0)/(nΔt))^3". With densities d = 1 − s: `d_f + (d_i − d_f)(1 − φ)^3`, φ = (t − start)/(end −
+    start); `initial` before `start`, `final` from `end` on (also when start == end).
+    """
+    if step >= end:
+        return float(final)
+    if step <= start:
+        return float(initial)
+    phase = (step - start) / (end - start)
+    return float(final + (initial - final) * (1.0 - phase) ** 3)
+
+
+def constant_density(step: int, *, density: float) -> float:
+    """The same density at every step (static masks, RigL, SDCLR's sparse branch)."""
+    del step
+    return float(density)
+
+
+def cosine_drop_fraction(step: int, *, initial: float, end: int) -> float:
+    """RigL's cosine-decayed drop fraction, 0 from `end` on.
+
+    Evci et al., "Rigging the Lottery" (ICML 2020), §3: "f_decay(t; α, T_end) = α/2 (1 +
+    cos(tπ/T_end))". Used by RigL and by GraNet's prune-and-regrow (Liu et al., NeurIPS 2021).
+    """
+    if end <= 0 or step >= end:
+        return 0.0
+    return float(initial / 2.0 * (1.0 + math.cos(math.pi * max(step, 0) / end)))
+
+
+def is_update_step(step: int, *, start: int, end: int, every: int) -> bool:
+    """True when masks change at `step`: every `every` steps from `start`, and always at `end`.
+
+    Updating at `end` even when it is off the `every` grid makes the final density exact.
+    """
+    if every <= 0:
+        raise ValueError(f"sparsity.update_every must be > 0, got {every}")
+    if step < start or step > end:
+        return False
+    return step == end or (step - start) % every == 0
+
+
+def last_update_step(step: int, *, start: int, end: int, every: int) -> int | None:
+    """The latest update step ≤ `step` (None when no update has happened yet)."""
+    if step < start:
+        return None
+    if step >= end:
+        return end
+    return start + (step - start) // every * every
+
+
+def _final_and_initial(*, density: float, initial_density: float, granularity: str,
+                       n: int, m: int) -> tuple[float, float]:
+    """Final and initial total density; N:M ends at exactly n/m and never starts below it."""
+    if granularity == "nm":
+        final = n / m
+        return final, max(initial_density, final)
+    return density, max(initial_density, density)
+
+
+def branch_densities(step: int, *, algorithm: str, density: float, initial_density: float,
+                     density_gap: float, start_step: int, end_step: int, sparse_branch: str,
+                     granularity: str, n: int, m: int, update_every: int = 1) -> tuple[float, float]:
+    """Target total density (online, second branch) in force after optimizer step `step`.
+
+    Masks change only at update steps (`is_update_step` with `update_every`; the default 1 gives
+    the continuous ramp), so between updates the density of the last update is returned. For
+    `granularity="nm"` the final density is n/m whatever `density` says. Targets are over the layers
+    that fit the granularity; unfit layers stay dense (see `Sparsifier.summary`).
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"sparsity.algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    final, initial = _final_and_initial(density=density, initial_density=initial_density,
+                                        granularity=granularity, n=n, m=m)
+    if algorithm == "dense":
+        return 1.0, 1.0
+    if algorithm in ("static", "rigl"):
+        return final, final
+    if algorithm == "sdclr":
+        if sparse_branch not in ("online", "second"):
+            raise ValueError(f"sparsity.sparse_branch must be online or second, got {sparse_branch!r}")
+        return (final, 1.0) if sparse_branch == "online" else (1.0, final)
+    last = last_update_step(step, start=start_step, end=end_step, every=update_every)
+    online = cubic_density(0 if last is None else last, initial=initial, final=final,
+                           start=start_step, end=end_step)
+    if algorithm == "synccp":
+        return online, min(1.0, online + density_gap)
+    return online, online

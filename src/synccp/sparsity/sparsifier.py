@@ -1,0 +1,309 @@
+"""The Sparsifier: the only stateful sparsity object (masks, score EMAs, captured gradients).
+
+It composes the pure pieces (schedule × scores × allocation × granularity × algorithm policy)
+and is driven by the training loop in DESIGN.md §2's order: `prepare_` once; every step
+`capture_` (after backward), `mask_gradients_`, optimizer step, `update_`, and for momentum
+methods the EMA target update then `remask_second_`. Masks are keyed by parameter name and live
+on the weights' device; models stay plain modules.
+
+Shared encoder (`second=None`): one tensor θ, two masks; θ is zero where both masks are off.
+Momentum methods: θ is zero outside the online mask, the target ξ outside the second mask.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor, nn
+
+from synccp.sparsity import checks
+from synccp.sparsity.algorithms import (is_policy_update, policy_for, random_init_allocation,
+                                        regrow_masks, select_masks, unmasked_target_scores)
+from synccp.sparsity.allocation import allocate_masks
+from synccp.sparsity.granularity import Pattern, unfit_reason
+from synccp.sparsity.masking import keep_only_, like_mask, prune_
+from synccp.sparsity.oscillation import mask_counts, metrics_from_counts
+from synccp.sparsity.schedule import branch_densities, cosine_drop_fraction
+from synccp.sparsity.scores import ema_magnitude_, gradient_magnitude, magnitude, random_scores
+
+LOG = logging.getLogger(__name__)
+BRANCHES = ("online", "second")
+Masks = dict[str, Tensor]
+
+
+class Sparsifier:
+    """Masks of the online and second branch for one run; see the module docstring."""
+
+    def __init__(self, *, online: dict[str, nn.Parameter], second: dict[str, Tensor] | None,
+                 algorithm: str, granularity: str, density: float, initial_density: float,
+                 density_gap: float, n: int, m: int, block: tuple[int, int], allocation: str,
+                 score_ema: float, update_every: int, start_step: int, end_step: int,
+                 steps_per_epoch: int, total_steps: int, drop_fraction: float,
+                 sparse_branch: str, seed: int):
+        checks.check_arguments(online=online, second=second, density=density,
+                               initial_density=initial_density, density_gap=density_gap,
+                               allocation=allocation, score_ema=score_ema, update_every=update_every,
+                               start_step=start_step, end_step=end_step, steps_per_epoch=steps_per_epoch,
+                               total_steps=total_steps, drop_fraction=drop_fraction,
+                               sparse_branch=sparse_branch)
+        self.policy = policy_for(algorithm)
+        self.pattern = Pattern(granularity, n=n, m=m, block=tuple(block))
+        self.algorithm, self.allocation = algorithm, allocation
+        self._schedule = dict(algorithm=algorithm, density=density, initial_density=initial_density,
+                              density_gap=density_gap, start_step=start_step, end_step=end_step,
+                              sparse_branch=sparse_branch, granularity=granularity, n=n, m=m,
+                              update_every=update_every)
+        self._cadence = dict(start_step=start_step, end_step=end_step, update_every=update_every,
+                             steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+        self.score_ema, self.drop_fraction = score_ema, drop_fraction
+        self._weights = {"online": dict(online), "second": dict(online if second is None else second)}
+        self.shared = second is None
+        self._unfit = {} if algorithm == "dense" else {
+            name: reason for name, p in online.items()
+            if (reason := unfit_reason(tuple(p.shape), self.pattern)) is not None}
+        self._fit = [name for name in online if name not in self._unfit]
+        checks.log_choices(LOG, self._unfit, online, granularity=granularity, allocation=allocation,
+                           density=density, n=n, m=m, algorithm=algorithm)
+        self._ones = {name: torch.ones_like(online[name], dtype=torch.bool) for name in self._unfit}
+        self._generator = torch.Generator().manual_seed(seed)
+        self._masks: dict[str, Masks] = {"online": {}, "second": {}}
+        self._union: Masks = {}
+        self._scores: dict[str, Masks] = {"online": {}, "second": {}}
+        self._grads: Masks = {}
+        self._counts: dict = {}
+        self._step = 0
+        self._prepared = False
+
+    # ----------------------------------------------------------------- schedule and scores
+    def _densities(self, step: int) -> tuple[float, float]:
+        return branch_densities(step, **self._schedule)
+
+    def _is_update(self, step: int) -> bool:
+        return is_policy_update(self.policy, step, **self._cadence)
+
+    def _last_scored_step(self) -> int:
+        """The last step whose update reads scores (EMAs need no updating after it)."""
+        if self.policy.cadence == "epoch":
+            return self._cadence["total_steps"]
+        if self.policy.cadence == "never":
+            return 0
+        return self._cadence["end_step"]
+
+    def _tracked(self) -> tuple[str, ...]:
+        if self.score_ema == 0.0 or self.policy.cadence == "never":
+            return ()
+        return ("online",) if self.shared else BRANCHES
+
+    def _branch_scores(self, branch: str) -> Masks:
+        """Scores of each fitting layer: EMA of |w| when score_ema > 0, else |w|. A shared encoder
+        scores θ for both branches; a momentum target scores ξ."""
+        source = "online" if self.shared else branch
+        if self._scores[source]:
+            scores = {name: self._scores[source][name] for name in self._fit}
+        else:
+            scores = {name: magnitude(self._weights[source][name]) for name in self._fit}
+        if source == "second" and not self.policy.shrink_only and self._masks["second"]:
+            online = self._branch_scores("online")  # the target is zero where pruned: estimate
+            scores = {name: unmasked_target_scores(s, online[name], self._masks["second"][name])
+                      for name, s in scores.items()}
+        return scores
+
+    def _initial_masks(self) -> tuple[Masks, Masks]:
+        """Masks at the step-0 densities: dense, seeded random (static, RigL) or by magnitude."""
+        densities = self._densities(0)
+        weights = {name: self._weights["online"][name] for name in self._fit}
+        if self.policy.init == "dense":
+            ones = {name: torch.ones_like(w, dtype=torch.bool) for name, w in weights.items()}
+            return ones, ones
+        if self.policy.init == "random":
+            scores = {name: random_scores(tuple(w.shape), generator=self._generator, device=w.device)
+                      for name, w in weights.items()}
+            online = allocate_masks(scores, densities[0], pattern=self.pattern,
+                                    allocation=random_init_allocation(self.allocation))
+            return online, online
+        return self._select(densities, restrict=False)
+
+    def _select(self, densities: tuple[float, float], *, restrict: bool) -> tuple[Masks, Masks]:
+        previous = tuple({n: self._masks[b][n] for n in self._fit} for b in BRANCHES) if restrict else None
+        online = self._branch_scores("online")
+        second = online if self.shared or self.policy.second == "same" else self._branch_scores("second")
+        return select_masks(self.policy, online, second, densities=densities, previous=previous,
+                            shared=self.shared, allocation=self.allocation, pattern=self.pattern)
+
+    def _regrow(self, step: int, online: Masks) -> tuple[Masks, Masks]:
+        """RigL/GraNet drop-and-grow of the online masks with the cosine-decayed fraction."""
+        fraction = cosine_drop_fraction(step, initial=self.drop_fraction, end=self._cadence["end_step"])
+        if fraction <= 0.0:
+            return online, {}
+        if not self._grads:
+            raise RuntimeError(f"sparsity.algorithm={self.algorithm!r} grows by dense gradient: call "
+                               f"capture_({step}) after backward and before mask_gradients_()")
+        return regrow_masks(online, self._branch_scores("online"), self._grads, fraction=fraction,
+                            pattern=self.pattern)
+
+    # ----------------------------------------------------------------- applying masks
+    def _install(self, online: Masks, second: Masks, *, grown: Masks | None = None,
+                 optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Store new masks; zero the weights (and optimizer state) they switch off or grow."""
+        grown = grown or {}
+        for name in self._fit:
+            weight = self._weights["online"][name]
+            on = self._masks["online"][name] = like_mask(weight, online[name])
+            sec = self._masks["second"][name] = on if second is online else like_mask(weight, second[name])
+            keep = self._union[name] = on | sec if self.shared and sec is not on else on
+            prune_(weight, keep & ~grown[name] if name in grown else keep, optimizer)
+            if name in grown and self._scores["online"]:  # grown weights restart from |w| = 0
+                self._scores["online"][name].masked_fill_(grown[name], 0.0)
+            if not self.shared:
+                prune_(self._weights["second"][name], sec, None)
+
+    def _full_masks(self) -> dict[str, Masks]:
+        """Masks of every prunable layer, in parameter order (unfit layers: all ones)."""
+        return {branch: {name: self._masks[branch].get(name, self._ones.get(name))
+                         for name in self._weights["online"]} for branch in BRANCHES}
+
+    def _record(self, before: dict[str, Masks]) -> dict:
+        """Metrics of the last change (one host sync); caches the counts for summary()."""
+        self._counts = mask_counts(before, self._full_masks())
+        return metrics_from_counts(self._counts)
+
+    def _covers_union(self, branch: str, name: str) -> bool:
+        """True when the branch mask equals the union (from the cached counts, no sync)."""
+        online, second, both = (self._counts["online"][name][1], self._counts["second"][name][1],
+                                self._counts["both"][name])
+        return (online if branch == "online" else second) == online + second - both
+
+    # ----------------------------------------------------------------- public API
+    def prepare_(self) -> dict:
+        """Initial masks at the step-0 density; zero pruned weights; return the metrics record
+        (oscillation relative to the dense all-ones start)."""
+        ones = {name: torch.ones_like(w, dtype=torch.bool) for name, w in self._weights["online"].items()}
+        before = {branch: ones for branch in BRANCHES}
+        online, second = self._initial_masks()
+        self._install(online, second)
+        for branch in self._tracked():  # EMAs start at |w| of the pruned initial weights
+            self._scores[branch] = {name: magnitude(self._weights[branch][name]).clone()
+                                    for name in self._fit}
+        self._prepared, self._step = True, 0
+        return self._record(before)
+
+    def branch_weights(self, branch: str) -> dict[str, Tensor] | None:
+        """θ⊙M for the layers where the branch mask is not the union (shared encoder), for
+        `torch.func.functional_call`; None when plain θ is right (momentum methods, dense, ...)."""
+        if branch not in BRANCHES:
+            raise ValueError(f"branch must be online or second, got {branch!r}")
+        self._require_prepared("branch_weights")
+        if not self.shared:
+            return None
+        weights = {name: torch.where(self._masks[branch][name], self._weights["online"][name], 0.0)
+                   for name in self._fit if not self._covers_union(branch, name)}
+        return weights or None
+
+    def capture_(self, step: int) -> None:
+        """After backward, before masking: keep |dense gradient| on RigL/GraNet update steps."""
+        if not self.policy.regrow or not self._is_update(step):
+            return
+        if cosine_drop_fraction(step, initial=self.drop_fraction, end=self._cadence["end_step"]) <= 0.0:
+            return
+        self._grads = {name: gradient_magnitude(self._weights["online"][name].grad,
+                                                self._weights["online"][name]) for name in self._fit}
+
+    def mask_gradients_(self) -> None:
+        """grad ← grad ⊙ (union of the masks touching θ), so pruned weights stay exactly zero."""
+        self._require_prepared("mask_gradients_")
+        for name in self._fit:
+            grad = self._weights["online"][name].grad
+            if grad is not None and not self._union_full(name):
+                keep_only_(grad, self._union[name])
+
+    def _union_full(self, name: str) -> bool:
+        online, second, both = (self._counts["online"][name][1], self._counts["second"][name][1],
+                                self._counts["both"][name])
+        union = online + second - both if self.shared else online
+        return union == self._counts["numel"][name]
+
+    def update_(self, step: int, optimizer: torch.optim.Optimizer) -> dict | None:
+        """After optimizer step `step`: update score EMAs; on update steps set new masks, zero what
+        they prune or grow (weights and optimizer state) and return the metrics record."""
+        self._require_prepared("update_")
+        if step > self._step and step <= self._last_scored_step():
+            for branch in self._tracked():
+                for name in self._fit:
+                    ema_magnitude_(self._scores[branch][name], self._weights[branch][name], beta=self.score_ema)
+        if step <= self._step or not self._is_update(step):
+            self._step = max(self._step, step)
+            return None
+        before = self._full_masks()
+        density_online, density_second = self._densities(step)
+        online = {name: self._masks["online"][name] for name in self._fit}
+        second = online if self.policy.second == "same" else {n: self._masks["second"][n] for n in self._fit}
+        if self.policy.reselect:
+            online, second = self._select((density_online, density_second), restrict=self.policy.shrink_only)
+        grown: Masks = {}
+        if self.policy.regrow:
+            online, grown = self._regrow(step, online)
+            second = online if self.policy.second == "same" else second
+        self._install(online, second, grown=grown, optimizer=optimizer)
+        self._grads, self._step = {}, step
+        return self._record(before)
+
+    def remask_second_(self) -> None:
+        """Momentum methods, after the EMA target update: ξ ← ξ ⊙ M_second.
+
+        Skipped where M_online ⊆ M_second: θ is exactly zero outside M_online, so the EMA
+        τ·0 + (1 − τ)·0 keeps ξ exactly zero outside M_second by itself.
+        """
+        self._require_prepared("remask_second_")
+        if self.shared:
+            return
+        with torch.no_grad():
+            for name in self._fit:
+                online, second = self._counts["online"][name][1], self._counts["second"][name][1]
+                if second < self._counts["numel"][name] and self._counts["both"][name] < online:
+                    keep_only_(self._weights["second"][name], self._masks["second"][name])
+
+    def masks(self) -> dict[str, Tensor]:
+        """{"online/<name>", "second/<name>"}: bool, CPU, contiguous copies (unfit layers: ones)."""
+        self._require_prepared("masks")
+        return {f"{branch}/{name}": mask.detach().cpu().contiguous().clone()
+                for branch, masks in self._full_masks().items() for name, mask in masks.items()}
+
+    def summary(self) -> dict:
+        """Densities per branch (total and per layer) and the layers left dense as unfit."""
+        self._require_prepared("summary")
+        numel = self._counts["numel"]
+        out = {}
+        for branch in BRANCHES:
+            kept = {name: c[1] for name, c in self._counts[branch].items()}
+            out[branch] = {"total": sum(kept.values()) / max(1, sum(numel.values())),
+                           "layers": {name: k / numel[name] for name, k in kept.items()}}
+        out["unfit_layers"] = [{"name": name, "shape": list(self._weights["online"][name].shape),
+                                "reason": reason} for name, reason in self._unfit.items()]
+        return out
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly: masks, score EMAs, step, generator state."""
+        self._require_prepared("state_dict")
+        return {"format": 1, "algorithm": self.algorithm, "granularity": self.pattern.granularity,
+                "step": self._step, "generator": self._generator.get_state(),
+                "masks": {b: {n: m.detach().clone() for n, m in self._masks[b].items()} for b in BRANCHES},
+                "scores": {b: {n: s.detach().clone() for n, s in self._scores[b].items()} for b in BRANCHES}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()` output (masks move to the weights' devices)."""
+        checks.check_state(state, algorithm=self.algorithm, granularity=self.pattern.granularity,
+                           names=self._fit, weights=self._weights["online"])
+        self._generator.set_state(state["generator"].cpu())
+        self._scores = {b: {n: s.to(self._weights["online" if self.shared else b][n].device).clone()
+                            for n, s in state["scores"].get(b, {}).items()} for b in BRANCHES}
+        online = {n: m.to(self._weights["online"][n].device) for n, m in state["masks"]["online"].items()}
+        second = online if self.policy.second == "same" else {
+            n: m.to(self._weights["online"][n].device) for n, m in state["masks"]["second"].items()}
+        self._install(online, second)
+        self._step, self._prepared, self._grads = int(state["step"]), True, {}
+        self._record(self._full_masks())
+
+    def _require_prepared(self, method: str) -> None:
+        if not self._prepared:
+            raise RuntimeError(f"Sparsifier.{method}() needs prepare_() or load_state_dict() first")

@@ -1,0 +1,102 @@
+"""Tiny conv + linear networks and a reference training loop for the sparsity tests."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from synccp.sparsity.sparsifier import Sparsifier
+from synccp.train.optim import build_optimizer
+
+DEFAULTS = dict(algorithm="synccp", granularity="unstructured", density=0.25, initial_density=1.0,
+                density_gap=0.25, n=2, m=4, block=(4, 4), allocation="global", score_ema=0.0,
+                update_every=2, start_step=1, end_step=9, steps_per_epoch=4, total_steps=12,
+                drop_fraction=0.3, sparse_branch="second", seed=0)
+
+
+def tiny_net(seed: int = 0, width: int = 8) -> nn.Module:
+    """Stem conv (not prunable) → 3×3 conv → 1×1 conv → pooled linear. All C_in % 4 == 0 after the stem."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+                         nn.Conv2d(width, 2 * width, 1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, 8))
+
+
+def prunable(model: nn.Module) -> dict:
+    return {name: p for name, p in model.named_parameters() if p.ndim > 1 and name != "0.weight"}
+
+
+class Run:
+    """A model (+ EMA target for momentum runs), an optimizer and a Sparsifier, stepped like
+    train/loop.py: forward → backward → capture → mask grads → step → update → EMA → remask."""
+
+    def __init__(self, *, momentum: bool = False, optimizer: str = "sgd", seed: int = 0,
+                 weight_decay: float = 1e-3, **overrides):
+        self.model = tiny_net(seed)
+        self.target = None
+        if momentum:
+            self.target = copy.deepcopy(self.model)
+            for p in self.target.parameters():
+                p.requires_grad_(False)
+        self.optimizer = build_optimizer(optimizer, [self.model], lr=0.05, momentum=0.9,
+                                         weight_decay=weight_decay, eta=0.02)
+        kwargs = {**DEFAULTS, **overrides}
+        self.sparsifier = Sparsifier(online=prunable(self.model),
+                                     second=None if self.target is None else prunable(self.target),
+                                     **kwargs)
+        self.records = {}
+        self.losses = []
+
+    def encode(self, branch: str, x: torch.Tensor) -> torch.Tensor:
+        if self.target is not None:
+            if branch == "online":
+                return self.model(x)
+            with torch.no_grad():
+                return self.target(x)
+        weights = self.sparsifier.branch_weights(branch)
+        if weights is None:
+            return self.model(x)
+        return torch.func.functional_call(self.model, weights, (x,))
+
+    def step(self, step: int) -> None:
+        """Optimizer step number `step` (1-based), deterministic data."""
+        g = torch.Generator().manual_seed(1000 + step)
+        x = torch.randn(4, 3, 6, 6, generator=g)
+        a, b = (x + 0.1 * torch.randn(x.shape, generator=g) for _ in range(2))
+        online, second = self.encode("online", a), self.encode("second", b)
+        loss = (online - second).pow(2).mean() + 0.1 * online.pow(2).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.sparsifier.capture_(step)
+        self.sparsifier.mask_gradients_()
+        self.optimizer.step()
+        record = self.sparsifier.update_(step, self.optimizer)
+        if record is not None:
+            self.records[step] = record
+        if self.target is not None:
+            with torch.no_grad():
+                for t, o in zip(self.target.parameters(), self.model.parameters()):
+                    t.mul_(0.9).add_(o, alpha=0.1)
+            self.sparsifier.remask_second_()
+        self.losses.append(float(loss.detach()))
+
+    def run(self, first: int, last: int) -> "Run":
+        for step in range(first, last + 1):
+            self.step(step)
+        return self
+
+
+@pytest.fixture
+def make_run():
+    return Run
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: intra-op threads only add contention on the shared 2-core machines."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,171 @@
+"""Granularities: exact small examples, layout of N:M groups, unfit layers, property tests."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from synccp.sparsity.granularity import (Pattern, block_mask, channel_mask, fits, granularity_mask,
+                                         keep_top, nm_mask, pattern_report, pattern_summary,
+                                         unfit_reason, unstructured_mask)
+
+
+def test_keep_top_is_exact_with_ties():
+    scores = torch.tensor([0.0, 1.0, 1.0, 1.0, 2.0, 0.0])
+    mask = keep_top(scores, 3)
+    assert mask.tolist() == [False, True, True, False, True, False]  # ties: first ones kept
+    assert keep_top(scores, 0).sum() == 0 and keep_top(scores, 9).all()
+
+
+def test_unstructured_keeps_largest():
+    scores = torch.tensor([[0.1, 0.9, 0.3], [0.8, 0.2, 0.7]])
+    assert unstructured_mask(scores, 0.5).tolist() == [[False, True, False], [True, False, True]]
+
+
+def test_nm_groups_run_along_input_channels_channels_last():
+    # conv weight (C_out=1, C_in=4, kh=1, kw=2): groups are the 4 input channels at each (kh, kw)
+    scores = torch.zeros(1, 4, 1, 2)
+    scores[0, :, 0, 0] = torch.tensor([4.0, 3.0, 2.0, 1.0])  # group at kw=0
+    scores[0, :, 0, 1] = torch.tensor([1.0, 2.0, 3.0, 4.0])  # group at kw=1
+    mask = nm_mask(scores, 0.5, n=2, m=4)
+    assert mask[0, :, 0, 0].tolist() == [True, True, False, False]
+    assert mask[0, :, 0, 1].tolist() == [False, False, True, True]
+
+
+def test_nm_linear_groups_along_in_features():
+    scores = torch.tensor([[1.0, 5.0, 2.0, 6.0, 9.0, 8.0, 0.0, 7.0]])
+    assert nm_mask(scores, 0.5, n=2, m=4).tolist() == [[False, True, False, True, True, True, False, False]]
+
+
+def test_nm_ramp_makes_lowest_l1_groups_sparse_first():
+    # four groups of 4 with L1 = 4, 40, 8, 80; density 0.75 → f = (1 − 0.75)/(1 − 0.5) = 0.5
+    scores = torch.tensor([[1.0] * 4 + [10.0] * 4 + [2.0] * 4 + [20.0] * 4])
+    mask = nm_mask(scores, 0.75, n=2, m=4).reshape(4, 4)
+    assert mask.sum(1).tolist() == [2, 4, 2, 4]
+    assert nm_mask(scores, 1.0, n=2, m=4).all()
+    assert (nm_mask(scores, 0.5, n=2, m=4).reshape(4, 4).sum(1) == 2).all()
+
+
+def test_nm_rejects_density_below_n_over_m():
+    with pytest.raises(ValueError, match="n/m"):
+        nm_mask(torch.rand(4, 8), 0.3, n=2, m=4)
+
+
+def test_block_mask_keeps_whole_tiles_by_l1():
+    scores = torch.zeros(4, 4, 1, 1)
+    scores[:2, 2:] = 5.0  # tile (0, 1)
+    scores[2:, :2] = 1.0  # tile (1, 0)
+    mask = block_mask(scores, 0.25, block=(2, 2))
+    expected = torch.zeros(4, 4, 1, 1, dtype=torch.bool)
+    expected[:2, 2:] = True
+    assert torch.equal(mask, expected)
+    assert block_mask(scores, 0.5, block=(2, 2)).sum() == 8
+
+
+def test_block_tiles_are_per_kernel_position():
+    scores = torch.zeros(2, 2, 1, 2)
+    scores[:, :, 0, 1] = 1.0
+    mask = block_mask(scores, 0.5, block=(2, 2))
+    assert mask[:, :, 0, 1].all() and not mask[:, :, 0, 0].any()
+
+
+def test_channel_mask_keeps_filters_by_mean_l1():
+    scores = torch.tensor([[1.0, 1.0], [5.0, 0.0], [0.1, 0.1], [3.0, 3.0]])
+    assert channel_mask(scores, 0.5).all(1).tolist() == [False, True, False, True]
+
+
+def test_unfit_layers_are_reported_and_refused():
+    nm = Pattern("nm", n=2, m=4)
+    assert "C_in=6" in unfit_reason((8, 6, 3, 3), nm)
+    assert fits((8, 8, 3, 3), nm) and fits((16, 8), nm)
+    block = Pattern("block", block=(4, 4))
+    assert "C_out, C_in" in unfit_reason((6, 8, 1, 1), block)
+    assert fits((8, 6), Pattern("channel")) and fits((5, 3), Pattern("unstructured"))
+    with pytest.raises(ValueError, match="C_in=6"):
+        granularity_mask(torch.rand(8, 6, 3, 3), 0.5, nm)
+
+
+def test_pattern_errors_name_the_field():
+    with pytest.raises(ValueError, match="sparsity.n.*n=4, m=4"):
+        Pattern("nm", n=4, m=4)
+    with pytest.raises(ValueError, match="sparsity.granularity.*'rows'"):
+        Pattern("rows")
+
+
+def test_pattern_report_and_summary():
+    nm = Pattern("nm", n=2, m=4)
+    good = nm_mask(torch.rand(8, 8, 3, 3), 0.5, n=2, m=4)
+    hybrid = nm_mask(torch.rand(8, 8, 3, 3), 0.75, n=2, m=4)
+    bad = torch.ones(8, 8, 3, 3, dtype=torch.bool)
+    bad[0, 0, 0, 0] = False  # a group with 3 of 4
+    reports = [pattern_report("a", good, nm), pattern_report("b", hybrid, nm), pattern_report("c", bad, nm),
+               pattern_report("d", torch.ones(8, 6, dtype=torch.bool), nm)]
+    assert reports[0]["valid"] and reports[0]["violations"] == 0
+    assert not reports[1]["valid"] and reports[1]["hybrid_valid"]
+    assert not reports[2]["hybrid_valid"] and reports[2]["violations"] == 8 * 8 * 9 // 4
+    assert not reports[3]["fits"] and reports[3]["valid"]
+    assert pattern_summary(reports) == "2:4 valid in 1/3 layers (1 unfit layer left dense)"
+    block = Pattern("block", block=(2, 2))
+    assert pattern_report("e", block_mask(torch.rand(4, 4, 3, 3), 0.5, block=(2, 2)), block)["valid"]
+    assert not pattern_report("f", unstructured_mask(torch.rand(4, 4, 3, 3), 0.5), block)["valid"]
+    by_name = pattern_report("g", good, "nm", n=2, m=4)
+    assert by_name["valid"] and by_name["pattern"] == "2:4"
+
+
+# ----------------------------------------------------------------------------- property tests
+def _shapes(multiple: int):
+    dim = st.integers(1, 4).map(lambda k: k * multiple)
+    conv = st.tuples(dim, dim, st.sampled_from([1, 3]), st.sampled_from([1, 3]))
+    linear = st.tuples(dim, dim)
+    return st.one_of(conv, linear)
+
+
+def _scores(shape, seed):
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=_shapes(1), density=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_unstructured_property(shape, density, seed):
+    mask = unstructured_mask(_scores(shape, seed), density)
+    assert mask.shape == shape and mask.dtype == torch.bool
+    assert abs(int(mask.sum()) - density * math.prod(shape)) <= 0.5 + 1e-9
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=_shapes(4), nm=st.sampled_from([(1, 4), (2, 4), (3, 4), (2, 8), (4, 8)]),
+       fraction=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_nm_property(shape, nm, fraction, seed):
+    n, m = nm
+    if shape[1] % m:
+        return
+    density = n / m + fraction * (1 - n / m)
+    mask = nm_mask(_scores(shape, seed), density, n=n, m=m)
+    assert mask.shape == shape
+    groups = mask.movedim(1, -1).reshape(-1, m).sum(1)  # (G,) nonzeros per group
+    assert bool(((groups <= n) | (groups == m)).all())
+    assert abs(int(mask.sum()) - density * math.prod(shape)) <= (m - n) / 2 + 1e-9  # half a group
+    if fraction == 0.0:
+        assert bool((groups == n).all())
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=_shapes(2), block=st.sampled_from([(1, 1), (2, 2), (2, 1)]), density=st.floats(0.0, 1.0),
+       seed=st.integers(0, 2**16))
+def test_block_property(shape, block, density, seed):
+    mask = block_mask(_scores(shape, seed), density, block=block)
+    assert mask.shape == shape
+    size = block[0] * block[1]
+    assert abs(int(mask.sum()) - density * math.prod(shape)) <= size / 2 + 1e-9
+    assert pattern_report("w", mask, Pattern("block", block=block))["valid"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=_shapes(1), density=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_channel_property(shape, density, seed):
+    mask = channel_mask(_scores(shape, seed), density)
+    rows = mask.reshape(shape[0], -1)
+    assert mask.shape == shape and bool((rows.all(1) | ~rows.any(1)).all())
+    assert abs(int(rows.all(1).sum()) - density * shape[0]) <= 0.5 + 1e-9
