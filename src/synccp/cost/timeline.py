@@ -1,0 +1,145 @@
+"""Densities over a run: which per-layer density each optimizer step ran at, and the update steps.
+
+Two sources:
+- a run directory's `metrics.jsonl` `mask_update` records (step 0 and every mask update), each
+  giving per-branch, per-layer densities. A record at step u holds from optimizer step index u
+  (0-based) until the next record: the masks of update u were made after step u−1's optimizer
+  step.
+- a config before training: `synccp.sparsity.schedule.branch_densities` at step 0 and at every
+  update step, the same density for every prunable layer that fits the granularity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from synccp.config import Config
+
+TRAIN_IMAGES = {"fashion_mnist": 60000, "cifar10": 50000, "cifar100": 50000, "stl10": 105000}
+NATIVE_SIZE = {"fashion_mnist": 28, "cifar10": 32, "cifar100": 32, "stl10": 96}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Optimizer step indices [start, end) that ran at `densities[branch][layer]` (missing = 1)."""
+
+    start: int
+    end: int
+    densities: dict[str, dict[str, float]]
+
+    @property
+    def steps(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Clock:
+    steps_per_epoch: int
+    total_steps: int
+
+
+def config_clock(cfg: Config) -> Clock:
+    """Steps per epoch and total steps as the trainer computes them (train/setup.py)."""
+    images = cfg.data.subset or TRAIN_IMAGES.get(cfg.data.name, 0)
+    if images <= 0:
+        raise ValueError(f"data.subset must be > 0 to cost data.name={cfg.data.name!r} before "
+                         f"training (its size is unknown), got {cfg.data.subset}")
+    steps_per_epoch = images // cfg.train.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the {images} "
+                         f"training images of data.name={cfg.data.name!r}")
+    return Clock(steps_per_epoch, max(1, round(cfg.train.epochs * steps_per_epoch)))
+
+
+def image_geometry(cfg: Config) -> tuple[int, int]:
+    """(channels, image size) of the training views."""
+    channels = 1 if cfg.data.name == "fashion_mnist" else 3
+    size = cfg.data.image_size or NATIVE_SIZE.get(cfg.data.name, 0)
+    if size <= 0:
+        raise ValueError(f"data.image_size must be > 0 for data.name={cfg.data.name!r}, got "
+                         f"{cfg.data.image_size}")
+    return channels, size
+
+
+def records_timeline(records: list[dict], total_steps: int) -> tuple[list[Interval], list[int]]:
+    """Intervals and update steps from `mask_update` records (the last record per step wins)."""
+    by_step = {int(r["step"]): r for r in records if r.get("kind", "mask_update") == "mask_update"}
+    if 0 not in by_step:
+        raise ValueError("metrics.jsonl has no mask_update record at step 0: cannot tell the "
+                         "densities the run started with")
+    logged = sorted(by_step)
+    steps = [s for s in logged if s < total_steps]
+    intervals = []
+    for i, start in enumerate(steps):
+        end = steps[i + 1] if i + 1 < len(steps) else total_steps
+        density = by_step[start].get("density", {})
+        layers = {branch: dict(density.get(branch, {}).get("layers", {})) for branch in ("online", "second")}
+        if not layers["second"]:  # no second-branch densities logged: it uses the online masks
+            layers["second"] = layers["online"]
+        intervals.append(Interval(start, end, layers))
+    return intervals, [s for s in logged if 0 < s <= total_steps]
+
+
+def update_steps(cfg: Config, clock: Clock) -> list[int]:
+    """Steps (1-based counts of optimizer steps) after which the Sparsifier changes masks."""
+    from synccp.sparsity.schedule import is_update_step
+
+    s = cfg.sparsity
+    if s.algorithm in ("dense", "static"):
+        return []
+    if s.algorithm == "sdclr":
+        return list(range(clock.steps_per_epoch, clock.total_steps + 1, clock.steps_per_epoch))
+    start, end = (round(e * clock.steps_per_epoch) for e in (s.start_epoch, s.end_epoch))
+    return [step for step in range(1, clock.total_steps + 1)
+            if is_update_step(step, start=start, end=end, every=s.update_every)]
+
+
+def schedule_timeline(cfg: Config, clock: Clock, layers: dict[str, tuple[int, ...]]
+                      ) -> tuple[list[Interval], list[int]]:
+    """Intervals from the density schedule; `layers` maps prunable weight names to shapes."""
+    from synccp.sparsity.schedule import branch_densities
+
+    s = cfg.sparsity
+    start, end = (round(e * clock.steps_per_epoch) for e in (s.start_epoch, s.end_epoch))
+    updates = update_steps(cfg, clock)
+    fits = [name for name, shape in layers.items() if fits_granularity(shape, cfg)]
+    intervals: list[Interval] = []
+    for i, first in enumerate([0] + [u for u in updates if u < clock.total_steps]):
+        pair = branch_densities(first, algorithm=s.algorithm, density=s.density,
+                                initial_density=s.initial_density, density_gap=s.density_gap,
+                                start_step=start, end_step=end, sparse_branch=s.sparse_branch,
+                                granularity=s.granularity, n=s.n, m=s.m, update_every=s.update_every)
+        densities = {b: {name: d for name in fits} for b, d in zip(("online", "second"), pair)}
+        if intervals and intervals[-1].densities == densities:
+            continue
+        if intervals:
+            intervals[-1] = Interval(intervals[-1].start, first, intervals[-1].densities)
+        intervals.append(Interval(first, clock.total_steps, densities))
+    return intervals, updates
+
+
+def fits_granularity(shape: tuple[int, ...], cfg: Config) -> bool:
+    """Whether a prunable weight can take the granularity (others stay dense): N:M needs C_in
+    divisible by m; blocks need C_out and C_in divisible by the block sides."""
+    s = cfg.sparsity
+    if s.granularity == "nm":
+        return shape[1] % s.m == 0
+    if s.granularity == "block":
+        return shape[0] % s.block_out == 0 and shape[1] % s.block_in == 0
+    return True
+
+
+def interval_at(intervals: list[Interval], step_index: int) -> Interval:
+    """The interval holding 0-based optimizer step `step_index`."""
+    for interval in intervals:
+        if interval.start <= step_index < interval.end:
+            return interval
+    return intervals[-1]
+
+
+def total_density(densities: dict[str, float], layers: dict[str, tuple[int, ...]]) -> float:
+    """Weight-count-weighted density over `layers` (missing layers dense)."""
+    total = sum(math.prod(shape) for shape in layers.values())
+    kept = sum(densities.get(name, 1.0) * math.prod(shape) for name, shape in layers.items())
+    return kept / total if total else 1.0
