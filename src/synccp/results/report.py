@@ -1,0 +1,216 @@
+"""`synccp report DIR... --out R`: tables and plots from finished run directories.
+
+Reads only files (config.json, summary.json, eval.json, cost.json, metrics.jsonl), never logs.
+Writes `results.csv` (one row per run), `results.md` (mean ± std over seeds, the raw-pixel
+baseline, the plots) and the PNG plots into R.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synccp.results import rundir
+from synccp.results.plots import make_plots
+from synccp.results.tables import raw_pixel_table, results_table, setting_lines, write_csv
+
+LOG = logging.getLogger(__name__)
+IGNORED = {"train.seed", "train.progress", "train.log_every", "train.device", "train.compile", "data.root"}
+
+
+class ReportError(ValueError):
+    """No usable run under the given paths; the message names them."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """The files of one finished run directory."""
+
+    path: Path
+    config: dict
+    summary: dict
+    eval: dict | None
+    cost: dict | None
+    updates: list[dict]  # the mask_update records of metrics.jsonl, in step order
+
+
+def get(tree: Any, *keys: str) -> Any:
+    """`tree[k1][k2]...`, or None where a level is missing (files from older versions)."""
+    for key in keys:
+        if not isinstance(tree, dict) or tree.get(key) is None:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def find_run_dirs(paths: list[Path]) -> list[Path]:
+    """Run directories (holding config.json) given directly or found below each path."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise ReportError(f"{path} does not exist")
+        if (path / rundir.CONFIG).is_file():
+            found.append(path)
+            continue
+        found += sorted(p.parent for p in path.rglob(rundir.CONFIG) if rundir.CHECKPOINTS not in p.parts)
+    return list(dict.fromkeys(found))
+
+
+def load_run(path: Path) -> Run | None:
+    """The run in `path`, or None (logged) when it has not finished (no summary.json)."""
+    if not (path / rundir.SUMMARY).is_file():
+        LOG.warning("skipping %s: not finished (no %s)", path, rundir.SUMMARY)
+        return None
+    optional = {name: rundir.read_json(path / name) if (path / name).is_file() else None
+                for name in (rundir.EVAL, rundir.COST)}
+    updates = sorted(rundir.read_metrics(path, "mask_update"), key=lambda r: r.get("step", 0))
+    return Run(path=path, config=rundir.read_json(path / rundir.CONFIG),
+               summary=rundir.read_json(path / rundir.SUMMARY), eval=optional[rundir.EVAL],
+               cost=optional[rundir.COST], updates=updates)
+
+
+def study_key(config: dict) -> dict[str, Any]:
+    """The flattened config without seed and bookkeeping; keys the algorithm ignores dropped."""
+    flat = {f"{s}.{k}": v for s, section in config.items() for k, v in section.items()}
+    flat = {k: v for k, v in flat.items() if k not in IGNORED}
+    algorithm, granularity = flat.get("sparsity.algorithm"), flat.get("sparsity.granularity")
+    if algorithm == "dense":
+        return {k: v for k, v in flat.items() if not k.startswith("sparsity.") or k == "sparsity.algorithm"}
+    unused = {"sparsity.n": granularity != "nm", "sparsity.m": granularity != "nm",
+              "sparsity.block_out": granularity != "block", "sparsity.block_in": granularity != "block",
+              "sparsity.density_gap": algorithm != "synccp",
+              "sparsity.sparse_branch": algorithm != "sdclr",
+              "sparsity.drop_fraction": algorithm not in ("rigl", "granet")}
+    return {k: v for k, v in flat.items() if not unused.get(k, False)}
+
+
+def granularity_label(sparsity: dict) -> str:
+    """`unstructured`, `nm 2:4`, `block 4x4`, `channel`; `dense` for the dense algorithm."""
+    if sparsity["algorithm"] == "dense":
+        return "dense"
+    if sparsity["granularity"] == "nm":
+        return f"nm {sparsity['n']}:{sparsity['m']}"
+    if sparsity["granularity"] == "block":
+        return f"block {sparsity['block_out']}x{sparsity['block_in']}"
+    return sparsity["granularity"]
+
+
+def target_density(sparsity: dict) -> float:
+    """The final density the run aims at: 1 for dense, N/M for N:M, else `sparsity.density`."""
+    if sparsity["algorithm"] == "dense":
+        return 1.0
+    if sparsity["granularity"] == "nm":
+        return sparsity["n"] / sparsity["m"]
+    return float(sparsity["density"])
+
+
+def ramp_window(config: dict) -> tuple[float, float]:
+    """(start, end) epoch of the density ramp; masks are frozen after it."""
+    s = config["sparsity"]
+    end = s["end_epoch"] if s["end_epoch"] >= 0 else 0.75 * config["train"]["epochs"]
+    return float(s["start_epoch"]), float(end)
+
+
+def ramp_mean(run: Run, branch: str) -> float | None:
+    """Mean total flip rate of `branch` over the mask updates inside the ramp (step 0 excluded)."""
+    start, end = ramp_window(run.config)
+    values = [get(u, "oscillation", branch, "total", "flip_rate") for u in run.updates
+              if u.get("step", 0) > 0 and start < u.get("epoch", -1) <= end + 1e-9]
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(values) / len(values) if values else None
+
+
+def _final(run: Run, *keys: str) -> float | None:
+    values = [get(u, *keys) for u in run.updates]
+    values = [v for v in values if v is not None]
+    return values[-1] if values else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _cost_fields(cost: dict | None) -> dict[str, float | None]:
+    """Training-MAC ratio (sparse / dense, whole run) and modeled speedup (dense / sparse
+    accelerator cycles) from cost.json: `totals.{sparse,dense}.macs` and `speedup.cycles`, or
+    the flat `totals.{sparse_macs,dense_macs,speedup}`; None where absent."""
+    sparse = _number(get(cost, "totals", "sparse", "macs")) or _number(get(cost, "totals", "sparse_macs"))
+    dense = _number(get(cost, "totals", "dense", "macs")) or _number(get(cost, "totals", "dense_macs"))
+    speedup = _number(get(cost, "speedup", "cycles")) or _number(get(cost, "totals", "speedup"))
+    ratio = sparse / dense if sparse is not None and dense else None
+    return {"train_flops_ratio": ratio, "modeled_speedup": speedup}
+
+
+def run_row(run: Run) -> dict[str, Any]:
+    """The results.csv row of a run, plus `_key` (its study key) and `_run` (the Run)."""
+    cfg, sparsity = run.config, run.config["sparsity"]
+    algorithm = sparsity["algorithm"]
+    return {
+        "run": os.path.relpath(run.path) if not run.path.is_absolute() else str(run.path),
+        "method": cfg["method"]["name"], "algorithm": algorithm,
+        "granularity": granularity_label(sparsity), "density": target_density(sparsity),
+        "density_gap": sparsity["density_gap"] if algorithm == "synccp" else None,
+        "score_ema": sparsity["score_ema"] if algorithm not in ("dense", "static") else None,
+        "seed": cfg["train"]["seed"], "epochs": cfg["train"]["epochs"],
+        "width": cfg["model"]["width"], "subset": cfg["data"]["subset"],
+        "knn_top1": get(run.eval, "encoder", "knn_top1"),
+        "linear_top1": get(run.eval, "encoder", "linear_top1"),
+        "raw_knn_top1": get(run.eval, "raw_pixels", "knn_top1"),
+        "raw_linear_top1": get(run.eval, "raw_pixels", "linear_top1"),
+        "final_online_density": get(run.summary, "sparsity", "online", "total"),
+        "final_second_density": get(run.summary, "sparsity", "second", "total"),
+        "ramp_flip_rate": ramp_mean(run, "online"), "ramp_flip_rate_second": ramp_mean(run, "second"),
+        "final_online_second_iou": _final(run, "oscillation", "online_vs_second_iou", "total"),
+        **_cost_fields(run.cost),
+        "wall_s": run.summary.get("wall_s_last_process"),
+        "_key": study_key(cfg), "_run": run,
+    }
+
+
+def _markdown(rows: list[dict], figures: dict[str, Path | str], inputs: list[Path],
+              unfinished: list[Path]) -> str:
+    devices = sorted({f"{r['_run'].summary.get('device', '?')} (torch {r['_run'].summary.get('torch', '?')})"
+                      for r in rows})
+    lines = ["# synccp results", "",
+             f"{len(rows)} finished runs under {', '.join(f'`{p}`' for p in inputs)}; "
+             f"ran on {', '.join(devices)}.",
+             "Accuracies are top-1 (%) on the test split of frozen online-encoder features, "
+             "mean ± sample std over seeds (n = number of seeds). Flip rate: share of the active "
+             "weights that changed at a mask update, averaged over the ramp. Train FLOPs and "
+             "modeled speedup come from the cost model (cost.json); `-` where it is absent.", "",
+             *setting_lines(rows), "", "## Results", "", results_table(rows), "",
+             "**Bold**: best linear accuracy among the sparse rows of the same method, granularity "
+             "and density. Online / second density: final fraction of prunable weights kept in "
+             "each branch.", "", "## Baseline", "", raw_pixel_table(rows), "", "## Plots", ""]
+    for title, figure in figures.items():
+        lines += [f"### {title}", "", f"![{title}]({figure.name})" if isinstance(figure, Path)
+                  else f"_Not drawn: {figure}._", ""]
+    if unfinished:
+        lines += ["## Unfinished runs (not in the tables)", ""] + [f"- `{p}`" for p in unfinished] + [""]
+    lines += ["Regenerate: `synccp report " + " ".join(str(p) for p in inputs) + " --out <dir>`", ""]
+    return "\n".join(lines)
+
+
+def build_report(run_dirs: list[Path], out: Path) -> Path:
+    """Write results.csv, results.md and the plots for every finished run found under
+    `run_dirs` (run directories or folders holding them) into `out`; return results.md's path."""
+    inputs = [Path(p) for p in run_dirs]
+    paths = find_run_dirs(inputs)
+    loaded = {path: load_run(path) for path in paths}
+    runs = [run for run in loaded.values() if run is not None]
+    if not runs:
+        raise ReportError(f"no finished run (config.json + summary.json) under "
+                          f"{', '.join(str(p) for p in inputs)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [run_row(run) for run in runs]
+    write_csv(rows, out / "results.csv")
+    figures = make_plots(rows, out)
+    text = _markdown(rows, figures, inputs, [p for p, run in loaded.items() if run is None])
+    (out / "results.md").write_text(text)
+    LOG.info("report of %d runs written to %s", len(rows), out)
+    return out / "results.md"

@@ -1,0 +1,165 @@
+"""The report: CSV rows from fabricated runs, mean ± std over seeds, markdown tables, plots."""
+
+import csv
+import json
+import statistics
+
+import pytest
+from PIL import Image
+
+from synccp.results.report import ReportError, build_report, find_run_dirs, load_run, ramp_mean, run_row
+from synccp.results.tables import CSV_COLUMNS, format_mean_std, mean_std
+
+PLOTS = ("accuracy_vs_density.png", "flip_rate.png", "online_second_iou.png", "layer_density.png",
+         "accuracy_vs_cost.png")
+
+
+@pytest.fixture(scope="module")
+def study_report(study, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return build_report([study], out), out
+
+
+def _csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _seeds(root, make_run, linears, **kwargs):
+    for seed, linear in enumerate(linears):
+        make_run(root / f"{kwargs.get('algorithm', 'synccp')}_s{seed}", seed=seed, linear=linear,
+                 knn=linear - 2, **kwargs)
+
+
+def test_csv_has_one_row_per_run_with_values_from_the_files(tmp_path, make_run):
+    _seeds(tmp_path / "runs", make_run, [80.0, 81.0, 83.0])
+    make_run(tmp_path / "runs" / "nested" / "dense_s0", algorithm="dense", linear=86.0, cost=False)
+    make_run(tmp_path / "runs" / "nm", algorithm="gmp", granularity="nm", n=1, m=4, linear=79.0)
+    build_report([tmp_path / "runs"], tmp_path / "out")
+    rows = _csv(tmp_path / "out" / "results.csv")
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 5
+    by_run = {row["run"].rsplit("/", 1)[-1]: row for row in rows}
+    sync = by_run["synccp_s2"]
+    assert (sync["method"], sync["algorithm"], sync["granularity"]) == ("byol", "synccp", "unstructured")
+    assert float(sync["linear_top1"]) == 83.0 and float(sync["knn_top1"]) == 81.0 and sync["seed"] == "2"
+    assert float(sync["density"]) == 0.1 and float(sync["density_gap"]) == 0.1
+    summary = json.loads((tmp_path / "runs" / "synccp_s2" / "summary.json").read_text())["sparsity"]
+    assert float(sync["final_online_density"]) == summary["online"]["total"] == pytest.approx(0.1, abs=1e-3)
+    assert float(sync["final_second_density"]) == summary["second"]["total"] == pytest.approx(0.2, abs=1e-3)
+    last = [json.loads(line) for line in (tmp_path / "runs" / "synccp_s2" / "metrics.jsonl").open()
+            if '"mask_update"' in line][-1]
+    assert float(sync["final_online_second_iou"]) == last["oscillation"]["online_vs_second_iou"]["total"]
+    assert float(sync["raw_linear_top1"]) == 84.27 and float(sync["wall_s"]) == 132.0
+    cost = json.loads((tmp_path / "runs" / "synccp_s2" / "cost.json").read_text())
+    totals = cost["totals"]
+    assert float(sync["train_flops_ratio"]) == pytest.approx(totals["sparse"]["macs"] / totals["dense"]["macs"])
+    assert float(sync["modeled_speedup"]) == pytest.approx(cost["speedup"]["cycles"])
+    dense = by_run["dense_s0"]
+    assert dense["granularity"] == "dense" and float(dense["density"]) == 1.0
+    assert dense["train_flops_ratio"] == "" and dense["modeled_speedup"] == "" and dense["ramp_flip_rate"] == ""
+    nm = by_run["nm"]
+    assert nm["granularity"] == "nm 1:4" and float(nm["density"]) == 0.25 and nm["density_gap"] == ""
+
+
+@pytest.mark.parametrize("cost, ratio, speedup", [
+    ({"totals": {"sparse_macs": 2.0, "dense_macs": 8.0, "speedup": 3.0}}, 0.25, 3.0),
+    ({"totals": {"sparse": {"macs": 1.0}, "dense": {"macs": 4.0}}, "speedup": {"cycles": 2.5}}, 0.25, 2.5),
+    ({"totals": {"sparse": {}}, "speedup": {}}, None, None),
+    ({"unrelated": 1}, None, None),
+])
+def test_cost_fields_are_read_defensively(tmp_path, make_run, cost, ratio, speedup):
+    path = make_run(tmp_path / "r", cost=False)
+    (path / "cost.json").write_text(json.dumps(cost))
+    row = run_row(load_run(path))
+    assert row["train_flops_ratio"] == ratio and row["modeled_speedup"] == speedup
+
+
+def test_ramp_flip_rate_averages_updates_inside_the_ramp_only(tmp_path, make_run):
+    run = load_run(make_run(tmp_path / "r", start=2, end=5))
+    inside = [u["oscillation"]["online"]["total"]["flip_rate"] for u in run.updates
+              if u["step"] > 0 and 2 < u["epoch"] <= 5]
+    assert len(inside) < len(run.updates) - 1
+    assert ramp_mean(run, "online") == pytest.approx(statistics.fmean(inside))
+    assert run_row(run)["ramp_flip_rate"] == pytest.approx(statistics.fmean(inside))
+
+
+def test_mean_std_uses_sample_std_over_seeds():
+    assert mean_std([80.0, 81.0, 83.0]) == pytest.approx((81.3333, statistics.stdev([80, 81, 83]), 3), rel=1e-4)
+    assert mean_std([None, 70.0]) == (70.0, 0.0, 1)
+    assert mean_std([]) is None
+    assert format_mean_std([80.0, 81.0, 83.0], "{:.2f}") == "81.33 ± 1.53"
+    assert format_mean_std([80.0], "{:.2f}") == "80.00"
+    assert format_mean_std([None], "{:.2f}") == "-"
+    assert format_mean_std([0.5, 0.7], "{:.1f}", std=False) == "0.6"
+
+
+def test_markdown_table_groups_seeds_and_shows_the_baseline(tmp_path, make_run):
+    _seeds(tmp_path / "runs", make_run, [80.0, 81.0, 83.0])
+    _seeds(tmp_path / "runs", make_run, [78.0, 79.0], algorithm="granet")
+    make_run(tmp_path / "runs" / "dense", algorithm="dense", linear=86.0)
+    text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
+    lines = {line.split("|")[2].strip(): line for line in text.splitlines()
+             if line.startswith("| byol |")}
+    assert set(lines) == {"dense", "granet", "synccp"}
+    assert "| 3 | 79.33 ± 1.53 | **81.33 ± 1.53** |" in lines["synccp"]
+    assert "| 2 | 76.50 ± 0.71 | 78.50 ± 0.71 |" in lines["granet"]
+    assert "| byol | dense | dense | 1 | 1 | 80.00 | 86.00 |" in lines["dense"]
+    assert "| fashion_mnist | raw pixels (no training) | 85.61 | 84.27 |" in text
+    assert "gap Δ" not in text  # nothing swept besides the algorithm
+    for name in PLOTS:
+        assert f"]({name})" in text
+    assert "`model.width=16`" in text and "cpu (torch 2.13.0)" in text
+
+
+def test_swept_settings_become_columns(tmp_path, make_run):
+    for gap in (0.0, 0.3):
+        for seed in (0, 1):
+            make_run(tmp_path / "runs" / f"g{gap}_s{seed}", gap=gap, seed=seed, linear=80 + gap + seed)
+    text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
+    assert "| gap Δ |" in text
+    assert "| byol | synccp | unstructured | 0.1 | 0 | 2 |" in text
+    assert "| byol | synccp | unstructured | 0.1 | 0.3 | 2 |" in text
+
+
+def test_plots_are_real_images(study_report):
+    _, out = study_report
+    for name in PLOTS:
+        path = out / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        with Image.open(path) as image:
+            assert image.width >= 800 and image.height >= 400, name
+            colors = image.convert("RGB").getcolors(maxcolors=1 << 16)
+            assert colors is None or len(colors) > 50, name  # more than a blank canvas
+
+
+def test_full_study_report(study_report, study):
+    md, out = study_report
+    text = md.read_text()
+    rows = _csv(out / "results.csv")
+    assert len(rows) == len(find_run_dirs([study])) == 68
+    assert {r["granularity"] for r in rows} == {"dense", "unstructured", "nm 2:4", "block 4x4"}
+    table = [line for line in text.splitlines() if line.startswith("| byol |") or line.startswith("| simclr |")]
+    assert len(table) == 34 and all("| 2 |" in line for line in table)
+    assert "Not drawn" not in text
+
+
+def test_unfinished_runs_are_listed_not_tabled_and_missing_cost_is_explained(tmp_path, make_run):
+    make_run(tmp_path / "runs" / "done", cost=False)
+    make_run(tmp_path / "runs" / "half", finished=False)
+    make_run(tmp_path / "runs" / "noeval", evaluated=False, cost=False)
+    text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
+    assert "## Unfinished runs" in text and "half" in text.split("## Unfinished runs")[1]
+    assert "_Not drawn: no cost.json" in text
+    rows = _csv(tmp_path / "out" / "results.csv")
+    assert len(rows) == 2 and {r["linear_top1"] for r in rows} == {"82.0", ""}
+
+
+def test_inputs_can_be_run_dirs_or_folders(tmp_path, make_run):
+    one = make_run(tmp_path / "a" / "deep" / "one")
+    two = make_run(tmp_path / "b")
+    assert find_run_dirs([tmp_path / "a", two, one]) == [one, two]
+    with pytest.raises(ReportError, match="does not exist"):
+        find_run_dirs([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReportError, match="no finished run"):
+        build_report([tmp_path / "empty"], tmp_path / "out")

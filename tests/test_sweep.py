@@ -1,0 +1,328 @@
+"""The sweep runner: grid parsing, validation errors, run-dir names, skip/resume, a fake-runner sweep."""
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import synccp.sweep as sweep
+from synccp.config import config_to_dict, load_config, parse_override
+from synccp.sweep import SweepError, cell_name, format_plan, format_summary, load_grid, plan, run_state, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+GRIDS = sorted((ROOT / "configs" / "grids").glob("*.toml"))
+PRESETS = sorted(p for p in (ROOT / "configs").glob("*.toml"))
+
+FIXED = """
+[fixed]
+data.subset = 500
+train.epochs = 2
+sparsity.start_epoch = 0
+sparsity.end_epoch = 1
+"""
+
+
+def _grid(tmp_path, body, name="g.toml"):
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+def _resolved(cell, base=None):
+    return json.loads(json.dumps(config_to_dict(load_config(base, cell.set_args()))))
+
+
+# --- grid files -------------------------------------------------------------------------------
+
+def test_cartesian_grid_plus_explicit_cells_times_seeds(tmp_path):
+    path = _grid(tmp_path, f"""
+[sweep]
+seeds = [0, 1]
+{FIXED}
+sparsity.density_gap = 0.1
+
+[grid]
+sparsity.algorithm = ["gmp", "synccp"]
+sparsity.density = [0.2, 0.1]
+
+[[cells]]
+"sparsity.algorithm" = "synccp"
+sparsity.density_gap = [0.0, 0.3]
+""")
+    grid = load_grid(path)
+    assert grid.name == "g" and grid.out == Path("runs/g") and grid.seeds == (0, 1)
+    cells = plan(grid)
+    assert len(cells) == (2 * 2 + 2) * 2
+    own = [c.overrides for c in cells[::2]]
+    assert own[:4] == [{"sparsity.algorithm": a, "sparsity.density": d}
+                       for a in ("gmp", "synccp") for d in (0.2, 0.1)]
+    assert own[4:] == [{"sparsity.algorithm": "synccp", "sparsity.density_gap": g} for g in (0.0, 0.3)]
+    assert [c.seed for c in cells[:2]] == [0, 1]
+    last = cells[-1].settings
+    assert last["sparsity.density_gap"] == 0.3 and last["data.subset"] == 500  # cell beats [fixed]
+    assert last["train.seed"] == 1 and last["train.progress"] is False
+    assert cells[-1].set_args()[-1] == "train.seed=1"
+    assert all(parse_override(text)[1] == cells[0].settings[text.split("=")[0]] for text in cells[0].set_args())
+
+
+def test_identical_cells_run_once(tmp_path):
+    path = _grid(tmp_path, FIXED + """
+[grid]
+sparsity.density = [0.1, 0.2]
+[[cells]]
+sparsity.density = 0.1
+""")
+    assert [c.overrides["sparsity.density"] for c in plan(load_grid(path))] == [0.1, 0.2]
+
+
+def test_extends_inherits_cells_and_overrides_fixed(tmp_path):
+    _grid(tmp_path, "[sweep]\nseeds = [0, 1]\njobs = 1\n" + FIXED + "[grid]\nsparsity.density = [0.1, 0.2]\n",
+          "parent.toml")
+    child = _grid(tmp_path, '[sweep]\nextends = "parent.toml"\njobs = 3\n[fixed]\ntrain.epochs = 4\n', "child.toml")
+    grid = load_grid(child, overrides=["model.width=32"])
+    assert grid.name == "child" and grid.jobs == 3 and grid.seeds == (0, 1)
+    assert grid.fixed["train.epochs"] == 4 and grid.fixed["data.subset"] == 500
+    assert grid.fixed["model.width"] == 32
+    assert len(plan(grid)) == 4
+
+
+@pytest.mark.parametrize("body, words", [
+    ("[grid]\ndensity = [0.1]\n", ["[grid]", "'density'", "section.key"]),
+    ("[fixed]\ntrain.seed = 3\n", ["train.seed", "seeds"]),
+    ("[grid]\nsparsity.density = []\n", ["'sparsity.density'", "empty"]),
+    ("[sweep]\nsedes = [0]\n", ["sedes"]),
+    ("[sweep]\nseeds = [0.5]\n", ["seeds"]),
+    ("[sweep]\njobs = 0\n", ["jobs"]),
+    ("[fixed]\nsparsity.density = [0.1, 0.2]\n", ["[fixed]", "sparsity.density", "[grid]"]),
+    ("[sweep]\nbase = \"missing.toml\"\n", ["base", "missing.toml"]),
+    ("[grid]\nsparsity.density = [{a = 1}]\n", ["sparsity.density"]),
+    ("[grdi]\n", ["grdi"]),
+])
+def test_structural_errors_name_the_file_and_key(tmp_path, body, words):
+    path = _grid(tmp_path, body)
+    with pytest.raises(SweepError) as err:
+        load_grid(path)
+    message = str(err.value)
+    assert str(path) in message or "missing.toml" in message
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize("cell, key", [
+    ('sparsity.density = [0.1, 1.5]', "sparsity.density"),
+    ('sparsity.densty = [0.1]', "sparsity.densty"),
+    ('sparsity.algorithm = ["synccp", "prune-it"]', "sparsity.algorithm"),
+    ('sparsity.end_epoch = [1.0, 9.0]', "sparsity.end_epoch"),
+])
+def test_validation_errors_name_grid_cell_and_key_before_running(tmp_path, cell, key):
+    path = _grid(tmp_path, FIXED + "[grid]\n" + cell + "\n")
+    calls = []
+    with pytest.raises(SweepError) as err:
+        run_sweep(path, out=tmp_path / "runs", runner=lambda *a: calls.append(a) or 0, progress=False)
+    message = str(err.value)
+    assert str(path) in message and key in message and "cell " in message
+    assert calls == [] and not (tmp_path / "runs").exists()
+
+
+def test_run_dir_names_are_readable_deterministic_and_track_every_setting(tmp_path):
+    body = FIXED + '[grid]\nmethod.name = ["byol"]\nsparsity.algorithm = ["synccp"]\nsparsity.density = [0.1, 0.05]\n'
+    first = [c.name for c in plan(load_grid(_grid(tmp_path, body)))]
+    again = [c.name for c in plan(load_grid(_grid(tmp_path, body)))]
+    assert first == again
+    assert first[0].startswith("byol_synccp_d0.1_s0_") and first[1].startswith("byol_synccp_d0.05_s0_")
+    changed = [c.name for c in plan(load_grid(_grid(tmp_path, body.replace("train.epochs = 2", "train.epochs = 3"))))]
+    assert changed[0] != first[0] and changed[0].rsplit("_", 1)[0] == first[0].rsplit("_", 1)[0]
+    assert cell_name({"train.lr": 0.4, "sparsity.n": 2}, 1, "abcdef") == "lr0.4_n2_s1_abcdef"
+
+
+# --- skip / resume decisions on fabricated run directories --------------------------------------
+
+def _files(run_dir, *names):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text("{}")
+
+
+def test_run_state_of_every_stage(tmp_path):
+    expected = {"train": {"seed": 0}}
+    run = tmp_path / "run"
+    assert run_state(run, expected) == ("new", "")
+    run.mkdir()
+    assert run_state(run, expected) == ("new", "")
+    (run / "config.json").write_text(json.dumps(expected))
+    assert run_state(run, expected)[0] == "restart"  # stopped before its first checkpoint
+    _files(run, "checkpoints/last.pt")
+    assert run_state(run, expected)[0] == "resume"
+    _files(run, "summary.json")
+    assert run_state(run, expected)[0] == "eval"
+    _files(run, "eval.json")
+    assert run_state(run, expected, want_cost=True)[0] == "cost"
+    assert run_state(run, expected, want_cost=False)[0] == "done"
+    _files(run, "cost.json")
+    assert run_state(run, expected, want_cost=True)[0] == "done"
+    action, reason = run_state(run, {"train": {"seed": 1}})
+    assert action == "conflict" and "train.seed" in reason
+    _files(tmp_path / "other", "notes.txt")
+    assert run_state(tmp_path / "other", expected)[0] == "conflict"
+
+
+# --- running a sweep through a fake runner ---------------------------------------------------------
+
+class FakeRunner:
+    """Stands in for the subprocesses: writes what pretrain / eval / cost would write."""
+
+    def __init__(self, fail_when=None, delay=0.0):
+        self.calls, self.fail_when, self.delay = [], fail_when, delay
+        self.active = self.peak = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, argv, log, env):
+        with self.lock:
+            self.calls.append(argv)
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        time.sleep(self.delay)
+        with self.lock:
+            self.active -= 1
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as handle:
+            handle.write(" ".join(argv) + "\n")
+        command = argv[argv.index("synccp") + 1]
+        run = Path(argv[argv.index("synccp") + 2 if command != "pretrain" else argv.index("--out") + 1])
+        if self.fail_when and self.fail_when in " ".join(argv):
+            if command == "pretrain":
+                sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+                run.mkdir(parents=True, exist_ok=True)
+                (run / "config.json").write_text(json.dumps(config_to_dict(load_config(None, sets))))
+            return 1
+        if command == "pretrain":
+            sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+            run.mkdir(parents=True, exist_ok=True)
+            (run / "config.json").write_text(json.dumps(config_to_dict(load_config(None, sets))))
+            (run / "summary.json").write_text("{}")
+        else:
+            (run / f"{command}.json").write_text("{}")
+        return 0
+
+
+def _small_grid(tmp_path, extra=""):
+    return _grid(tmp_path, f"[sweep]\nseeds = [0]\n{extra}\n{FIXED}\n[grid]\n"
+                           'sparsity.algorithm = ["gmp", "rigl", "synccp"]\n')
+
+
+def test_sweep_runs_cells_reports_failures_then_skips_finished(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "cost_available", lambda: True)
+    path, out = _small_grid(tmp_path), tmp_path / "runs"
+    runner = FakeRunner(fail_when="sparsity.algorithm=\"rigl\"")
+    result = run_sweep(path, out=out, runner=runner, progress=False)
+    assert not result.ok and len(result.completed) == 2 and list(result.failed) == [result.cells[1].name]
+    assert "pretrain exited with code 1" in result.failed[result.cells[1].name]
+    done = result.cells[0].run_dir
+    assert {"config.json", "summary.json", "eval.json", "cost.json", "log.txt"} <= {p.name for p in done.iterdir()}
+    assert [a[a.index("synccp") + 1] for a in runner.calls if str(done) in a] == ["pretrain", "eval", "cost"]
+    pretrain = next(a for a in runner.calls if "pretrain" in a and str(done) in a)
+    assert pretrain[0] == sys.executable and "--no-eval" in pretrain and "--resume" not in pretrain
+    assert "pretrain" in (done / "log.txt").read_text()
+    assert "FAILED" in format_summary(result) and "2 completed" in format_summary(result)
+
+    again = FakeRunner()
+    second = run_sweep(path, out=out, runner=again, progress=False)
+    assert second.ok and second.skipped == [result.cells[0].name, result.cells[2].name]
+    assert second.actions[result.cells[1].name] == "restart" and second.completed == [result.cells[1].name]
+    assert all(str(result.cells[1].run_dir) in " ".join(a) for a in again.calls)
+
+
+def test_sweep_resumes_interrupted_and_evaluates_trained_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "cost_available", lambda: False)
+    path, out = _small_grid(tmp_path), tmp_path / "runs"
+    cells = plan(load_grid(path), out=out)
+    (cells[0].run_dir / "checkpoints").mkdir(parents=True)
+    (cells[0].run_dir / "config.json").write_text(json.dumps(_resolved(cells[0])))
+    (cells[0].run_dir / "checkpoints" / "last.pt").write_text("x")
+    _files(cells[1].run_dir, "summary.json")
+    (cells[1].run_dir / "config.json").write_text(json.dumps(_resolved(cells[1])))
+    dry = run_sweep(path, out=out, dry_run=True)
+    assert [dry.actions[c.name] for c in cells] == ["resume", "eval", "new"]
+    assert "resume" in format_plan(dry) and "1 resume, 1 eval, 1 new" in format_plan(dry)
+    runner = FakeRunner()
+    result = run_sweep(path, out=out, runner=runner, progress=False)
+    assert result.ok and any("no cost.json" in w for w in result.warnings)
+    commands = {c.name: [a[a.index("synccp") + 1] for a in runner.calls if str(c.run_dir) in " ".join(a)] for c in cells}
+    assert commands == {cells[0].name: ["pretrain", "eval"], cells[1].name: ["eval"],
+                        cells[2].name: ["pretrain", "eval"]}
+    assert any("--resume" in a for a in runner.calls if str(cells[0].run_dir) in a)
+
+
+def test_launcher_wraps_pretrain_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "cost_available", lambda: False)
+    path = _small_grid(tmp_path, 'launcher = "torchrun --nproc_per_node=2"')
+    runner = FakeRunner()
+    run_sweep(path, out=tmp_path / "runs", runner=runner, progress=False)
+    pretrain = [a for a in runner.calls if "pretrain" in a]
+    assert pretrain and all(a[:4] == ["torchrun", "--nproc_per_node=2", "-m", "synccp"] for a in pretrain)
+    assert all(a[0] == sys.executable for a in runner.calls if "eval" in a)
+
+
+def test_jobs_run_cells_concurrently(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "cost_available", lambda: False)
+    runner = FakeRunner(delay=0.15)
+    result = run_sweep(_small_grid(tmp_path), out=tmp_path / "runs", runner=runner, jobs=3, progress=False)
+    assert result.ok and runner.peak >= 2
+
+
+def test_dry_run_touches_nothing_and_explains_conflicts(tmp_path):
+    path = _small_grid(tmp_path)
+    result = run_sweep(path, out=tmp_path / "runs", dry_run=True)
+    assert result.dry_run and set(result.actions.values()) == {"new"} and not (tmp_path / "runs").exists()
+    _files(result.cells[0].run_dir, "notes.txt")
+    again = run_sweep(path, out=tmp_path / "runs", dry_run=True)
+    assert again.actions[result.cells[0].name] == "conflict"
+    assert "holds files but no config.json" in format_plan(again)
+    with pytest.raises(SweepError, match="--jobs"):
+        run_sweep(path, jobs=0)
+
+
+def test_conflicting_cell_fails_without_running_and_others_go_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "cost_available", lambda: False)
+    path, out = _small_grid(tmp_path), tmp_path / "runs"
+    cells = plan(load_grid(path), out=out)
+    _files(cells[0].run_dir, "notes.txt")
+    runner = FakeRunner()
+    result = run_sweep(path, out=out, runner=runner, progress=False)
+    assert list(result.failed) == [cells[0].name] and len(result.completed) == 2
+    assert not any(str(cells[0].run_dir) in " ".join(a) for a in runner.calls)
+
+
+def test_subprocess_runner_appends_output_to_log(tmp_path):
+    log = tmp_path / "logs" / "log.txt"
+    code = sweep.subprocess_runner([sys.executable, "-c", "print('hello from a run')"], log, {})
+    assert code == 0 and "hello from a run" in log.read_text() and log.read_text().startswith("$ ")
+
+
+# --- the shipped configs ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.name)
+def test_every_shipped_grid_validates(path):
+    result = run_sweep(path, dry_run=True, out=Path("/nonexistent/synccp-test"))
+    assert len(result.cells) >= 12 and len({c.name for c in result.cells}) == len(result.cells)
+    assert len(load_grid(path).seeds) >= 2
+
+
+def test_shipped_grids_include_cpu_and_gpu_variants():
+    names = {p.stem for p in GRIDS}
+    for claim in ("claim_a_sdclr", "claim_b_regrow", "claim_c_sota", "ablation_gap", "ablation_ema"):
+        assert {claim, f"{claim}-gpu"} <= names
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
+def test_presets_load(path):
+    cfg = load_config(path)
+    assert cfg.data.name == "fashion_mnist" and cfg.model.width == 16
+
+
+def test_default_preset_mirrors_embedded_default():
+    assert load_config(ROOT / "configs" / "default.toml") == load_config(None)
