@@ -308,8 +308,9 @@ def test_subprocess_runner_appends_output_to_log(tmp_path):
 @pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.name)
 def test_every_shipped_grid_validates(path):
     result = run_sweep(path, dry_run=True, out=Path("/nonexistent/synccp-test"))
-    assert len(result.cells) >= 12 and len({c.name for c in result.cells}) == len(result.cells)
-    assert len(load_grid(path).seeds) >= 2
+    assert result.cells and len({c.name for c in result.cells}) == len(result.cells)
+    if path.name.startswith(("claim_", "ablation_")):  # the cells a claim rests on need >= 2 seeds
+        assert len(result.cells) >= 12 and len(load_grid(path).seeds) >= 2
 
 
 def test_shipped_grids_include_cpu_and_gpu_variants():

@@ -48,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     cost = sub.add_parser("cost", help="training-cost and accelerator model of a run or a config")
     cost.add_argument("source", type=Path, help="run directory or config TOML")
+
+    sweep = sub.add_parser("sweep", help="run a grid of configs × seeds (skips finished, resumes interrupted)")
+    sweep.add_argument("grid", type=Path, help="grid TOML (see configs/grids/)")
+    sweep.add_argument("--jobs", type=int, help="runs at once (default: the grid's [sweep] jobs)")
+    sweep.add_argument("--dry-run", action="store_true", help="list the cells and what would happen")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a key in every cell (repeatable)")
+    sweep.add_argument("--out", type=Path, help="folder of the runs (default: the grid's [sweep] out)")
+
+    report = sub.add_parser("report", help="tables (CSV, Markdown) and plots from run directories")
+    report.add_argument("run_dirs", type=Path, nargs="+", help="run directories or folders of them")
+    report.add_argument("--out", type=Path, required=True, help="report folder")
     return parser
 
 
@@ -55,14 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    commands = {"pretrain": _pretrain, "eval": _eval, "inspect": _inspect, "cost": _cost}
+    commands = {"pretrain": _pretrain, "eval": _eval, "inspect": _inspect, "cost": _cost,
+                "sweep": _sweep, "report": _report}
     try:
         return commands[args.command](args)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"synccp {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"synccp {args.command}: interrupted; resume with --resume", file=sys.stderr)
+        hint = "re-run the same command" if args.command == "sweep" else "resume with --resume"
+        print(f"synccp {args.command}: interrupted; {hint}", file=sys.stderr)
         return 130
 
 
@@ -103,6 +117,22 @@ def _cost(args) -> int:
     print(format_cost(report))
     if args.source.is_dir():
         write_cost_json(report, args.source / "cost.json")
+    return 0
+
+
+def _sweep(args) -> int:
+    from synccp.sweep import format_plan, format_summary, run_sweep
+
+    result = run_sweep(args.grid, jobs=args.jobs, dry_run=args.dry_run, overrides=args.overrides,
+                       out=args.out)
+    print(format_plan(result) if result.dry_run else format_summary(result))
+    return 0 if result.ok else 1
+
+
+def _report(args) -> int:
+    from synccp.results.report import build_report
+
+    print(build_report(args.run_dirs, args.out))
     return 0
 
 

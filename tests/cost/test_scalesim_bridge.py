@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import configparser
-import os
-import subprocess
-import sys
 
 import pytest
 
 from synccp.cost.accelerator import Accelerator
 from synccp.cost.gemms import Gemm
 from synccp.cost.scalesim_bridge import (CheckGemm, analytic_cycles, config_text, parse_compute_report,
-                                         run_scalesim, topology_csv)
+                                         topology_csv)
 
 GEMMS = [CheckGemm("g0", Gemm(64, 32, 32)), CheckGemm("g1", Gemm(100, 70, 90)),
          CheckGemm("g2", Gemm(256, 64, 576)), CheckGemm("g3", Gemm(1024, 128, 64))]
@@ -52,19 +49,3 @@ def test_analytic_cycles_match_recorded_scalesim_runs(dataflow, nm):
     ours = [analytic_cycles(g, accel) for g in (NM_GEMMS if nm else GEMMS)]
     # SCALE-Sim reports the index of the last busy cycle: one less than the cycle count
     assert ours == [c + 1 for c in RECORDED[(dataflow, nm)]]
-
-
-def _scalesim_python() -> str | None:
-    python = os.environ.get("SYNCCP_SCALESIM_PYTHON") or sys.executable
-    probe = "import scalesim, numpy; assert tuple(map(int, numpy.__version__.split('.')[:2])) < (2, 4)"
-    ok = subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
-    return python if ok else None
-
-
-@pytest.mark.skipif(_scalesim_python() is None,
-                    reason="needs scalesim with numpy<2.4 (set SYNCCP_SCALESIM_PYTHON)")
-def test_live_scalesim_agrees_with_the_analytic_model():
-    accel = Accelerator(rows=32, cols=32)
-    assert run_scalesim(GEMMS[:2], accel, python=_scalesim_python()) == RECORDED[("ws", False)][:2]
-    with pytest.raises(ValueError, match="ws dataflow"):
-        run_scalesim(NM_GEMMS[:1], Accelerator(dataflow="os"))
