@@ -1,0 +1,127 @@
+"""Pretraining throughput: images/s of a full BYOL training step, and MFU on a GPU.
+
+A step is exactly the trainer's (`synccp.train.loop._train_step` + Sparsifier update + EMA target
+update + re-mask): two augmented views on the device, online forward/backward on both views,
+target forward on both, LARS step, EMA. Data: synthetic uint8 images (seeded), 32×32 RGB by
+default. Dense BYOL and BYOL + SyncCP (90% unstructured, mid-ramp, no update inside the timed
+window) run interleaved; warm-up excluded; medians of several timed windows.
+
+MFU = model FLOPs per step (counted once with `torch.utils.flop_counter.FlopCounterMode`,
+forward + backward, augmentations and optimizer excluded) / step time / peak. The peak defaults
+to 790 TFLOP/s, the bf16 dense matmul rate measured on an H100 here (DESIGN.md §5).
+
+    .venv/bin/python benchmarks/bench_throughput.py                       # CPU, small
+    .venv/bin/python benchmarks/bench_throughput.py --device cuda --width 64 --batch 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from synccp.config import load_config
+from synccp.data.datasets import ImageDataset
+from synccp.data.views import view_recipes
+from synccp.train.loop import _train_step
+from synccp.train.optim import build_optimizer
+from synccp.train.setup import Clock, TrainingSetup, build_model, build_sparsifier
+
+
+def make_setup(algorithm: str, args, device: torch.device) -> TrainingSetup:
+    cfg = load_config(None, [f"sparsity.algorithm={algorithm}", f"model.width={args.width}",
+                             f"train.batch_size={args.batch}", "train.epochs=100",
+                             "sparsity.start_epoch=0", "sparsity.end_epoch=50"])
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (args.batch * 4, args.channels, args.size, args.size),
+                           dtype=torch.uint8, generator=g)
+    data = ImageDataset(images=images, labels=torch.zeros(len(images), dtype=torch.int64),
+                        num_classes=10, mean=(0.5,) * args.channels, std=(0.25,) * args.channels,
+                        name="synthetic")
+    clock = Clock(steps_per_epoch=4, total_steps=400)
+    method = build_model(cfg, in_channels=args.channels).to(device)
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        method = method.to(memory_format=torch.channels_last)
+    t = cfg.train
+    optimizer = build_optimizer(t.optimizer, [method], lr=t.lr, momentum=t.momentum,
+                                weight_decay=t.weight_decay, eta=t.eta)
+    setup = TrainingSetup(
+        data=data, images=images.to(device), method=method, optimizer=optimizer,
+        sparsifier=build_sparsifier(cfg, method, clock),
+        recipes=view_recipes("byol", image_size=args.size, channels=args.channels),
+        generator=torch.Generator(device).manual_seed(0), clock=clock, device=device, seed=0,
+        batch_size=args.batch, bf16=on_gpu, channels_last=on_gpu)
+    setup.sparsifier.prepare_()
+    every = cfg.sparsity.update_every
+    for step in range(every, 201, every):  # walk the whole ramp (ends at step 200): 90% sparse
+        setup.sparsifier.update_(step, optimizer)
+    return cfg, setup
+
+
+def full_step(cfg, setup: TrainingSetup, step: int) -> None:
+    """The trainer's step, in its order (loop._run_steps without logging/checkpoints)."""
+    _train_step(cfg, setup, step)
+    setup.sparsifier.update_(step + 1, setup.optimizer)
+    setup.method.update_target(0.99)
+    setup.sparsifier.remask_second_()
+    setup.method.after_step()
+
+
+def step_flops(cfg, setup: TrainingSetup) -> float:
+    with FlopCounterMode(display=False) as counter:
+        _train_step(cfg, setup, 1)
+    return float(counter.get_total_flops())
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5, help="steps per timed window")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--peak-tflops", type=float, default=790.0)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    setups = {name: make_setup(name, args, device) for name in ("dense", "synccp")}
+    flops = step_flops(*setups["dense"])
+    times: dict[str, list[float]] = {name: [] for name in setups}
+    for name, (cfg, setup) in setups.items():  # warm-up
+        for step in range(2):
+            full_step(cfg, setup, step)
+    sync(device)
+    for rep in range(args.repeats):
+        for name, (cfg, setup) in setups.items():
+            start = time.perf_counter()
+            for step in range(args.steps):
+                full_step(cfg, setup, 300 + rep * args.steps + step)  # after the ramp: no updates
+            sync(device)
+            times[name].append((time.perf_counter() - start) / args.steps)
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"device {device}, threads {torch.get_num_threads()}")
+    print(f"BYOL ResNet-18 width {args.width}, {args.size}x{args.size}x{args.channels}, batch {args.batch}; "
+          f"model FLOPs/step {flops / 1e9:.2f} GFLOP")
+    dense = statistics.median(times["dense"])
+    for name, values in times.items():
+        step = statistics.median(values)
+        line = (f"{name:7s} step {1e3 * step:8.1f} ms  {args.batch / step:9.0f} img/s  "
+                f"{50_000 / args.batch * step:7.1f} s per 50k-image epoch  ×{step / dense:.3f} vs dense")
+        if device.type == "cuda":
+            line += f"  MFU {100 * flops / step / (args.peak_tflops * 1e12):.1f}%"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
