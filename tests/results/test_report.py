@@ -163,3 +163,17 @@ def test_inputs_can_be_run_dirs_or_folders(tmp_path, make_run):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ReportError, match="no finished run"):
         build_report([tmp_path / "empty"], tmp_path / "out")
+
+
+def test_revival_rate_is_derived_from_flip_rate_and_densities_for_older_logs():
+    from synccp.results.report import _metric
+
+    # |A| = 0.5 N, |B| = 0.4 N; prune-only: |A∩B| = |B| → flip = 0.1/0.5 = 0.2, revival 0
+    before = {"density": {"online": {"total": 0.5}}}
+    pruned = {"density": {"online": {"total": 0.4}}, "oscillation": {"online": {"total": {"flip_rate": 0.2}}}}
+    assert abs(_metric(pruned, before, "online", "revival_rate")) < 1e-12
+    # drop 0.15 N, grow 0.05 N: |A∩B| = 0.35 N, △ = 0.15 + 0.05 → flip 0.4, revival 0.05/0.4
+    swapped = {"density": {"online": {"total": 0.4}}, "oscillation": {"online": {"total": {"flip_rate": 0.4}}}}
+    assert abs(_metric(swapped, before, "online", "revival_rate") - 0.125) < 1e-12
+    logged = {"oscillation": {"online": {"total": {"revival_rate": 0.3}}}}
+    assert _metric(logged, before, "online", "revival_rate") == 0.3

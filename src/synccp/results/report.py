@@ -115,13 +115,26 @@ def ramp_window(config: dict) -> tuple[float, float]:
     return float(s["start_epoch"]), float(end)
 
 
-def ramp_mean(run: Run, branch: str) -> float | None:
-    """Mean total flip rate of `branch` over the mask updates inside the ramp (step 0 excluded)."""
+def ramp_mean(run: Run, branch: str, metric: str = "flip_rate") -> float | None:
+    """Mean total `metric` of `branch` over the mask updates inside the ramp (step 0 excluded)."""
     start, end = ramp_window(run.config)
-    values = [get(u, "oscillation", branch, "total", "flip_rate") for u in run.updates
+    values = [_metric(u, previous, branch, metric) for previous, u in zip(run.updates, run.updates[1:])
               if u.get("step", 0) > 0 and start < u.get("epoch", -1) <= end + 1e-9]
     values = [v for v in values if v is not None and not math.isnan(v)]
     return sum(values) / len(values) if values else None
+
+
+def _metric(update: dict, previous: dict, branch: str, metric: str) -> float | None:
+    """A logged total metric; the revival rate |B \\ A|/|B| is derived from the flip rate and the
+    two densities for runs logged before it was recorded: |A∩B| = (|A| + |B| − flip·|A|) / 2."""
+    value = get(update, "oscillation", branch, "total", metric)
+    if value is not None or metric != "revival_rate":
+        return value
+    flip = get(update, "oscillation", branch, "total", "flip_rate")
+    before, after = (get(u, "density", branch, "total") for u in (previous, update))
+    if None in (flip, before, after) or not after:
+        return None
+    return max(0.0, 1.0 - (before + after - flip * before) / (2 * after))
 
 
 def _final(run: Run, *keys: str) -> float | None:
@@ -164,6 +177,7 @@ def run_row(run: Run) -> dict[str, Any]:
         "final_online_density": get(run.summary, "sparsity", "online", "total"),
         "final_second_density": get(run.summary, "sparsity", "second", "total"),
         "ramp_flip_rate": ramp_mean(run, "online"), "ramp_flip_rate_second": ramp_mean(run, "second"),
+        "ramp_revival_rate": ramp_mean(run, "online", "revival_rate"),
         "final_online_second_iou": _final(run, "oscillation", "online_vs_second_iou", "total"),
         **_cost_fields(run.cost),
         "wall_s": run.summary.get("wall_s_last_process"),

@@ -18,7 +18,7 @@ CSV_COLUMNS = (
     "run", "method", "algorithm", "granularity", "density", "density_gap", "score_ema", "seed",
     "epochs", "width", "subset", "knn_top1", "linear_top1", "raw_knn_top1", "raw_linear_top1",
     "final_online_density", "final_second_density", "ramp_flip_rate", "ramp_flip_rate_second",
-    "final_online_second_iou", "train_flops_ratio", "modeled_speedup", "wall_s")
+    "ramp_revival_rate", "final_online_second_iou", "train_flops_ratio", "modeled_speedup", "wall_s")
 
 # (row field, column title, format, with ± std) of the aggregated table, after the identity
 # columns; densities and costs are (nearly) the same for every seed, so only their mean is shown.
@@ -28,6 +28,7 @@ METRICS = (
     ("final_online_density", "online density", "{:.3f}", False),
     ("final_second_density", "second density", "{:.3f}", False),
     ("ramp_flip_rate", "flip rate (ramp mean)", "{:.4f}", True),
+    ("ramp_revival_rate", "revival rate (ramp mean)", "{:.4f}", True),
     ("final_online_second_iou", "online–second IoU", "{:.3f}", False),
     ("train_flops_ratio", "train FLOPs (× dense)", "{:.3f}", False),
     ("modeled_speedup", "modeled speedup (×)", "{:.2f}", False),

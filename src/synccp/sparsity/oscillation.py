@@ -28,14 +28,20 @@ def iou_from_counts(active_first: int, active_second: int, both: int) -> float:
 
 
 def from_counts(active_before: int, active_after: int, both: int, numel: int) -> dict[str, float]:
-    """Flip rate, IoU and Hamming agreement from |A|, |B|, |A ∩ B| and the number of entries."""
+    """Flip rate, IoU, Hamming agreement and revival rate from |A|, |B|, |A ∩ B| and the size.
+
+    The revival rate |B \\ A| / |B| is the share of the new active set that was inactive before:
+    exactly 0 for prune-only algorithms (GMP, SyncCP), > 0 where weights are regrown (RigL,
+    GraNet). The flip rate cannot tell the two apart during a ramp: pruning alone flips
+    1 − |B|/|A| of the active set."""
     changed = active_before + active_after - 2 * both  # |A △ B|
     if active_before:
         flip = changed / active_before
     else:
         flip = 0.0 if changed == 0 else 1.0
     return {"flip_rate": float(flip), "iou": iou_from_counts(active_before, active_after, both),
-            "hamming": float(1.0 - changed / numel) if numel else 1.0}
+            "hamming": float(1.0 - changed / numel) if numel else 1.0,
+            "revival_rate": float((active_after - both) / active_after) if active_after else 0.0}
 
 
 def oscillation(before: Tensor, after: Tensor) -> dict[str, float]:
