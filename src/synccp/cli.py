@@ -10,14 +10,17 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from synccp import distributed
 from synccp.config import ConfigError, config_to_dict, load_config, load_resolved
 
 LOG = logging.getLogger("synccp")
+RANK_ZERO_GRACE_S = 10.0
 
 EPILOG = """examples:
   synccp pretrain                                    # the embedded demo (Fashion-MNIST, BYOL + SyncCP)
   synccp pretrain --config configs/simclr.toml --set train.epochs=50 --out runs/x
   synccp pretrain --set sparsity.algorithm=synccp --set sparsity.granularity=nm --set sparsity.n=2 --set sparsity.m=4
+  torchrun --standalone --nproc_per_node=2 -m synccp pretrain --out runs/ddp   # one process per GPU
   synccp eval runs/x --probe both
   synccp inspect runs/x
   synccp cost runs/x"""
@@ -71,7 +74,13 @@ def main(argv: list[str] | None = None) -> int:
                 "sweep": _sweep, "report": _report}
     try:
         return commands[args.command](args)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
+    except distributed.RankZeroError:  # rank 0 failed and reports the error itself: give it the time
+        time.sleep(RANK_ZERO_GRACE_S)  # to do so before this exit makes torchrun stop every process
+        return 2
+    except FloatingPointError as err:  # the loss or the weights became NaN/Inf
+        print(f"synccp {args.command}: error: {err}", file=sys.stderr)
+        return 3
+    except (ConfigError, ValueError, OSError, RuntimeError) as err:
         print(f"synccp {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -81,14 +90,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _pretrain(args) -> int:
+    """Pretrain (every torchrun process runs this); rank 0 prints and evaluates afterwards."""
     from synccp.eval.run import evaluate
     from synccp.train.loop import pretrain
 
     cfg = load_config(args.config, args.overrides)
-    out = args.out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method.name}-{cfg.sparsity.algorithm}"
-    print(f"synccp pretrain → {out}  ({cfg.method.name}, {cfg.sparsity.algorithm}/"
-          f"{cfg.sparsity.granularity}, {cfg.data.name}, {cfg.model.backbone} width {cfg.model.width})")
-    summary = pretrain(cfg, out, resume=args.resume)
+    with distributed.process_group(cfg.train.device):
+        leader = distributed.rank() == 0
+        if not leader:
+            logging.getLogger().setLevel(logging.WARNING)
+        default = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method.name}-{cfg.sparsity.algorithm}"
+        out = args.out or distributed.broadcast_object(default)
+        processes = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
+        if leader:
+            print(f"synccp pretrain → {out}  ({cfg.method.name}, {cfg.sparsity.algorithm}/"
+                  f"{cfg.sparsity.granularity}, {cfg.data.name}, {cfg.model.backbone} width "
+                  f"{cfg.model.width}{processes})")
+        summary = pretrain(cfg, out, resume=args.resume)
+    if not leader:
+        return 0
     print(_format_sparsity(summary["sparsity"]))
     if not args.no_eval:
         print(_format_eval(evaluate(out), cfg))
@@ -138,8 +158,13 @@ def _report(args) -> int:
 
 def _format_sparsity(sparsity: dict) -> str:
     online, second = sparsity["online"]["total"], sparsity["second"]["total"]
-    return (f"final density: online {online:.3f} (sparsity {100 * (1 - online):.1f}%), "
+    text = (f"final density: online {online:.3f} (sparsity {100 * (1 - online):.1f}%), "
             f"second branch {second:.3f} (sparsity {100 * (1 - second):.1f}%)")
+    unfit = sparsity.get("unfit_layers") or []
+    if unfit:
+        text += (f"\n{len(unfit)} layer(s) left dense, their shape does not fit the granularity: "
+                 + "; ".join(f"{u['name']} ({u['reason']})" for u in unfit[:3]) + (" ..." if len(unfit) > 3 else ""))
+    return text
 
 
 def _format_eval(result: dict, cfg) -> str:

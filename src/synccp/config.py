@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -68,6 +69,8 @@ class TrainConfig:
     compile: bool = False
     log_every: int = 10
     progress: bool = True
+    sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch
+    global_augment: bool = False  # torchrun: every process augments the whole global batch (views of a 1-process run)
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number, got {value!r}")
             return float(value)
         if kind is str and isinstance(value, str):
             return value
@@ -278,6 +283,16 @@ def default_config_dict() -> dict[str, Any]:
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def normalized_config_dict(raw: dict[str, Any]) -> dict[str, Any]:
+    """A stored `config.json` as this version resolves it: keys added since it was written take
+    their defaults, so an older run still compares equal to the same run today. Input that no
+    longer validates is returned unchanged (it then differs, and the caller says where)."""
+    try:
+        return config_to_dict(config_from_dict(raw))
+    except ConfigError:
+        return raw
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -39,7 +39,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from synccp.config import ConfigError, config_to_dict, default_config_dict, load_config, parse_override
+from synccp.config import (ConfigError, config_to_dict, default_config_dict, load_config, normalized_config_dict,
+                           parse_override)
 from synccp.results import rundir
 
 LOG = logging.getLogger(__name__)
@@ -318,7 +319,8 @@ def run_state(run_dir: Path, expected: dict | None = None, *, want_cost: bool = 
             return "conflict", f"{run_dir} holds files but no {rundir.CONFIG}"
         return "new", ""
     if expected is not None:
-        found = rundir.read_json(run_dir / rundir.CONFIG)
+        found = normalized_config_dict(rundir.read_json(run_dir / rundir.CONFIG))
+        expected = normalized_config_dict(expected)  # both as this version resolves them
         if found != expected:
             changed = sorted(f"{s}.{k}" for s in expected for k in expected[s]
                              if found.get(s, {}).get(k) != expected[s][k])
@@ -373,8 +375,18 @@ def run_sweep(path: str | Path, *, jobs: int | None = None, dry_run: bool = Fals
     return result
 
 
+def _executable(argv: list[str], env: dict[str, str]) -> list[str]:
+    """`argv` with a bare launcher name (e.g. `torchrun`) that is not on PATH taken from this
+    interpreter's environment (`.venv/bin/torchrun` when synccp runs from a venv not activated)."""
+    if os.sep in argv[0] or shutil.which(argv[0], path=env.get("PATH")):
+        return argv
+    sibling = Path(sys.executable).parent / argv[0]
+    return [str(sibling), *argv[1:]] if sibling.is_file() else argv
+
+
 def subprocess_runner(argv: list[str], log: Path, env: dict[str, str]) -> int:
     """Run `argv` with stdout and stderr appended to `log`; return its exit code."""
+    argv = _executable(argv, env)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as handle:
         handle.write(f"$ {shlex.join(argv)}\n")

@@ -3,76 +3,111 @@
 augment two views on the device → method forward → backward → capture scores/gradients → mask
 gradients → optimizer step → Sparsifier.update (re-masks) → EMA target update and target
 re-mask → method bookkeeping (queue) → log. Masks never change between a forward and its backward.
+
+Under torchrun every process runs this same loop on its share of each global batch;
+DistributedDataParallel averages the gradients inside `backward`, so everything after it is
+computed from identical inputs on every rank. After each mask update rank 0's masks are
+broadcast and every rank checks its own against them bit for bit; at the end the whole state is
+compared the same way. Rank 0 alone writes the run directory.
+
+Faults: the loss is watched on the device at every step (no host sync) and checked at each log
+step and before each checkpoint; the state is checked for NaN/Inf before it is checkpointed or
+exported, so bad weights are never written. Checkpoints are atomic with a fallback (checkpoint.py).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from synccp import distributed
 from synccp.config import Config, config_to_dict
 from synccp.data.views import make_view
 from synccp.models import cosine_tau
 from synccp.results import rundir
-from synccp.train.checkpoint import load_checkpoint, save_checkpoint
+from synccp.train.checkpoint import LAST, first_nonfinite, has_checkpoint, load_checkpoint, save_checkpoint
 from synccp.train.export import export_model
 from synccp.train.schedules import scaled_lr, warmup_cosine
-from synccp.train.setup import TrainingSetup, build_setup, resolve_device
+from synccp.train.setup import TrainingSetup, augmentation_seed, build_setup, resolve_device
 
 LOG = logging.getLogger(__name__)
+Saved = tuple[Path, int] | None  # the last good checkpoint and its step
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN/Inf; names the step and the last good checkpoint."""
+    """The loss or the weights became NaN/Inf; names the step and the last good checkpoint."""
+
+
+class ReplicaMismatchError(RuntimeError):
+    """Under torchrun, a rank's masks or state differ from rank 0's (the replicas diverged)."""
 
 
 def pretrain(cfg: Config, run_dir: str | Path, *, resume: bool = False,
              stop_after: int | None = None) -> dict:
     """Pretrain per `cfg` into `run_dir`; return the summary. `stop_after` ends this process early
-    (after that many optimizer steps in total) as if it had been killed after its last checkpoint."""
-    run_dir = Path(run_dir)
-    rundir.prepare_run_dir(run_dir, config_to_dict(cfg), resume=resume)
+    (after that many optimizer steps in total) as if it had been killed after its last checkpoint.
+
+    Inside a torchrun process group (see `distributed.process_group`) this is one replica of the
+    run; every rank returns the same summary (a process started by torchrun outside any group
+    opens torchrun's group for the duration). Nothing is written before the data, the model and
+    the sparsity settings have been built and checked."""
+    with distributed.process_group(cfg.train.device):
+        return _pretrain(cfg, Path(run_dir), resume=resume, stop_after=stop_after)
+
+
+def _pretrain(cfg: Config, run_dir: Path, *, resume: bool, stop_after: int | None) -> dict:
+    config = config_to_dict(cfg)
+    distributed.on_rank_zero(lambda: rundir.check_run_dir(run_dir, config, resume=resume))
     device = resolve_device(cfg.train.device)
     setup = build_setup(cfg, device)
-    log = rundir.MetricsLog(run_dir)
-    step = 0
-    if resume:
-        step = _restore(setup, run_dir, device)
-        log.truncate_after(step)
-        LOG.info("resumed %s at step %d", run_dir, step)
-    else:
+    distributed.on_rank_zero(lambda: rundir.prepare_run_dir(run_dir, config, resume=resume))
+    log = rundir.MetricsLog(run_dir, enabled=setup.rank == 0)
+    state = distributed.on_rank_zero(lambda: _checkpoint_to_resume(run_dir)) if resume else None
+    if state is None:
+        if resume:
+            LOG.info("%s has no checkpoint yet: starting it at step 0", run_dir)
+            log.truncate_after(-1)
         log.write({"kind": "mask_update", "step": 0, "epoch": 0.0, **setup.sparsifier.prepare_()})
+        step, saved = 0, None
+    else:
+        step = _restore(setup, state)
+        log.truncate_after(step)
+        saved = (run_dir / rundir.CHECKPOINTS, step)  # last.pt, or prev.pt after a fallback
+        LOG.info("resumed %s at step %d", run_dir, step)
     last = setup.clock.total_steps if stop_after is None else min(stop_after, setup.clock.total_steps)
     started = time.perf_counter()
-    step = _run_steps(cfg, setup, run_dir, log, first=step, last=last)
+    step = _run_steps(cfg, setup, run_dir, log, first=step, last=last, saved=saved)
     if step < setup.clock.total_steps:
         return {"stopped_at": step}
     return _finish(cfg, setup, run_dir, wall_s=time.perf_counter() - started)
 
 
 def _run_steps(cfg: Config, setup: TrainingSetup, run_dir: Path, log: rundir.MetricsLog, *,
-               first: int, last: int) -> int:
+               first: int, last: int, saved: Saved) -> int:
     """Run optimizer steps `first`..`last`-1; checkpoint at every epoch end; return steps done."""
     clock = setup.clock
     bar = tqdm(total=clock.total_steps, initial=first, unit="step", dynamic_ncols=True,
-               disable=not cfg.train.progress or None, desc="pretrain")
+               disable=(not cfg.train.progress or setup.rank != 0) or None, desc="pretrain")
     window = (time.perf_counter(), first)
+    watch = LossWatch(setup.device)
     for step in range(first, last):
         loss = _train_step(cfg, setup, step)
+        watch.observe(loss, step + 1)
         record = setup.sparsifier.update_(step + 1, setup.optimizer)
         if record is not None:
+            _check_masks_agree(setup, step + 1)
             log.write({"kind": "mask_update", "step": step + 1, "epoch": clock.epoch(step + 1), **record})
         if not setup.method.shared_encoder:
             setup.method.update_target(_tau(cfg, setup, step))
             setup.sparsifier.remask_second_()
         setup.method.after_step()
         if (step + 1) % cfg.train.log_every == 0 or step + 1 == last:
-            value = _check_finite(loss, step + 1, run_dir)
+            watch.raise_if_bad(saved)
+            value = distributed.mean(loss).item()
             rate = (step + 1 - window[1]) * cfg.train.batch_size / (time.perf_counter() - window[0])
             window = (time.perf_counter(), step + 1)
             log.write({"kind": "train", "step": step + 1, "epoch": clock.epoch(step + 1), "loss": value,
@@ -80,15 +115,16 @@ def _run_steps(cfg: Config, setup: TrainingSetup, run_dir: Path, log: rundir.Met
             bar.set_postfix(loss=f"{value:.4f}", img_s=f"{rate:.0f}")
         bar.update(1)
         if (step + 1) % clock.steps_per_epoch == 0 or step + 1 == clock.total_steps:
-            _check_finite(loss, step + 1, run_dir)
-            log.sync()
-            save_checkpoint(run_dir, _state(setup, step + 1))
+            watch.raise_if_bad(saved)
+            saved = _checkpoint(setup, run_dir, log, step + 1, saved)
     bar.close()
     return last
 
 
 def _train_step(cfg: Config, setup: TrainingSetup, step: int) -> torch.Tensor:
-    """One optimizer step up to and including `optimizer.step()`; returns the loss (no sync)."""
+    """One optimizer step up to and including `optimizer.step()`; returns the loss (no sync).
+
+    Under DDP the gradients are averaged over the ranks inside `backward`."""
     view_a, view_b = _views(setup, step)
     lr = warmup_cosine(step, total_steps=setup.clock.total_steps,
                        warmup_steps=round(cfg.train.warmup_epochs * setup.clock.steps_per_epoch),
@@ -97,7 +133,7 @@ def _train_step(cfg: Config, setup: TrainingSetup, step: int) -> torch.Tensor:
         group["lr"] = lr
     online, second = setup.encoders()
     with setup.autocast():
-        loss = setup.method.training_loss(view_a, view_b, online=online, second=second)
+        loss = setup.model(view_a, view_b, online=online, second=second)  # training_loss
     setup.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     setup.sparsifier.capture_(step + 1)
@@ -107,11 +143,13 @@ def _train_step(cfg: Config, setup: TrainingSetup, step: int) -> torch.Tensor:
 
 
 def _views(setup: TrainingSetup, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two augmented views of this step's batch; shared-encoder methods swap them every step
-    so each view meets each mask equally often (DESIGN.md §1)."""
-    batch = setup.batch(step)  # (B, C, H, W) uint8 on device
+    """The two augmented views of this process's share of the step's batch; shared-encoder
+    methods swap them every step so each view meets each mask equally often (DESIGN.md §1)."""
+    batch = setup.batch(step)  # (B_local, C, H, W) uint8 on device; (B, ...) with global_augment
     first, second = (make_view(batch, recipe, mean=setup.data.mean, std=setup.data.std,
                                generator=setup.generator) for recipe in setup.recipes)
+    if setup.global_augment:
+        first, second = setup.local_slice(first), setup.local_slice(second)  # (B_local, C, S, S)
     if setup.channels_last:
         first, second = (v.contiguous(memory_format=torch.channels_last) for v in (first, second))
     if setup.method.shared_encoder and step % 2 == 1:
@@ -123,49 +161,146 @@ def _tau(cfg: Config, setup: TrainingSetup, step: int) -> float:
     return cosine_tau(step, setup.clock.total_steps, base=cfg.method.base_tau, final=cfg.method.final_tau)
 
 
-def _check_finite(loss: torch.Tensor, step: int, run_dir: Path) -> float:
-    value = loss.item()
-    if not math.isfinite(value):
-        last = run_dir / rundir.CHECKPOINTS / "last.pt"
-        where = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
-        raise NonFiniteLossError(f"loss is {value} at step {step}; stopped without saving ({where})")
-    return value
+class LossWatch:
+    """The first optimizer step whose loss was NaN/Inf, and that loss, kept on the device.
+
+    `observe` is a few tiny device ops per step and never synchronizes with the host;
+    `raise_if_bad` (at log steps and before checkpoints) is one sync and, under torchrun, one
+    all-reduce, so every rank stops at the same step."""
+
+    NONE = 2**62  # "no bad step yet"
+
+    def __init__(self, device: torch.device):
+        self.first = torch.full((), self.NONE, dtype=torch.int64, device=device)
+        self.value = torch.zeros((), dtype=torch.float32, device=device)
+
+    def observe(self, loss: torch.Tensor, step: int) -> None:
+        new = ~torch.isfinite(loss) & (self.first == self.NONE)
+        self.first = torch.where(new, step, self.first)
+        self.value = torch.where(new, loss.float(), self.value)
+
+    def raise_if_bad(self, saved: Saved) -> None:
+        step = distributed.all_min(self.first)
+        if step == self.NONE:
+            return
+        value = float(self.value) if int(self.first) == step else float("nan")
+        raise NonFiniteLossError(
+            f"the loss is {value} at step {step}; training stopped and no weights from that step on "
+            f"were saved ({_last_good(saved)}). A diverging loss usually means train.lr is too high for this "
+            f"train.batch_size / train.optimizer")
 
 
-def _state(setup: TrainingSetup, step: int) -> dict:
+def _last_good(saved: Saved) -> str:
+    if saved is None:
+        return "no checkpoint was written yet"
+    return f"last good checkpoint: {saved[0]}, step {saved[1]}"
+
+
+def _check_masks_agree(setup: TrainingSetup, step: int) -> None:
+    """Under torchrun: rank 0's new masks are broadcast and every rank compares its own, bitwise."""
+    if setup.world_size == 1:
+        return
+    masks = [(name, mask.to(setup.device)) for name, mask in setup.sparsifier.masks().items()]
+    name = distributed.first_mismatch(masks)
+    if name is not None:
+        raise ReplicaMismatchError(
+            f"mask {name} differs between rank 0 and another rank after the mask update at step {step}: "
+            f"the replicas have diverged; the last checkpoint holds rank 0's state (resume restarts "
+            f"every rank from it)")
+
+
+def _state(setup: TrainingSetup, step: int, generators: list[torch.Tensor]) -> dict:
     return {
         "step": step,
         "method": setup.method.state_dict(),
         "optimizer": setup.optimizer.state_dict(),
         "sparsifier": setup.sparsifier.state_dict(),
-        "generator": setup.generator.get_state(),
+        "generator": generators[0],
+        "generators": generators,  # one augmentation-generator state per rank
     }
 
 
-def _restore(setup: TrainingSetup, run_dir: Path, device: torch.device) -> int:
-    state = load_checkpoint(run_dir, map_location=device)
+def _checkpoint(setup: TrainingSetup, run_dir: Path, log: rundir.MetricsLog, step: int,
+                saved: Saved) -> Saved:
+    """Check the state is finite on every rank, give every rank rank 0's buffers (BatchNorm
+    statistics), and let rank 0 write the checkpoint; returns the new last good checkpoint."""
+    distributed.broadcast_tensors_(list(setup.method.buffers()))
+    generators = distributed.all_gather_object(setup.generator.get_state())
+    state = _state(setup, step, generators)
+    bad = first_nonfinite(state)
+    if distributed.any_rank(torch.tensor(bad is not None, device=setup.device)):
+        raise NonFiniteLossError(f"{bad or 'a tensor on another rank'} is NaN/Inf at step {step}; "
+                                 f"training stopped without saving it ({_last_good(saved)})")
+
+    def write() -> None:
+        log.sync()
+        save_checkpoint(run_dir, state)
+
+    distributed.on_rank_zero(write)
+    return (run_dir / rundir.CHECKPOINTS / LAST, step)
+
+
+def _checkpoint_to_resume(run_dir: Path) -> dict | None:
+    """The newest readable checkpoint, or None when the run stopped before writing any."""
+    return load_checkpoint(run_dir) if has_checkpoint(run_dir) else None
+
+
+def _restore(setup: TrainingSetup, state: dict) -> int:
     setup.method.load_state_dict(state["method"])
     setup.optimizer.load_state_dict(state["optimizer"])
     setup.sparsifier.load_state_dict(state["sparsifier"])
-    setup.generator.set_state(state["generator"].cpu())
-    return int(state["step"])
+    step = int(state["step"])
+    generators = state.get("generators") or [state["generator"]]
+    if len(generators) == setup.world_size:
+        setup.generator.set_state(generators[setup.rank].cpu())
+    else:
+        LOG.warning("the checkpoint was written by %d process(es), this run has %d: augmentations "
+                    "restart from fresh generators (the run goes on, not bit-identical to an "
+                    "uninterrupted one)", len(generators), setup.world_size)
+        setup.generator.manual_seed(augmentation_seed(setup.seed + step, setup.rank))
+    return step
+
+
+def _check_replicas(setup: TrainingSetup) -> None:
+    """Under torchrun: the whole final state of every rank equals rank 0's, bit for bit."""
+    if setup.world_size == 1:
+        return
+    named = list(setup.method.state_dict().items())
+    named += [(f"masks.{k}", v.to(setup.device)) for k, v in setup.sparsifier.masks().items()]
+    scores = setup.sparsifier.state_dict()["scores"]
+    named += [(f"scores.{b}.{k}", v) for b, layer in scores.items() for k, v in layer.items()]
+    for index, values in setup.optimizer.state_dict()["state"].items():
+        named += [(f"optimizer.{index}.{k}", v) for k, v in values.items() if torch.is_tensor(v)]
+    name = distributed.first_mismatch(named)
+    if name is not None:
+        raise ReplicaMismatchError(f"{name} differs between rank 0 and another rank at the end of "
+                                   f"training: the replicas diverged; nothing was exported")
 
 
 def _finish(cfg: Config, setup: TrainingSetup, run_dir: Path, *, wall_s: float) -> dict:
-    """Export the online encoder and masks and write summary.json."""
-    export_model(run_dir, setup.method.backbone, setup.sparsifier)
-    train = rundir.read_metrics(run_dir, "train")
-    summary = {
-        "total_steps": setup.clock.total_steps,
-        "steps_per_epoch": setup.clock.steps_per_epoch,
-        "epochs": cfg.train.epochs,
-        "train_images": setup.num_images,
-        "final_loss": train[-1]["loss"] if train else None,
-        "wall_s_last_process": wall_s,
-        "device": str(setup.device),
-        "torch": torch.__version__,
-        "sparsity": setup.sparsifier.summary(),
-    }
-    rundir.write_json(run_dir / rundir.SUMMARY, summary)
-    return summary
+    """Check the replicas agree, then (rank 0) export the online encoder and masks and write
+    summary.json; every rank returns the summary."""
+    _check_replicas(setup)
+    bad = first_nonfinite(setup.method.backbone.state_dict())
+    if bad is not None:
+        raise NonFiniteLossError(f"{bad} is NaN/Inf at the end of training; nothing was exported")
 
+    def write() -> dict:
+        export_model(run_dir, setup.method.backbone, setup.sparsifier)
+        train = rundir.read_metrics(run_dir, "train")
+        summary = {
+            "total_steps": setup.clock.total_steps,
+            "steps_per_epoch": setup.clock.steps_per_epoch,
+            "epochs": cfg.train.epochs,
+            "train_images": setup.num_images,
+            "final_loss": train[-1]["loss"] if train else None,
+            "wall_s_last_process": wall_s,
+            "device": str(setup.device),
+            "processes": setup.world_size,
+            "torch": torch.__version__,
+            "sparsity": setup.sparsifier.summary(),
+        }
+        rundir.write_json(run_dir / rundir.SUMMARY, summary)
+        return summary
+
+    return distributed.on_rank_zero(write)

@@ -1,9 +1,18 @@
-"""Everything a training run holds, built from a `Config`: data, method, optimizer, Sparsifier."""
+"""Everything a training run holds, built from a `Config`: data, method, optimizer, Sparsifier.
+
+Under torchrun (DESIGN.md §2) the setup is one replica of the run: the method is wrapped in
+DistributedDataParallel (optionally with SyncBatchNorm), every process draws the same permutation
+of the data and takes its slice of each global batch of `train.batch_size` images, and each
+process has its own augmentation generator (seeded from the seed and its rank; rank 0 uses the
+seed itself, so a one-process run is unchanged). Everything else — masks, scores, schedules —
+follows from identical all-reduced gradients and is identical on every rank.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,11 +20,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from synccp import distributed
 from synccp.config import Config
 from synccp.data import ImageDataset, load_dataset
 from synccp.data.views import ViewRecipe, view_recipes
 from synccp.methods import SSLMethod, build_method, method_defaults
 from synccp.models import build_backbone, prunable_parameters
+from synccp.sparsity.granularity import Pattern, unfit_reason
 from synccp.sparsity.sparsifier import Sparsifier
 from synccp.train.optim import build_optimizer
 
@@ -34,15 +45,25 @@ class Clock:
 
 Encode = Callable[[torch.Tensor], torch.Tensor]
 PRETRAIN_SPLIT = {"stl10": "train+unlabeled"}
+OUTPUT_STRIDE = {"cifar": 8, "imagenet": 32}  # stem (1 or 4) × three stride-2 stages
+_RANK_SEED_STEP = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads the ranks' seeds apart
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` → cuda when available, else cpu; `cuda` without a GPU is an error naming the key."""
+    """`auto` → cuda when available, else cpu; `cuda` without a GPU is an error naming the key.
+    Under torchrun on CUDA each process gets its own GPU (the current device, `LOCAL_RANK`)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("train.device is 'cuda' but no CUDA device is available")
+    if name == "cuda" and distributed.is_distributed():
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
+
+
+def augmentation_seed(seed: int, rank: int) -> int:
+    """Seed of rank `rank`'s augmentation generator: `seed` itself on rank 0."""
+    return (seed + rank * _RANK_SEED_STEP) % 2**63
 
 
 @dataclass
@@ -59,24 +80,49 @@ class TrainingSetup:
     clock: Clock
     device: torch.device
     seed: int
-    batch_size: int
+    batch_size: int  # global: images per optimizer step over all processes
     bf16: bool
     channels_last: bool
+    rank: int = 0
+    world_size: int = 1
+    global_augment: bool = False
+    replica: nn.Module | None = None  # DistributedDataParallel(method) under torchrun
     _order: tuple[int, torch.Tensor] | None = None
 
     @property
     def num_images(self) -> int:
         return len(self.images)
 
+    @property
+    def model(self) -> nn.Module:
+        """What the loop calls for the loss: the DDP replica, else the method (forward = loss)."""
+        return self.method if self.replica is None else self.replica
+
+    @property
+    def local_batch_size(self) -> int:
+        return self.batch_size // self.world_size
+
     def batch(self, step: int) -> torch.Tensor:
-        """This step's batch: epoch `e` visits a permutation drawn from (seed, e), so a resumed
-        run sees exactly the batches an uninterrupted one would; the last partial batch is dropped."""
+        """This process's images of step `step`: (B / world_size, C, H, W), or the whole global
+        batch with `global_augment` (the loop augments it and keeps this rank's slice).
+
+        Epoch `e` visits a permutation drawn from (seed, e) — the same on every rank — so a
+        resumed run sees exactly the batches an uninterrupted one would; rank r takes the r-th
+        slice of each global batch; the last partial global batch is dropped."""
         epoch, index = divmod(step, self.clock.steps_per_epoch)
         if self._order is None or self._order[0] != epoch:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._order = (epoch, torch.randperm(len(self.images), generator=generator).to(self.device))
-        size = self.batch_size
-        return self.images[self._order[1][index * size:(index + 1) * size]]
+        start = index * self.batch_size
+        if not self.global_augment:
+            start += self.rank * self.local_batch_size
+        size = self.batch_size if self.global_augment else self.local_batch_size
+        return self.images[self._order[1][start:start + size]]
+
+    def local_slice(self, views: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a global batch of views (`global_augment`): (B / world_size, ...)."""
+        size = self.local_batch_size
+        return views[self.rank * size:(self.rank + 1) * size]
 
     def encoders(self) -> tuple[Encode, Encode]:
         """(online, second) feature callables for this step (DESIGN.md §1).
@@ -118,7 +164,51 @@ def load_pretrain_data(cfg: Config) -> ImageDataset:
     if len(data.images) < cfg.train.batch_size:
         raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the "
                          f"{len(data.images)} training images of data.name={cfg.data.name!r}")
+    check_image_size(data.images.shape[-1], cfg)
     return data
+
+
+def check_image_size(size: int, cfg: Config) -> None:
+    """The images must be at least as large as the backbone's output stride, or the last stage
+    computes on zero padding instead of the image (training would run, silently, on nothing)."""
+    stride = OUTPUT_STRIDE[cfg.model.stem]
+    if size < stride:
+        source = (f"data.image_size={cfg.data.image_size}" if cfg.data.image_size else
+                  f"data.image_size=0 (the native {size}x{size} of data.name={cfg.data.name!r})")
+        raise ValueError(f"{source} is smaller than the output stride {stride} of model.backbone="
+                         f"{cfg.model.backbone!r} with model.stem={cfg.model.stem!r}; set "
+                         f"data.image_size >= {stride}" + (" or model.stem='cifar'" if stride > 8 else ""))
+
+
+def check_batch(batch_size: int, world_size: int) -> None:
+    """The global batch must split evenly over the processes, at least 2 images each (BatchNorm
+    and the contrastive losses need more than one sample)."""
+    if batch_size % world_size:
+        raise ValueError(f"train.batch_size={batch_size} must be divisible by the number of processes "
+                         f"({world_size}): each takes an equal share of every global batch")
+    if batch_size // world_size < 2:
+        where = f" per process ({world_size} processes)" if world_size > 1 else ""
+        raise ValueError(f"train.batch_size={batch_size} gives {batch_size // world_size} image{where}; "
+                         f"BatchNorm and the SSL losses need at least 2 per process")
+
+
+def check_sparsity_fits(cfg: Config, method: SSLMethod) -> None:
+    """A sparse run whose granularity fits none of the prunable layers would silently train dense:
+    refuse it, naming the keys and a layer (layers that do not fit while others do are left
+    dense with a warning and listed in summary.json)."""
+    s = cfg.sparsity
+    if s.algorithm == "dense":
+        return
+    pattern = Pattern(s.granularity, n=s.n, m=s.m, block=(s.block_out, s.block_in))
+    shapes = {name: tuple(p.shape) for name, p in prunable_parameters(method.backbone).items()}
+    reasons = {name: unfit_reason(shape, pattern) for name, shape in shapes.items()}
+    if all(reason is not None for reason in reasons.values()):
+        name, reason = next(iter(reasons.items()))
+        keys = {"nm": "sparsity.n/sparsity.m", "block": "sparsity.block_out/sparsity.block_in"}
+        raise ValueError(f"sparsity.granularity={s.granularity!r} fits none of the {len(shapes)} prunable "
+                         f"layers of model.backbone={cfg.model.backbone!r} at model.width={cfg.model.width} "
+                         f"(e.g. {name}: {reason}); the run would be dense. Change "
+                         f"{keys.get(s.granularity, 'sparsity.granularity')} or model.width")
 
 
 def build_model(cfg: Config, in_channels: int) -> SSLMethod:
@@ -132,6 +222,10 @@ def build_model(cfg: Config, in_channels: int) -> SSLMethod:
 
 def build_sparsifier(cfg: Config, method: SSLMethod, clock: Clock) -> Sparsifier:
     s = cfg.sparsity
+    final = s.n / s.m if s.granularity == "nm" else s.density
+    if s.algorithm == "synccp" and final + s.density_gap > 1.0:
+        LOG.warning("sparsity.density_gap=%s: the second branch keeps min(1, density + gap) and ends dense "
+                    "(%s + %s > 1), the sparse-dense geometry of sdclr", s.density_gap, final, s.density_gap)
     target = None if method.shared_encoder else prunable_parameters(method.target_backbone)
     return Sparsifier(
         online=prunable_parameters(method.backbone), second=target, algorithm=s.algorithm,
@@ -144,13 +238,45 @@ def build_sparsifier(cfg: Config, method: SSLMethod, clock: Clock) -> Sparsifier
         seed=cfg.train.seed)
 
 
+def _replicate(method: SSLMethod, device: torch.device) -> nn.Module | None:
+    """DistributedDataParallel over the method (its forward is `training_loss`); None on one process.
+
+    Target parameters take no gradient, so DDP leaves them alone. Buffers are not broadcast every
+    step (`broadcast_buffers=False`): BatchNorm running statistics never enter a training forward,
+    and a MoCo queue is identical on every rank by construction; the loop copies rank 0's buffers
+    to every rank at each checkpoint instead."""
+    if distributed.world_size() == 1:
+        return None
+    ddp = nn.parallel.DistributedDataParallel
+    # torch >= 2.12 renamed the switch (its version still syncs once at construction, which is fine)
+    no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters
+               else "broadcast_buffers")
+    device_ids = [device.index] if device.type == "cuda" else None
+    return ddp(method, device_ids=device_ids, **{no_sync: False})
+
+
+def _sync_batchnorm(cfg: Config, method: SSLMethod, device: torch.device) -> SSLMethod:
+    """`train.sync_bn`: BatchNorm statistics over the global batch (every BatchNorm, targets too)."""
+    if not cfg.train.sync_bn or distributed.world_size() == 1:
+        return method
+    if device.type != "cuda":
+        raise ValueError("train.sync_bn=true needs CUDA devices: torch.nn.SyncBatchNorm has no CPU "
+                         "kernel (with gloo on CPU, BatchNorm statistics stay per process)")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(method)
+
+
 def build_setup(cfg: Config, device: torch.device) -> TrainingSetup:
-    """Seed, load data, build the model, optimizer and Sparsifier for `cfg` on `device`."""
+    """Seed, load data, build the model, optimizer and Sparsifier for `cfg` on `device` (one
+    replica of a torchrun run when a process group is open)."""
+    rank, world = distributed.rank(), distributed.world_size()
+    check_batch(cfg.train.batch_size, world)
     torch.manual_seed(cfg.train.seed)
     data = load_pretrain_data(cfg)
     steps_per_epoch = len(data.images) // cfg.train.batch_size
     clock = Clock(steps_per_epoch, max(1, round(cfg.train.epochs * steps_per_epoch)))
-    method = build_model(cfg, in_channels=data.images.shape[1]).to(device)
+    method = build_model(cfg, in_channels=data.images.shape[1])
+    check_sparsity_fits(cfg, method)
+    method = _sync_batchnorm(cfg, method, device).to(device)
     on_gpu = device.type == "cuda"
     if on_gpu:
         method = method.to(memory_format=torch.channels_last)
@@ -158,10 +284,13 @@ def build_setup(cfg: Config, device: torch.device) -> TrainingSetup:
     optimizer = build_optimizer(t.optimizer, [method], lr=t.lr, momentum=t.momentum,
                                 weight_decay=t.weight_decay, eta=t.eta)
     size = data.images.shape[-1]
+    generator_seed = cfg.train.seed if t.global_augment else augmentation_seed(cfg.train.seed, rank)
     return TrainingSetup(
         data=data, images=data.images.to(device), method=method, optimizer=optimizer,
         sparsifier=build_sparsifier(cfg, method, clock),
         recipes=view_recipes(cfg.method.name, image_size=size, channels=data.images.shape[1]),
-        generator=torch.Generator(device).manual_seed(cfg.train.seed), clock=clock, device=device,
+        generator=torch.Generator(device).manual_seed(generator_seed), clock=clock, device=device,
         seed=cfg.train.seed, batch_size=cfg.train.batch_size,
-        bf16=on_gpu and t.precision in ("auto", "bf16"), channels_last=on_gpu)
+        bf16=on_gpu and t.precision in ("auto", "bf16"), channels_last=on_gpu, rank=rank,
+        world_size=world, global_augment=t.global_augment and world > 1,
+        replica=_replicate(method, device))
