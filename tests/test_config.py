@@ -18,9 +18,9 @@ def test_embedded_default_is_byol_synccp_on_fashion_mnist():
 def test_overrides_are_typed_and_applied(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[method]\nname = "simclr"\n[train]\nepochs = 3\n')
-    cfg = load_config(path, ["train.epochs=50", "sparsity.granularity=nm", "sparsity.n=1", "train.compile=true"])
+    cfg = load_config(path, ["train.epochs=50", "sparsity.granularity=nm", "sparsity.n=1", "train.progress=false"])
     assert cfg.train.epochs == 50.0 and isinstance(cfg.train.epochs, float)
-    assert (cfg.sparsity.granularity, cfg.sparsity.n, cfg.train.compile) == ("nm", 1, True)
+    assert (cfg.sparsity.granularity, cfg.sparsity.n, cfg.train.progress) == ("nm", 1, False)
     assert cfg.method.temperature is not None  # simclr default filled
 
 
