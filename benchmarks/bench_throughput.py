@@ -26,10 +26,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from synccp.config import load_config
 from synccp.data.datasets import ImageDataset
-from synccp.data.views import view_recipes
 from synccp.train.loop import _train_step
-from synccp.train.optim import build_optimizer
-from synccp.train.setup import Clock, TrainingSetup, build_model, build_sparsifier
+from synccp.train.setup import TrainingSetup, build_setup
 
 
 def make_setup(algorithm: str, args, device: torch.device) -> TrainingSetup:
@@ -42,24 +40,11 @@ def make_setup(algorithm: str, args, device: torch.device) -> TrainingSetup:
     data = ImageDataset(images=images, labels=torch.zeros(len(images), dtype=torch.int64),
                         num_classes=10, mean=(0.5,) * args.channels, std=(0.25,) * args.channels,
                         name="synthetic")
-    clock = Clock(steps_per_epoch=4, total_steps=400)
-    method = build_model(cfg, in_channels=args.channels).to(device)
-    on_gpu = device.type == "cuda"
-    if on_gpu:
-        method = method.to(memory_format=torch.channels_last)
-    t = cfg.train
-    optimizer = build_optimizer(t.optimizer, [method], lr=t.lr, momentum=t.momentum,
-                                weight_decay=t.weight_decay, eta=t.eta)
-    setup = TrainingSetup(
-        data=data, images=images.to(device), method=method, optimizer=optimizer,
-        sparsifier=build_sparsifier(cfg, method, clock),
-        recipes=view_recipes("byol", image_size=args.size, channels=args.channels),
-        generator=torch.Generator(device).manual_seed(0), clock=clock, device=device, seed=0,
-        batch_size=args.batch, bf16=on_gpu, channels_last=on_gpu)
+    setup = build_setup(cfg, device, data=data)  # 4 steps per epoch × 100 epochs = 400 steps
     setup.sparsifier.prepare_()
     every = cfg.sparsity.update_every
     for step in range(every, 201, every):  # walk the whole ramp (ends at step 200): 90% sparse
-        setup.sparsifier.update_(step, optimizer)
+        setup.sparsifier.update_(step, setup.optimizer)
     return cfg, setup
 
 

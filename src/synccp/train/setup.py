@@ -265,13 +265,14 @@ def _sync_batchnorm(cfg: Config, method: SSLMethod, device: torch.device) -> SSL
     return nn.SyncBatchNorm.convert_sync_batchnorm(method)
 
 
-def build_setup(cfg: Config, device: torch.device) -> TrainingSetup:
+def build_setup(cfg: Config, device: torch.device, *, data: ImageDataset | None = None) -> TrainingSetup:
     """Seed, load data, build the model, optimizer and Sparsifier for `cfg` on `device` (one
-    replica of a torchrun run when a process group is open)."""
+    replica of a torchrun run when a process group is open). `data` replaces the configured
+    dataset (benchmarks on synthetic images)."""
     rank, world = distributed.rank(), distributed.world_size()
     check_batch(cfg.train.batch_size, world)
     torch.manual_seed(cfg.train.seed)
-    data = load_pretrain_data(cfg)
+    data = load_pretrain_data(cfg) if data is None else data
     steps_per_epoch = len(data.images) // cfg.train.batch_size
     clock = Clock(steps_per_epoch, max(1, round(cfg.train.epochs * steps_per_epoch)))
     method = build_model(cfg, in_channels=data.images.shape[1])
