@@ -284,10 +284,22 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+# Keys removed from the config, with the value under which a stored run behaved as runs do
+# today (train.compile was never implemented: False was its only honest value).
+REMOVED_KEYS: dict[str, Any] = {"train.compile": False}
+
+
 def normalized_config_dict(raw: dict[str, Any]) -> dict[str, Any]:
     """A stored `config.json` as this version resolves it: keys added since it was written take
-    their defaults, so an older run still compares equal to the same run today. Input that no
-    longer validates is returned unchanged (it then differs, and the caller says where)."""
+    their defaults and removed keys holding their no-op value are dropped, so an older run still
+    compares equal to the same run today. Input that no longer validates is returned unchanged
+    (it then differs, and the caller says where)."""
+    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()}
+    for dotted, harmless in REMOVED_KEYS.items():
+        section, key = dotted.split(".", 1)
+        table = raw.get(section)
+        if isinstance(table, dict) and key in table and table[key] == harmless:
+            del table[key]
     try:
         return config_to_dict(config_from_dict(raw))
     except ConfigError:
