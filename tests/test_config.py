@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synccp.config import ConfigError, config_from_dict, config_to_dict, load_config, load_resolved, save_config
+from synccp.config import (ConfigError, config_from_dict, config_to_dict, load_config, load_resolved,
+                           normalized_config_dict, save_config)
 
 
 def test_embedded_default_is_byol_synccp_on_fashion_mnist():
@@ -61,6 +62,22 @@ def test_resolved_config_round_trips(tmp_path):
     save_config(cfg, tmp_path / "config.json")
     assert load_resolved(tmp_path / "config.json") == cfg
     assert json.loads((tmp_path / "config.json").read_text()) == config_to_dict(cfg)
+
+
+def test_an_older_stored_config_normalizes_to_todays_run():
+    today = config_to_dict(load_config(None, ["train.seed=3"]))
+    older = json.loads(json.dumps(today))
+    del older["train"]["sync_bn"]                # a key added since: takes its default
+    older["train"]["compile"] = False            # a key removed since, at its no-op value: dropped
+    assert normalized_config_dict(older) == today
+    assert older["train"]["compile"] is False   # the caller's dict is not changed
+    assert older["train"].get("sync_bn") is None
+    changed = json.loads(json.dumps(older))
+    changed["train"]["compile"] = True           # it did something then: not the same run
+    assert normalized_config_dict(changed) != today
+    changed["train"]["compile"] = False
+    changed["train"]["seed"] = 4
+    assert normalized_config_dict(changed)["train"]["seed"] == 4
 
 
 @settings(max_examples=60, deadline=None)
