@@ -10,7 +10,8 @@ import pytest
 
 import synccp.sweep as sweep
 from synccp.config import config_to_dict, load_config, parse_override
-from synccp.sweep import SweepError, cell_name, format_plan, format_summary, load_grid, plan, run_state, run_sweep
+from synccp.grid import SweepError, cell_name, load_grid, plan
+from synccp.sweep import format_plan, format_summary, run_state, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = sorted((ROOT / "configs" / "grids").glob("*.toml"))

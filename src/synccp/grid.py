@@ -1,0 +1,280 @@
+"""Grid files for `synccp sweep`: parse one, expand it into cells, validate every cell.
+
+A grid file has four parts (see configs/grids/ for real ones)::
+
+    [sweep]                  # name, description, base (config TOML, relative to the grid file),
+    seeds = [0, 1]           # out (relative to the working directory; default runs/<name>),
+    jobs = 1                 # processes at once, launcher (e.g. "torchrun --nproc_per_node=2"),
+                             # cost (run `synccp cost` after each run when the cost model exists),
+                             # extends (a parent grid: inherit its [sweep], [fixed] and cells)
+    [fixed]                  # overrides for every cell: `sparsity.update_every = 10`
+    [grid]                   # key -> list: the cartesian product of all lists
+    [[cells]]                # extra sub-grids: each table is its own (small) cartesian product
+
+The cells are the union of the `[grid]` product and every `[[cells]]` product, each merged over
+`[fixed]` (cell keys win), times the seeds. Every cell is validated with `load_config` before
+anything runs. A cell's run directory is `<out>/<name>`, the name being a readable slug of the
+cell's own keys, its seed and a hash of everything that defines the run, so editing the grid never
+reuses a directory for a different run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import shlex
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synccp.config import ConfigError, config_to_dict, default_config_dict, load_config, parse_override
+
+LOG = logging.getLogger(__name__)
+SWEEP_KEYS = ("name", "description", "base", "extends", "seeds", "out", "jobs", "launcher", "cost")
+DEFAULTS = {"train.progress": False}  # per-run progress bars would only clutter log.txt
+# Keys always named in a run directory (value-only or with a short prefix); other keys appear
+# (as <key><value>) only where a sub-grid sweeps them, all of them are in the hash.
+LABELS = {"data.name": "{}", "method.name": "{}", "sparsity.algorithm": "{}",
+          "sparsity.granularity": "{}", "sparsity.n": "n{}", "sparsity.m": "m{}",
+          "sparsity.density": "d{}", "sparsity.density_gap": "gap{}", "sparsity.score_ema": "ema{}"}
+
+
+class SweepError(ValueError):
+    """The grid file is invalid; the message names the file, the cell and the key."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: its own keys, its seed and every `--set` override it is launched with."""
+
+    name: str
+    seed: int
+    overrides: dict[str, Any]
+    settings: dict[str, Any]
+    run_dir: Path
+
+    def set_args(self) -> list[str]:
+        """The `key=value` overrides (TOML literals) for `load_config` and `--set`."""
+        return [f"{key}={_toml_literal(key, value)}" for key, value in self.settings.items()]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed grid file; `subgrids` holds `[grid]` then each `[[cells]]` as key -> values."""
+
+    path: Path
+    name: str
+    description: str
+    base: Path | None
+    seeds: tuple[int, ...]
+    out: Path
+    jobs: int
+    launcher: tuple[str, ...]
+    cost: bool
+    fixed: dict[str, Any]
+    subgrids: tuple[dict[str, tuple], ...]
+
+
+def _flat(table: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _flatten(table: Any, where: str, path: Path) -> dict[str, Any]:
+    """`{"sparsity": {"density": x}}` or `{"sparsity.density": x}` -> `{"sparsity.density": x}`."""
+    if not isinstance(table, dict):
+        raise SweepError(f"{path}: {where} must be a table, got {table!r}")
+    flat = _flat(table)
+    for key in flat:
+        parts = key.split(".")
+        if len(parts) != 2 or not all(parts):
+            raise SweepError(f"{path}: {where} key {key!r} must look like section.key "
+                             f"(e.g. sparsity.density)")
+        if key == "train.seed":
+            raise SweepError(f"{path}: {where} sets train.seed; list seeds in [sweep] seeds instead")
+    return flat
+
+
+def _subgrid(table: Any, where: str, path: Path) -> dict[str, tuple]:
+    """A table whose values are scalars or non-empty lists of scalars -> key -> tuple of values."""
+    axes = {}
+    for key, value in _flatten(table, where, path).items():
+        values = tuple(value) if isinstance(value, list) else (value,)
+        if not values:
+            raise SweepError(f"{path}: {where} key {key!r} has an empty list of values")
+        for item in values:
+            _toml_literal(key, item, path=path, where=where)
+        axes[key] = values
+    return axes
+
+
+def _toml_literal(key: str, value: Any, *, path: Path | None = None, where: str = "") -> str:
+    """A scalar as the TOML literal `parse_override` reads back to the same value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    raise SweepError(f"{path}: {where} key {key!r} must be a string, number or boolean "
+                     f"(or a list of them), got {value!r}")
+
+
+def _read_toml(path: Path) -> dict:
+    if not path.is_file():
+        raise SweepError(f"grid file {str(path)!r} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise SweepError(f"grid file {str(path)!r} is not valid TOML: {err}") from err
+    unknown = sorted(set(raw) - {"sweep", "fixed", "grid", "cells"})
+    if unknown:
+        raise SweepError(f"{path}: unknown section(s) {unknown} (known: sweep, fixed, grid, cells)")
+    table = raw.setdefault("sweep", {})
+    if not isinstance(table, dict):
+        raise SweepError(f"{path}: [sweep] must be a table, got {table!r}")
+    unknown = sorted(set(table) - set(SWEEP_KEYS))
+    if unknown:
+        raise SweepError(f"{path}: unknown [sweep] key(s) {unknown} (known: {', '.join(SWEEP_KEYS)})")
+    for key in ("base", "extends"):  # paths are relative to the file that names them
+        if key in table:
+            table[key] = str((path.parent / _typed(table, key, str, "", path)).resolve())
+    raw["fixed"] = _flatten(raw.get("fixed", {}), "[fixed]", path)
+    return raw
+
+
+def _read_grid(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The raw grid, with `[sweep] extends` applied: the parent's [sweep] keys (but name and out)
+    and [fixed] are inherited and overridden; its cells are kept unless this file has its own."""
+    if path.resolve() in chain:
+        raise SweepError(f"{path}: [sweep] extends forms a cycle ({' -> '.join(map(str, chain))})")
+    raw = _read_toml(path)
+    parent_path = raw["sweep"].pop("extends", None)
+    if parent_path is None:
+        return raw
+    parent = _read_grid(Path(parent_path), (*chain, path.resolve()))
+    inherited = {k: v for k, v in parent["sweep"].items() if k not in ("name", "out")}
+    merged = {"sweep": {**inherited, **raw["sweep"]}, "fixed": {**parent["fixed"], **raw["fixed"]}}
+    source = raw if ("grid" in raw or "cells" in raw) else parent
+    merged.update({k: source[k] for k in ("grid", "cells") if k in source})
+    return merged
+
+
+def _typed(table: dict, key: str, kind: type, default: Any, path: Path) -> Any:
+    value = table.get(key, default)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SweepError(f"{path}: [sweep] {key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _fixed(raw_fixed: dict, overrides: Sequence[str], path: Path) -> dict[str, Any]:
+    """[fixed] plus command-line `key=value` overrides (which win); lists are not allowed here."""
+    fixed = dict(raw_fixed)
+    for text in overrides:
+        try:
+            (section, name), value = parse_override(text)
+        except ConfigError as err:
+            raise SweepError(f"{path}: --set {text!r}: {err}") from err
+        fixed[f"{section}.{name}"] = value
+    _flatten(fixed, "[fixed]", path)  # checks the key shape and train.seed
+    for key, value in fixed.items():
+        if isinstance(value, list):
+            raise SweepError(f"{path}: [fixed] key {key!r} is a list; put lists in [grid] or [[cells]]")
+        _toml_literal(key, value, path=path, where="[fixed]")
+    return fixed
+
+
+def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
+    """Parse and check a grid file (and the file it `extends`); `overrides` (`key=value`) are
+    added to [fixed]. Errors name the file and the key; cells are checked by `validate`."""
+    path = Path(path)
+    raw = _read_grid(path)
+    table = raw["sweep"]
+    name = _typed(table, "name", str, path.stem, path)
+    seeds = _typed(table, "seeds", list, [0], path)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise SweepError(f"{path}: [sweep] seeds must be a non-empty list of integers, got {seeds!r}")
+    jobs = _typed(table, "jobs", int, 1, path)
+    if jobs < 1:
+        raise SweepError(f"{path}: [sweep] jobs must be >= 1, got {jobs}")
+    base = Path(table["base"]) if "base" in table else None
+    if base is not None and not base.is_file():
+        raise SweepError(f"{path}: [sweep] base {str(base)!r} does not exist")
+    cells = raw.get("cells", [])
+    if not isinstance(cells, list):
+        raise SweepError(f"{path}: cells must be an array of tables ([[cells]]), got {cells!r}")
+    subgrids = [_subgrid(raw["grid"], "[grid]", path)] if "grid" in raw else []
+    subgrids += [_subgrid(cell, f"[[cells]] #{i + 1}", path) for i, cell in enumerate(cells)]
+    return Grid(path=path, name=name, description=_typed(table, "description", str, "", path),
+                base=base, seeds=tuple(seeds), out=Path(_typed(table, "out", str, f"runs/{name}", path)),
+                jobs=jobs, launcher=tuple(shlex.split(_typed(table, "launcher", str, "", path))),
+                cost=_typed(table, "cost", bool, True, path), fixed=_fixed(raw["fixed"], overrides, path),
+                subgrids=tuple(subgrids) or ({},))
+
+
+def _slug_value(value: Any) -> str:
+    text = ("true" if value else "false") if isinstance(value, bool) else (
+        f"{value:g}" if isinstance(value, float) else str(value))
+    return "".join(c if c.isalnum() or c in ".+-" else "-" for c in text)
+
+
+def _digest(identity: Any) -> str:
+    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:6]
+
+
+def cell_name(labels: dict[str, Any], seed: int, digest: str) -> str:
+    """`<label>_..._s<seed>_<digest>`, e.g. `byol_synccp_nm_n2_m4_d0.5_s0_1a2b3c`: readable from
+    the cell's labels; the digest of everything that defines the run keeps runs apart."""
+    parts = [LABELS.get(key, key.split(".")[-1].replace("_", "") + "{}").format(_slug_value(value))
+             for key, value in labels.items()]
+    slug = "_".join(parts)[:120]
+    return f"{slug}_s{seed}_{digest}" if slug else f"s{seed}_{digest}"
+
+
+def plan(grid: Grid, *, out: Path | None = None) -> list[Cell]:
+    """Every cell of the grid, in file order (sub-grid, product, then seed); duplicates dropped."""
+    base_raw = tomllib.loads(grid.base.read_text()) if grid.base else default_config_dict()
+    out = Path(out) if out is not None else grid.out
+    cells: dict[str, Cell] = {}
+    for axes in grid.subgrids:
+        for values in itertools.product(*axes.values()):
+            overrides = dict(zip(axes, values))
+            labels = {k: v for k, v in overrides.items() if k in LABELS or len(axes[k]) > 1}
+            for seed in grid.seeds:
+                settings = {**DEFAULTS, **grid.fixed, **overrides, "train.seed": seed}
+                digest = _digest({"base": base_raw, "settings": settings})
+                if digest in cells:
+                    LOG.warning("%s: cell %s appears twice; running it once", grid.path, cells[digest].name)
+                    continue
+                name = cell_name(labels, seed, digest)
+                cells[digest] = Cell(name=name, seed=seed, overrides=overrides, settings=settings,
+                                     run_dir=out / name)
+    return list(cells.values())
+
+
+def validate(grid: Grid, cells: list[Cell]) -> dict[str, dict]:
+    """Resolve every cell with `load_config`; return name -> resolved config (config.json shape).
+
+    Raises one `SweepError` listing the failing cells (file, cell, its keys and the config error)."""
+    resolved, errors = {}, []
+    for cell in cells:
+        try:
+            cfg = load_config(grid.base, cell.set_args())
+        except ConfigError as err:
+            keys = ", ".join(f"{k}={v!r}" for k, v in cell.overrides.items()) or "no own keys"
+            errors.append(f"{grid.path}: cell {cell.name} ({keys}): {err}")
+            continue
+        resolved[cell.name] = json.loads(json.dumps(config_to_dict(cfg)))
+    if errors:
+        more = f"\n(and {len(errors) - 5} more failing cells)" if len(errors) > 5 else ""
+        raise SweepError("\n".join(errors[:5]) + more)
+    return resolved
