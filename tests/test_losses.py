@@ -155,16 +155,22 @@ def test_losses_run_in_float32_under_autocast():
         assert got.item() == loss(half_a.float(), half_b.float()).item(), name
 
 
-# ---- NT-Xent across ranks: the gathered loss has exactly the single-process gradient ----
+# ---- NT-Xent and Barlow Twins across ranks: exactly the single-process loss and gradient ----
 
-def _distributed_worker(rank, world, init_file, z_a, z_b, out):
+DISTRIBUTED_LOSSES = {  # name -> loss of the local slices (each gathers the other ranks')
+    "nt_xent": lambda a, b: nt_xent(a, b, temperature=0.5),
+    "barlow": lambda a, b: barlow_twins(a, b, lambda_offdiag=0.0051, scale=0.1),
+}
+
+
+def _distributed_worker(rank, world, init_file, name, z_a, z_b, out):
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                                          world_size=world)
     try:
         n = z_a.shape[0] // world
         a = z_a[rank * n:(rank + 1) * n].clone().requires_grad_()
         b = z_b[rank * n:(rank + 1) * n].clone().requires_grad_()
-        loss = nt_xent(a, b, temperature=0.5)
+        loss = DISTRIBUTED_LOSSES[name](a, b)
         loss.backward()
         gathered = distributed.gather(a.detach())
         torch.save({"loss": loss.detach(), "grad_a": a.grad, "grad_b": b.grad,
@@ -173,16 +179,17 @@ def _distributed_worker(rank, world, init_file, z_a, z_b, out):
         torch.distributed.destroy_process_group()
 
 
-def test_nt_xent_across_two_ranks_matches_single_process(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", sorted(DISTRIBUTED_LOSSES))
+def test_loss_across_two_ranks_matches_single_process(name, tmp_path, monkeypatch):
     world = 2
     # spawned workers re-import this module by its pytest name: make that importable for them
     root = Path(__file__).resolve().parents[__name__.count(".")]
     monkeypatch.syspath_prepend(str(root))
     z_a, z_b = _randn(6, 4, seed=19), _randn(6, 4, seed=20)
     torch.multiprocessing.spawn(_distributed_worker, nprocs=world, join=True,
-                                args=(world, tmp_path / "init", z_a, z_b, tmp_path / "out"))
+                                args=(world, tmp_path / "init", name, z_a, z_b, tmp_path / "out"))
     full_a, full_b = z_a.clone().requires_grad_(), z_b.clone().requires_grad_()
-    full = nt_xent(full_a, full_b, temperature=0.5)
+    full = DISTRIBUTED_LOSSES[name](full_a, full_b)
     full.backward()
     results = [torch.load(tmp_path / f"out.{r}") for r in range(world)]
     assert all(r["world"] == world for r in results)

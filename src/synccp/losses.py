@@ -114,9 +114,12 @@ def barlow_twins(z_a: Tensor, z_b: Tensor, *, lambda_offdiag: float, scale: floa
     L_BT = Σ_i (1 − C_ii)² + λ Σ_i Σ_{j≠i} C_ij², C the cross-correlation of the two views'
     embeddings standardized over the batch (https://arxiv.org/abs/2103.03230), times `scale`
     (solo-learn's `scale_loss`, a plain multiplier). Standardization as the authors' code
-    (BatchNorm without affine: biased variance, eps 1e-5), over the local batch.
-    z_a, z_b: (N, D).
+    (BatchNorm without affine: biased variance, eps 1e-5) over the global batch: under DDP every
+    rank gathers all ranks' embeddings (with gradient) and computes the same loss, so K processes
+    train exactly like one process on the whole batch (the authors all-reduce C instead; same
+    value). z_a, z_b: (N, D) on each rank.
     """
+    z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)  # (W·N, D); no-op in one process
     n = z_a.shape[0]
     c = _standardize(z_a).T @ _standardize(z_b) / n  # (D, D)
     diagonal = torch.diagonal(c)
