@@ -177,3 +177,15 @@ def test_revival_rate_is_derived_from_flip_rate_and_densities_for_older_logs():
     assert abs(_metric(swapped, before, "online", "revival_rate") - 0.125) < 1e-12
     logged = {"oscillation": {"online": {"total": {"revival_rate": 0.3}}}}
     assert _metric(logged, before, "online", "revival_rate") == 0.3
+
+
+def test_runs_written_by_an_older_version_group_with_todays(tmp_path, make_run):
+    _seeds(tmp_path / "runs", make_run, [80.0, 82.0])
+    older = tmp_path / "runs" / "synccp_s1" / "config.json"
+    config = json.loads(older.read_text())
+    del config["train"]["sync_bn"]          # added since
+    config["train"]["compile"] = False      # removed since, at its no-op value
+    older.write_text(json.dumps(config))
+    text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
+    assert "| byol | synccp | unstructured | 0.1 | 2 | 79.00 ± 1.41 | 81.00 ± 1.41 |" in text
+    assert "sync_bn" not in text and "compile" not in text

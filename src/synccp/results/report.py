@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from synccp.config import normalized_config_dict
 from synccp.results import rundir
 from synccp.results.plots import make_plots
 from synccp.results.tables import raw_pixel_table, results_table, setting_lines, write_csv
@@ -68,7 +69,8 @@ def load_run(path: Path) -> Run | None:
     optional = {name: rundir.read_json(path / name) if (path / name).is_file() else None
                 for name in (rundir.EVAL, rundir.COST)}
     updates = sorted(rundir.read_metrics(path, "mask_update"), key=lambda r: r.get("step", 0))
-    return Run(path=path, config=rundir.read_json(path / rundir.CONFIG),
+    config = normalized_config_dict(rundir.read_json(path / rundir.CONFIG))  # older runs: today's keys
+    return Run(path=path, config=config,
                summary=rundir.read_json(path / rundir.SUMMARY), eval=optional[rundir.EVAL],
                cost=optional[rundir.COST], updates=updates)
 
