@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from synccp.data import augment as A
+from synccp.data import color as C
 from synccp.data.views import make_view, view_recipes
 
 MEAN = {1: (0.2860,), 3: (0.4914, 0.4822, 0.4465)}
@@ -172,7 +173,7 @@ def _jitter_fixed_order(x: torch.Tensor, generator: torch.Generator):
     y = (x * fb).clamp_(0, 1)
     y = (y * fc).add_((1 - fc) * A.grayscale(y).mean(dim=(1, 2, 3), keepdim=True)).clamp_(0, 1)
     y = (y * fs).add_(A.grayscale(y) * (1 - fs)).clamp_(0, 1)
-    return torch.where(apply, A.adjust_hue(y, shift.view(-1)), x)
+    return torch.where(apply, C.adjust_hue(y, shift.view(-1)), x)
 
 
 def _blur_shifted_sums(x: torch.Tensor, generator: torch.Generator):
@@ -197,11 +198,11 @@ def run_ablations(args, device: torch.device) -> None:
     pairs = {
         "crop": (lambda t: A.random_resized_crop(t, size=32, generator=g),
                  lambda t: _crop_separable_matmul(t, 32, g), "grid_sample", "separable matmul"),
-        "hue": (lambda t: A.adjust_hue(t, shift), lambda t: _hue_bool_where(t, shift),
+        "hue": (lambda t: C.adjust_hue(t, shift), lambda t: _hue_bool_where(t, shift),
                 "float masks", "bool where + remainder"),
         "solarize": (lambda t: A.solarize(t, p=0.2, generator=g),
                      lambda t: _solarize_bool_where(t, g), "float mask + lerp", "bool where"),
-        "jitter": (lambda t: A.color_jitter(t, **jitter), lambda t: _jitter_fixed_order(t, g),
+        "jitter": (lambda t: C.color_jitter(t, **jitter), lambda t: _jitter_fixed_order(t, g),
                    "per-sample order", "fixed order"),
         "blur": (lambda t: A.gaussian_blur(t, p=0.5, generator=g),
                  lambda t: _blur_shifted_sums(t, g), "grouped conv", "shifted sums"),

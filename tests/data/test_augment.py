@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from synccp.data import augment as A
+from synccp.data import color as C
 from synccp.data.views import ViewRecipe, eval_transform, make_view, view_recipes
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -25,7 +26,7 @@ def batch(b: int = 8, c: int = 3, size: int = 16, seed: int = 0, device: str = "
 OPS = {
     "crop": lambda x, g: A.random_resized_crop(x, size=12, generator=g),
     "flip": lambda x, g: A.horizontal_flip(x, p=0.5, generator=g),
-    "jitter": lambda x, g: A.color_jitter(x, brightness=0.4, contrast=0.4, saturation=0.4,
+    "jitter": lambda x, g: C.color_jitter(x, brightness=0.4, contrast=0.4, saturation=0.4,
                                           hue=0.1, p=0.8, generator=g),
     "gray": lambda x, g: A.random_grayscale(x, p=0.5, generator=g),
     "blur": lambda x, g: A.gaussian_blur(x, p=0.5, sigma=(0.1, 2.0), generator=g),
@@ -147,7 +148,7 @@ def test_solarize_matches_formula(threshold):
 def test_brightness_is_scaling_clamped():
     x = batch(b=32) * 0.8 + 0.1  # values in [0.1, 0.9]
     x[:, :, 0, 0] = 0.1  # a pixel that never clamps, to read the factor from
-    out = A.color_jitter(x, brightness=0.4, contrast=0, saturation=0, hue=0, p=1.0,
+    out = C.color_jitter(x, brightness=0.4, contrast=0, saturation=0, hue=0, p=1.0,
                          generator=gen())
     factor = (out[:, 0, 0, 0] / 0.1).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
     assert factor.min() >= 0.6 - 1e-5 and factor.max() <= 1.4 + 1e-5
@@ -159,7 +160,7 @@ def test_contrast_and_saturation_follow_torchvision_blends():
     x = batch(b=4)
     for kind in ("contrast", "saturation"):
         kwargs = dict(brightness=0, contrast=0, saturation=0, hue=0, p=1.0)
-        out = A.color_jitter(x, **dict(kwargs, **{kind: 0.5}), generator=gen(7))
+        out = C.color_jitter(x, **dict(kwargs, **{kind: 0.5}), generator=gen(7))
         gray = A.grayscale(x)  # (B, 1, H, W)
         blend_to = gray.mean(dim=(1, 2, 3), keepdim=True) if kind == "contrast" else gray
         # out = clamp(f·x + (1 − f)·target): recover f per sample from unclamped pixels
@@ -172,20 +173,20 @@ def test_contrast_and_saturation_follow_torchvision_blends():
 def test_jitter_probability_zero_is_identity_and_one_always_applies():
     x = batch(b=32)
     kwargs = dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
-    assert torch.equal(A.color_jitter(x, **kwargs, p=0.0, generator=gen()), x)
-    out = A.color_jitter(x, **kwargs, p=1.0, generator=gen())
+    assert torch.equal(C.color_jitter(x, **kwargs, p=0.0, generator=gen()), x)
+    out = C.color_jitter(x, **kwargs, p=1.0, generator=gen())
     assert (out - x).abs().flatten(1).amax(1).min() > 1e-3
 
 
 def test_jitter_on_one_channel_uses_brightness_and_contrast_only():
     x = batch(c=1)
-    out = A.color_jitter(x, brightness=0, contrast=0, saturation=0.8, hue=0.4, p=1.0,
+    out = C.color_jitter(x, brightness=0, contrast=0, saturation=0.8, hue=0.4, p=1.0,
                          generator=gen())
     assert torch.equal(out, x)
 
 
 def test_jitter_order_is_a_random_permutation_per_sample():
-    order = A._jitter_order(960, generator=gen(), device="cpu")  # (B, 4)
+    order = C._jitter_order(960, generator=gen(), device="cpu")  # (B, 4)
     assert torch.equal(order.sort(dim=1).values, torch.arange(4).expand(960, 4))
     seen = {tuple(row) for row in order.tolist()}
     assert seen == set(itertools.permutations(range(4)))
@@ -198,7 +199,7 @@ def test_hue_shift_matches_colorsys():
     pixels[:30, 1] = pixels[:30, 0]  # ties between channels
     pixels[30:40] = 0.5  # gray: no hue
     shift = torch.rand(300, generator=gen(1)) - 0.5
-    out = A.adjust_hue(pixels, shift)[:, :, 0, 0]
+    out = C.adjust_hue(pixels, shift)[:, :, 0, 0]
     for i in range(300):
         h, s, v = colorsys.rgb_to_hsv(*pixels[i, :, 0, 0].tolist())
         ref = colorsys.hsv_to_rgb((h + shift[i].item()) % 1.0, s, v)
@@ -207,8 +208,8 @@ def test_hue_shift_matches_colorsys():
 
 def test_hue_shift_zero_and_twice_half_are_identity():
     x = batch()
-    torch.testing.assert_close(A.adjust_hue(x, 0.0), x, atol=1e-5, rtol=0)
-    twice = A.adjust_hue(A.adjust_hue(x, 0.5), 0.5)
+    torch.testing.assert_close(C.adjust_hue(x, 0.0), x, atol=1e-5, rtol=0)
+    twice = C.adjust_hue(C.adjust_hue(x, 0.5), 0.5)
     torch.testing.assert_close(twice, x, atol=1e-5, rtol=0)
 
 

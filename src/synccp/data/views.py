@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from synccp.data import augment
+from synccp.data import augment, color
 
 METHODS = ("simclr", "mocov2", "byol", "barlow", "simsiam")
 
@@ -103,7 +103,7 @@ def make_view(images: Tensor, recipe: ViewRecipe, *, mean, std,
     x = augment.random_resized_crop(x, size=r.crop_size, scale=r.crop_scale, ratio=r.crop_ratio,
                                     generator=generator)  # (B, C, S, S)
     x = augment.horizontal_flip(x, p=r.flip_prob, generator=generator)
-    x = augment.color_jitter(x, brightness=r.brightness, contrast=r.contrast,
+    x = color.color_jitter(x, brightness=r.brightness, contrast=r.contrast,
                              saturation=r.saturation, hue=r.hue, p=r.jitter_prob,
                              generator=generator)
     x = augment.random_grayscale(x, p=r.grayscale_prob, generator=generator)
