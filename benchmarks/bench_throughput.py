@@ -4,13 +4,14 @@ A step is exactly the trainer's (`synccp.train.loop._train_step` + Sparsifier up
 update + re-mask): two augmented views on the device, online forward/backward on both views,
 target forward on both, LARS step, EMA. Data: synthetic uint8 images (seeded), 32×32 RGB by
 default. Dense BYOL and BYOL + SyncCP (90% unstructured, mid-ramp, no update inside the timed
-window) run interleaved; warm-up excluded; medians of several timed windows.
+window), at each `--precision`, run interleaved; warm-up excluded; medians of several timed windows.
 
 MFU = model FLOPs per step (counted once with `torch.utils.flop_counter.FlopCounterMode`,
 forward + backward, augmentations and optimizer excluded) / step time / peak. The peak defaults
 to 790 TFLOP/s, the bf16 dense matmul rate measured on an H100 here (DESIGN.md §5).
 
     .venv/bin/python benchmarks/bench_throughput.py                       # CPU, small
+    .venv/bin/python benchmarks/bench_throughput.py --precision fp32 bf16 # CPU: bf16 autocast
     .venv/bin/python benchmarks/bench_throughput.py --device cuda --width 64 --batch 512
 """
 
@@ -30,9 +31,10 @@ from synccp.train.loop import _train_step
 from synccp.train.setup import TrainingSetup, build_setup
 
 
-def make_setup(algorithm: str, args, device: torch.device) -> TrainingSetup:
+def make_setup(algorithm: str, precision: str, args, device: torch.device) -> TrainingSetup:
     cfg = load_config(None, [f"sparsity.algorithm={algorithm}", f"model.width={args.width}",
                              f"train.batch_size={args.batch}", "train.epochs=100",
+                             f"train.precision={precision}",
                              "sparsity.start_epoch=0", "sparsity.end_epoch=50"])
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.batch * 4, args.channels, args.size, args.size),
@@ -78,10 +80,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="steps per timed window")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--peak-tflops", type=float, default=790.0)
+    parser.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
+                        help="train.precision values to compare (e.g. fp32 bf16 on a CPU)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    setups = {name: make_setup(name, args, device) for name in ("dense", "synccp")}
-    flops = step_flops(*setups["dense"])
+    setups = {f"{name} {precision}": make_setup(name, precision, args, device)
+              for precision in args.precision for name in ("dense", "synccp")}
+    first = next(iter(setups))
+    flops = step_flops(*setups[first])
     times: dict[str, list[float]] = {name: [] for name in setups}
     for name, (cfg, setup) in setups.items():  # warm-up
         for step in range(2):
@@ -98,11 +104,11 @@ def main() -> None:
           f"device {device}, threads {torch.get_num_threads()}")
     print(f"BYOL ResNet-18 width {args.width}, {args.size}x{args.size}x{args.channels}, batch {args.batch}; "
           f"model FLOPs/step {flops / 1e9:.2f} GFLOP")
-    dense = statistics.median(times["dense"])
+    base = statistics.median(times[first])
     for name, values in times.items():
         step = statistics.median(values)
-        line = (f"{name:7s} step {1e3 * step:8.1f} ms  {args.batch / step:9.0f} img/s  "
-                f"{50_000 / args.batch * step:7.1f} s per 50k-image epoch  ×{step / dense:.3f} vs dense")
+        line = (f"{name:14s} step {1e3 * step:8.1f} ms  {args.batch / step:9.0f} img/s  "
+                f"{50_000 / args.batch * step:7.1f} s per 50k-image epoch  ×{step / base:.3f} vs {first}")
         if device.type == "cuda":
             line += f"  MFU {100 * flops / step / (args.peak_tflops * 1e12):.1f}%"
         print(line)

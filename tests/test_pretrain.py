@@ -12,6 +12,7 @@ from synccp.config import load_config
 from synccp.eval.run import evaluate
 from synccp.results.rundir import read_metrics
 from synccp.train.loop import pretrain
+from synccp.train.setup import build_setup, use_bf16
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -43,6 +44,29 @@ def test_synccp_byol_run_directory_is_complete_and_pruned(fmnist_root, tmp_path)
     assert 0 <= result["encoder"]["knn_top1"] <= 100 and "linear_top1" in result["raw_pixels"]
     assert abs(result["online_density"] - kept) < 1e-6
     assert json.loads((run / "eval.json").read_text()) == result
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_bf16_on_cpu_trains_sparse_and_evaluates_in_bf16(fmnist_root, tmp_path, method):
+    cfg = _cfg(fmnist_root, **{"method.name": f'"{method}"', "train.precision": '"bf16"',
+                               "sparsity.density": 0.2, "method.pred_hidden_dim": 16})
+    setup = build_setup(cfg, torch.device("cpu"))
+    assert setup.bf16 and setup.channels_last
+    with setup.autocast():
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+    summary = pretrain(cfg, tmp_path / "run")
+    assert summary["final_loss"] == summary["final_loss"]  # finite (the NaN guard would have stopped it)
+    model, masks = load_file(str(tmp_path / "run" / "model.safetensors")), load_file(str(tmp_path / "run" / "masks.safetensors"))
+    online = {k[len("online/"):]: v for k, v in masks.items() if k.startswith("online/")}
+    assert all(model[name].dtype == torch.float32 and not model[name][~mask].any() for name, mask in online.items())
+    result = evaluate(tmp_path / "run")
+    assert result["feature_precision"] == "bf16" and 0 <= result["encoder"]["knn_top1"] <= 100
+
+
+def test_precision_auto_is_bf16_on_cuda_only():
+    assert use_bf16("bf16", torch.device("cpu")) and use_bf16("bf16", torch.device("cuda"))
+    assert use_bf16("auto", torch.device("cuda")) and not use_bf16("auto", torch.device("cpu"))
+    assert not use_bf16("fp32", torch.device("cuda")) and not use_bf16("fp32", torch.device("cpu"))
 
 
 @pytest.mark.parametrize("method", ["simclr", "byol"])

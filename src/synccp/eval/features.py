@@ -11,15 +11,21 @@ from synccp.data.views import eval_transform
 @torch.no_grad()
 def extract_features(backbone: nn.Module, images: torch.Tensor, *, image_size: int,
                      mean: tuple[float, ...], std: tuple[float, ...], batch_size: int = 512,
-                     device: torch.device | str = "cpu") -> torch.Tensor:
-    """Pooled features of `images` (N, C, H, W) uint8 → (N, D) float32 on CPU; BN uses running stats."""
+                     device: torch.device | str = "cpu", bf16: bool = False) -> torch.Tensor:
+    """Pooled features of `images` (N, C, H, W) uint8 → (N, D) float32 on CPU; BN uses running stats.
+
+    `bf16`: bf16 autocast and channels_last inputs, as the run trained (`train.precision`)."""
+    device = torch.device(device)
     was_training = backbone.training
     backbone.eval()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    layout = torch.channels_last if bf16 else torch.contiguous_format
     chunks = []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].to(device, non_blocking=True)
         x = eval_transform(batch, image_size=image_size, mean=mean, std=std)  # (B, C, S, S)
-        chunks.append(backbone(x).float().cpu())  # (B, D)
+        with autocast:
+            chunks.append(backbone(x.contiguous(memory_format=layout)).float().cpu())  # (B, D)
     backbone.train(was_training)
     return torch.cat(chunks)
 

@@ -18,7 +18,7 @@ from synccp.eval.linear import linear_probe
 from synccp.models import build_backbone, prunable_parameters
 from synccp.results import rundir
 from synccp.train.export import load_backbone_weights
-from synccp.train.setup import resolve_device
+from synccp.train.setup import resolve_device, use_bf16
 
 LOG = logging.getLogger(__name__)
 PROBES = ("linear", "knn", "both")
@@ -72,15 +72,17 @@ def evaluate(run_dir: str | Path, *, probe: str = "both", device: str = "auto") 
                               in_channels=train.images.shape[1])
     load_backbone_weights(run_dir, backbone)
     target = resolve_device(device)
-    backbone.to(target)
+    bf16 = use_bf16(cfg.train.precision, target)
+    backbone.to(target, memory_format=torch.channels_last if bf16 else torch.preserve_format)
     size = train.images.shape[-1]
     feats = [extract_features(backbone, d.images, image_size=size, mean=train.mean, std=train.std,
-                              device=target) for d in (train, test)]
+                              device=target, bf16=bf16) for d in (train, test)]
     result = {
         "encoder": probe_features(feats[0], train.labels, feats[1], test.labels, cfg=cfg,
                                   num_classes=train.num_classes, probe=probe),
         "raw_pixels": raw_pixel_baseline(cfg, train, test, probe=probe) if cfg.eval.raw_baseline else None,
         "online_density": _density(backbone),
+        "feature_precision": "bf16" if bf16 else "fp32",
         "train_images": len(train.images), "test_images": len(test.images),
         "knn": {"k": cfg.eval.knn_k, "temperature": cfg.eval.knn_temperature},
         "linear": {"epochs": cfg.eval.linear_epochs, "lr": cfg.eval.linear_lr, "features": "cached, standardized"},

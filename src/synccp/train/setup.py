@@ -265,6 +265,12 @@ def _sync_batchnorm(cfg: Config, method: SSLMethod, device: torch.device) -> SSL
     return nn.SyncBatchNorm.convert_sync_batchnorm(method)
 
 
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast for `train.precision`: `bf16` on any device (on CPUs with AMX/AVX-512 bf16
+    oneDNN runs it about twice as fast, docs/results.md), `auto` on CUDA only, `fp32` never."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
 def build_setup(cfg: Config, device: torch.device, *, data: ImageDataset | None = None) -> TrainingSetup:
     """Seed, load data, build the model, optimizer and Sparsifier for `cfg` on `device` (one
     replica of a torchrun run when a process group is open). `data` replaces the configured
@@ -278,10 +284,11 @@ def build_setup(cfg: Config, device: torch.device, *, data: ImageDataset | None 
     method = build_model(cfg, in_channels=data.images.shape[1])
     check_sparsity_fits(cfg, method)
     method = _sync_batchnorm(cfg, method, device).to(device)
-    on_gpu = device.type == "cuda"
-    if on_gpu:
-        method = method.to(memory_format=torch.channels_last)
     t = cfg.train
+    bf16 = use_bf16(t.precision, device)
+    channels_last = bf16 or device.type == "cuda"
+    if channels_last:
+        method = method.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(t.optimizer, [method], lr=t.lr, momentum=t.momentum,
                                 weight_decay=t.weight_decay, eta=t.eta)
     size = data.images.shape[-1]
@@ -292,6 +299,6 @@ def build_setup(cfg: Config, device: torch.device, *, data: ImageDataset | None 
         recipes=view_recipes(cfg.method.name, image_size=size, channels=data.images.shape[1]),
         generator=torch.Generator(device).manual_seed(generator_seed), clock=clock, device=device,
         seed=cfg.train.seed, batch_size=cfg.train.batch_size,
-        bf16=on_gpu and t.precision in ("auto", "bf16"), channels_last=on_gpu, rank=rank,
+        bf16=bf16, channels_last=channels_last, rank=rank,
         world_size=world, global_augment=t.global_augment and world > 1,
         replica=_replicate(method, device))
