@@ -189,3 +189,15 @@ def test_runs_written_by_an_older_version_group_with_todays(tmp_path, make_run):
     text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
     assert "| byol | synccp | unstructured | 0.1 | 2 | 79.00 ± 1.41 | 81.00 ± 1.41 |" in text
     assert "sync_bn" not in text and "compile" not in text
+
+
+def test_series_labels_name_only_the_settings_a_run_uses():
+    from synccp.results.plots import series_label
+
+    extras = ["sparsity.density_gap", "sparsity.sparse_branch"]
+    synccp = {"algorithm": "synccp", "_key": {"sparsity.density_gap": 0.3}}
+    sdclr = {"algorithm": "sdclr", "_key": {"sparsity.sparse_branch": "online"}}
+    static = {"algorithm": "static", "_key": {}}
+    assert series_label(synccp, extras) == "synccp, gap Δ=0.3"
+    assert series_label(sdclr, extras) == "sdclr, sparse branch=online"
+    assert series_label(static, extras) == "static" and series_label(static, []) == "static"

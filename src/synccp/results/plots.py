@@ -29,8 +29,9 @@ def _kind(row: dict) -> str:
 
 
 def series_label(row: dict, extras: list[str]) -> str:
-    """`synccp`, or `synccp, gap Δ=0.3` when other settings vary between runs of a method."""
-    parts = [f"{TITLES.get(k, k)}={row['_key'].get(k, '-')}" for k in extras]
+    """`synccp`, or `synccp, gap Δ=0.3` when other settings vary between runs of a method (keys
+    the run's algorithm ignores, absent from its study key, are left out)."""
+    parts = [f"{TITLES.get(k, k)}={row['_key'][k]}" for k in extras if k in row["_key"]]
     return ", ".join([row["algorithm"], *parts])
 
 
