@@ -328,3 +328,21 @@ def test_presets_load(path):
 
 def test_default_preset_mirrors_embedded_default():
     assert load_config(ROOT / "configs" / "default.toml") == load_config(None)
+
+
+def test_cli_runs_several_grids_validating_all_first(tmp_path, monkeypatch, capsys):
+    from synccp.cli import main
+
+    first, second = _small_grid(tmp_path), _grid(tmp_path, '[sweep]\nseeds = [0]\n[grid]\nsparsity.density = [1.5]\n',
+                                                 name="bad.toml")
+    calls = []
+    monkeypatch.setattr(sweep, "subprocess_runner", lambda argv, log, env: calls.append(argv) or 1)
+    assert main(["sweep", str(first), str(second), "--out", str(tmp_path / "runs")]) == 2
+    assert "bad.toml" in capsys.readouterr().err and calls == []  # nothing ran: the second grid is invalid
+    assert not (tmp_path / "runs").exists()
+    third = _grid(tmp_path, f'[sweep]\nseeds = [1]\n{FIXED}\n[grid]\nsparsity.algorithm = ["dense"]\n', name="c.toml")
+    assert main(["sweep", str(first), str(third), "--out", str(tmp_path / "runs"), "--dry-run"]) == 0
+    plans = capsys.readouterr().out
+    assert plans.count("new ") == 4 and "g.toml" in plans and "c.toml" in plans
+    assert main(["sweep", str(first), str(third), "--out", str(tmp_path / "runs"), "--jobs", "1"]) == 1
+    assert len(calls) == 4  # every cell of both grids was tried (each pretrain "failed": exit 1)

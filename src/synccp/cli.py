@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("source", type=Path, help="run directory or config TOML")
 
     sweep = sub.add_parser("sweep", help="run a grid of configs × seeds (skips finished, resumes interrupted)")
-    sweep.add_argument("grid", type=Path, help="grid TOML (see configs/grids/)")
+    sweep.add_argument("grids", type=Path, nargs="+", metavar="grid",
+                       help="grid TOML (see configs/grids/); several run one after another, all "
+                            "validated before the first starts")
     sweep.add_argument("--jobs", type=int, help="runs at once (default: the grid's [sweep] jobs)")
     sweep.add_argument("--dry-run", action="store_true", help="list the cells and what would happen")
     sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -143,10 +145,17 @@ def _cost(args) -> int:
 def _sweep(args) -> int:
     from synccp.sweep import format_plan, format_summary, run_sweep
 
-    result = run_sweep(args.grid, jobs=args.jobs, dry_run=args.dry_run, overrides=args.overrides,
-                       out=args.out)
-    print(format_plan(result) if result.dry_run else format_summary(result))
-    return 0 if result.ok else 1
+    options = dict(jobs=args.jobs, overrides=args.overrides, out=args.out)
+    plans = [run_sweep(grid, dry_run=True, **options) for grid in args.grids]  # all valid, or exit 2
+    if args.dry_run:
+        print("\n".join(format_plan(result) for result in plans))
+        return 0
+    ok = True
+    for grid in args.grids:
+        result = run_sweep(grid, **options)
+        print(format_summary(result))
+        ok = ok and result.ok
+    return 0 if ok else 1
 
 
 def _report(args) -> int:
