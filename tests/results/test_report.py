@@ -201,3 +201,15 @@ def test_series_labels_name_only_the_settings_a_run_uses():
     assert series_label(synccp, extras) == "synccp, gap Δ=0.3"
     assert series_label(sdclr, extras) == "sdclr, sparse branch=online"
     assert series_label(static, extras) == "static" and series_label(static, []) == "static"
+
+
+def test_csv_names_every_setting_that_varies(tmp_path, make_run):
+    _seeds(tmp_path / "runs", make_run, [80.0, 81.0])
+    bf16 = make_run(tmp_path / "runs" / "bf16", seed=0, linear=79.0)
+    config = json.loads((bf16 / "config.json").read_text())
+    config["train"]["precision"] = "bf16"
+    (bf16 / "config.json").write_text(json.dumps(config))
+    build_report([tmp_path / "runs"], tmp_path / "out")
+    rows = {row["run"].split("/")[-1]: row for row in _csv(tmp_path / "out" / "results.csv")}
+    assert rows["bf16"]["train.precision"] == "bf16" and rows["synccp_s0"]["train.precision"] == "auto"
+    assert list(rows["bf16"])[:len(CSV_COLUMNS)] == list(CSV_COLUMNS)

@@ -44,12 +44,17 @@ GRANULARITY_ORDER = ("dense", "unstructured", "nm", "block", "channel")
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:
-    """One line per run, `CSV_COLUMNS` in order; missing values are empty cells."""
+    """One line per run, `CSV_COLUMNS` in order, then every other config key that varies between
+    runs of a method (`extra_columns`, named by the key, e.g. `train.precision`); missing values
+    are empty cells."""
+    extras = [k for k in extra_columns(rows) if k.split(".")[-1] not in CSV_COLUMNS]
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=(*CSV_COLUMNS, *extras), extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
+            line = {k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS}
+            line.update({k: row["_key"].get(k, "") for k in extras})
+            writer.writerow(line)
     return path
 
 
