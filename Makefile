@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synccp-installed
 
-.PHONY: demo test setup data bench clean
+.PHONY: demo test setup data bench study clean
 
 $(STAMP): pyproject.toml tools/bootstrap.sh
 	PYTHON=$(PYTHON) bash tools/bootstrap.sh
@@ -20,6 +20,11 @@ demo: $(STAMP) data
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
+
+# The CPU study of docs/results.md (about 2 minutes a run on 2 cores; finished runs are skipped)
+study: $(STAMP) data
+	$(BIN)/synccp sweep configs/grids/cpu_*.toml --jobs 2
+	$(BIN)/synccp report runs/cpu_study --out docs/results/cpu_study
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_throughput.py
