@@ -179,6 +179,16 @@ def test_revival_rate_is_derived_from_flip_rate_and_densities_for_older_logs():
     assert _metric(logged, before, "online", "revival_rate") == 0.3
 
 
+def test_loaded_runs_carry_revival_rates_for_curves_even_from_older_logs(tmp_path, make_run):
+    run = make_run(tmp_path / "granet", algorithm="granet")  # its log has flip rates, no revival rates
+    assert "revival_rate" not in (run / "metrics.jsonl").read_text()
+    updates = load_run(run).updates
+    derived = [u["oscillation"]["online"]["total"]["revival_rate"] for u in updates[1:]]
+    assert len(derived) == len(updates) - 1 and all(0.0 <= v <= 1.0 for v in derived)
+    assert max(derived) > 0.0  # GraNet regrows
+    assert "revival_rate" not in str(updates[0])  # nothing before the first update to compare with
+
+
 def test_runs_written_by_an_older_version_group_with_todays(tmp_path, make_run):
     _seeds(tmp_path / "runs", make_run, [80.0, 82.0])
     older = tmp_path / "runs" / "synccp_s1" / "config.json"

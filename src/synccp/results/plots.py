@@ -302,8 +302,9 @@ def make_plots(rows: list[dict], out: Path) -> dict[str, Path | str]:
         "Flip rate over training": over_training(
             rows, out / "flip_rate.png", log=True,
             panels=((("oscillation", "online", "total", "flip_rate"), "online flip rate |A △ B| / |A|"),
-                    (("oscillation", "second", "total", "flip_rate"), "second-branch flip rate")),
-            title="Architecture oscillation: flip rate at each mask update"),
+                    (("oscillation", "second", "total", "flip_rate"), "second-branch flip rate"),
+                    (("oscillation", "online", "total", "revival_rate"), "online revival rate |B \\ A| / |B|")),
+            title="Architecture oscillation: flip rate and revival (regrowth) rate at each mask update"),
         "Online-vs-second IoU over training": over_training(
             rows, out / "online_second_iou.png",
             panels=((("oscillation", "online_vs_second_iou", "total"), "IoU(online mask, second mask)"),),

@@ -68,7 +68,7 @@ def load_run(path: Path) -> Run | None:
         return None
     optional = {name: rundir.read_json(path / name) if (path / name).is_file() else None
                 for name in (rundir.EVAL, rundir.COST)}
-    updates = sorted(rundir.read_metrics(path, "mask_update"), key=lambda r: r.get("step", 0))
+    updates = _with_revival_rates(sorted(rundir.read_metrics(path, "mask_update"), key=lambda r: r.get("step", 0)))
     config = normalized_config_dict(rundir.read_json(path / rundir.CONFIG))  # older runs: today's keys
     return Run(path=path, config=config,
                summary=rundir.read_json(path / rundir.SUMMARY), eval=optional[rundir.EVAL],
@@ -137,6 +137,19 @@ def _metric(update: dict, previous: dict, branch: str, metric: str) -> float | N
     if None in (flip, before, after) or not after:
         return None
     return max(0.0, 1.0 - (before + after - flip * before) / (2 * after))
+
+
+def _with_revival_rates(updates: list[dict]) -> list[dict]:
+    """`updates` with the revival rate of each branch filled in (derived, see `_metric`) where a
+    run logged before it was recorded lacks it, so curves over training can show it too."""
+    for previous, update in zip(updates, updates[1:]):
+        for branch in ("online", "second"):
+            total = get(update, "oscillation", branch, "total")
+            if isinstance(total, dict) and "revival_rate" not in total:
+                derived = _metric(update, previous, branch, "revival_rate")
+                if derived is not None:
+                    total["revival_rate"] = derived
+    return updates
 
 
 def _final(run: Run, *keys: str) -> float | None:
