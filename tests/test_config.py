@@ -88,3 +88,13 @@ def test_arbitrary_input_either_loads_or_raises_config_error(section, key, value
         config_from_dict({section: {key: value}})
     except ConfigError:
         pass
+
+
+def test_the_default_demo_has_a_recorded_dense_reference_and_other_configs_do_not():
+    from synccp.cli import dense_reference
+
+    reference = dense_reference(load_config(None, []))
+    assert reference is not None and 0 < reference["knn_top1"] < 100 and 0 < reference["linear_top1"] < 100
+    assert reference["config"]["method"]["name"] == "byol" and "seed 0" in reference["source"]
+    assert dense_reference(load_config(None, ["model.width=8"])) is None
+    assert dense_reference(load_config(None, ["train.seed=1"])) is None
