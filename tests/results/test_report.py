@@ -211,6 +211,8 @@ def test_series_labels_name_only_the_settings_a_run_uses():
     assert series_label(synccp, extras) == "synccp, gap Δ=0.3"
     assert series_label(sdclr, extras) == "sdclr, sparse branch=online"
     assert series_label(static, extras) == "static" and series_label(static, []) == "static"
+    default = {"algorithm": "synccp", "_key": {"sparsity.density_gap": 0.1, "train.precision": "auto"}}
+    assert series_label(default, [*extras, "train.precision"]) == "synccp"  # defaults go unnamed
 
 
 def test_csv_names_every_setting_that_varies(tmp_path, make_run):
@@ -223,3 +225,10 @@ def test_csv_names_every_setting_that_varies(tmp_path, make_run):
     rows = {row["run"].split("/")[-1]: row for row in _csv(tmp_path / "out" / "results.csv")}
     assert rows["bf16"]["train.precision"] == "bf16" and rows["synccp_s0"]["train.precision"] == "auto"
     assert list(rows["bf16"])[:len(CSV_COLUMNS)] == list(CSV_COLUMNS)
+
+
+def test_density_ticks_never_print_over_each_other():
+    from synccp.results.plots import _spaced
+
+    assert _spaced([0.05, 0.1, 0.2, 0.25, 0.5, 1.0]) == [0.05, 0.1, 0.25, 0.5, 1.0]
+    assert _spaced([0.1]) == [0.1] and _spaced([]) == []

@@ -15,23 +15,32 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from synccp.config import Config, config_to_dict
 from synccp.results.tables import ALGORITHM_ORDER, TITLES, extra_columns, mean_std
 
 ALGORITHM_COLORS = {"dense": "#444444", "static": "#8c564b", "gmp": "#ff7f0e", "sdclr": "#9467bd",
                     "rigl": "#d62728", "granet": "#2ca02c", "synccp": "#1f77b4"}
 MARKERS = {"dense": "*", "unstructured": "o", "nm": "s", "block": "D", "channel": "^"}
 LINESTYLES = ("-", "--", "-.", ":", (0, (6, 1.5, 1, 1.5, 1, 1.5)), (0, (1, 1)))
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+           "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+           "#f7b6d2", "#9edae5", "#dbdb8d", "#393b79")  # tab10 then tab20's light shades: 20 series
 
 
 def _kind(row: dict) -> str:
     return row["granularity"].split()[0]
 
 
+DEFAULTS = {f"{section}.{key}": value for section, table in config_to_dict(Config()).items()
+            for key, value in table.items()}
+
+
 def series_label(row: dict, extras: list[str]) -> str:
-    """`synccp`, or `synccp, gap Δ=0.3` when other settings vary between runs of a method (keys
-    the run's algorithm ignores, absent from its study key, are left out)."""
-    parts = [f"{TITLES.get(k, k)}={row['_key'][k]}" for k in extras if k in row["_key"]]
+    """`synccp`, or `synccp, gap Δ=0.3` when other settings vary between runs of a method: only
+    settings that differ from the config default are named (keys the run's algorithm ignores,
+    absent from its study key, never are)."""
+    parts = [f"{TITLES.get(k, k)}={row['_key'][k]}" for k in extras
+             if k in row["_key"] and row["_key"][k] != DEFAULTS.get(k)]
     return ", ".join([row["algorithm"], *parts])
 
 
@@ -98,6 +107,16 @@ def _points(rows: list[dict], x_field: str, y_field: str) -> list[tuple[float, f
     return sorted(points)
 
 
+def _spaced(ticks: list[float], factor: float = 1.3) -> list[float]:
+    """Log-axis ticks at least `factor` apart (0.2 and 0.25 would print over each other); the
+    largest (1 = dense) is always kept."""
+    kept: list[float] = []
+    for tick in reversed(ticks):
+        if not kept or kept[-1] / tick >= factor:
+            kept.append(tick)
+    return kept[::-1]
+
+
 def accuracy_vs_density(rows: list[dict], path: Path) -> Path | str:
     """kNN and linear accuracy against the exported encoder's density, one panel per method."""
     sparse = [r for r in rows if r["algorithm"] != "dense" and r["final_online_density"] is not None]
@@ -107,7 +126,7 @@ def accuracy_vs_density(rows: list[dict], path: Path) -> Path | str:
     labels = sorted({series_label(r, extras) for r in sparse}, key=_order)
     colors, kinds = _colors(labels), _kinds(sparse)
     methods = _by_method(rows)
-    ticks = sorted({round(r["final_online_density"], 3) for r in sparse})
+    ticks = _spaced(sorted({round(r["final_online_density"], 3) for r in sparse}))
     figure, axes = _panels(len(methods), 2)
     for col, (method, group) in enumerate(methods.items()):
         for row_index, (field, name) in enumerate((("knn_top1", "kNN"), ("linear_top1", "linear"))):
