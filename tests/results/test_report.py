@@ -232,3 +232,14 @@ def test_density_ticks_never_print_over_each_other():
 
     assert _spaced([0.05, 0.1, 0.2, 0.25, 0.5, 1.0]) == [0.05, 0.1, 0.25, 0.5, 1.0]
     assert _spaced([0.1]) == [0.1] and _spaced([]) == []
+
+
+def test_setting_lines_show_every_value_a_method_ran_with():
+    from synccp.results.tables import setting_lines
+
+    rows = [{"method": m, "_key": {"train.lr": lr, "train.precision": p, "data.name": "fashion_mnist"}}
+            for m, lr, p in (("byol", 1.0, "auto"), ("byol", 1.0, "bf16"), ("simclr", 0.4, "auto"))]
+    lines = setting_lines(rows)
+    assert "`data.name=fashion_mnist`" in lines[0]
+    assert "- byol: `train.lr=1`, `train.precision=auto / bf16`" in lines
+    assert "- simclr: `train.lr=0.4`, `train.precision=auto`" in lines

@@ -166,6 +166,7 @@ def setting_lines(rows: list[dict]) -> list[str]:
     methods = sorted({r["method"] for r in rows})
     recipe = [k for k in keys if k.startswith("train.") and k not in shared and k != "train.seed"]
     for method in methods if len(methods) > 1 and recipe else ():
-        first = next(r for r in rows if r["method"] == method)["_key"]
-        lines.append(f"- {method}: " + ", ".join(f"`{k}={_cell(first.get(k))}`" for k in recipe))
+        own = [r["_key"] for r in rows if r["method"] == method]
+        values = {k: sorted({_cell(key.get(k)) for key in own}) for k in recipe}  # several: swept
+        lines.append(f"- {method}: " + ", ".join(f"`{k}={' / '.join(v)}`" for k, v in values.items()))
     return lines
