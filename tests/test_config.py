@@ -98,3 +98,14 @@ def test_the_default_demo_has_a_recorded_dense_reference_and_other_configs_do_no
     assert reference["config"]["method"]["name"] == "byol" and "seed 0" in reference["source"]
     assert dense_reference(load_config(None, ["model.width=8"])) is None
     assert dense_reference(load_config(None, ["train.seed=1"])) is None
+
+
+def test_the_demo_prints_its_dense_reference_in_aligned_columns():
+    from synccp.cli import _format_eval
+
+    result = {"encoder": {"knn_top1": 71.1, "linear_top1": 77.98}, "online_density": 0.1,
+              "raw_pixels": {"knn_top1": 81.78, "linear_top1": 84.1}}
+    lines = _format_eval(result, load_config(None, [])).splitlines()
+    reference = next(line for line in lines if line.startswith("dense reference"))
+    assert reference.endswith("71.13%        77.66%")
+    assert len({len(line) for line in lines[:4]}) == 1  # header and three rows line up

@@ -184,11 +184,12 @@ def _format_eval(result: dict, cfg) -> str:
     reference = dense_reference(cfg)
     if reference:
         rows.append((f"dense reference ({reference['source']})", reference))
-    lines = [f"{'':44s} {'kNN top-1':>10s} {'linear top-1':>13s}"]
+    width = max(44, *(len(name) for name, _ in rows))
+    lines = [f"{'':{width}s} {'kNN top-1':>10s} {'linear top-1':>13s}"]
     for name, values in rows:
         knn = values.get("knn_top1")
         lin = values.get("linear_top1")
-        lines.append(f"{name:44s} {_pct(knn):>10s} {_pct(lin):>13s}")
+        lines.append(f"{name:{width}s} {_pct(knn):>10s} {_pct(lin):>13s}")
     lines.append(f"online encoder density (prunable weights): {result['online_density']:.3f}")
     return "\n".join(lines)
 
