@@ -27,7 +27,7 @@ import torch
 
 from helpers import tiny_overrides
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 HERE = Path(__file__).resolve()
 CASES = {  # name -> overrides; global_augment: each rank augments the global batch with one generator
     "simclr": {"method.name": '"simclr"', "sparsity.algorithm": '"synccp"', "train.global_augment": "true"},
@@ -35,15 +35,6 @@ CASES = {  # name -> overrides; global_augment: each rank augments the global ba
                "sparsity.score_ema": 0.5},
     "byol_rigl": {"method.name": '"byol"', "sparsity.algorithm": '"rigl"', "method.pred_hidden_dim": 16},
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread (the machine has 2 cores and two processes share them)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _env(**extra) -> dict[str, str]:

@@ -31,16 +31,8 @@ from synccp.sparsity.oscillation import oscillation
 from synccp.sparsity.schedule import branch_densities
 from synccp.train.checkpoint import NonFiniteStateError, first_nonfinite, load_checkpoint, save_checkpoint
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 QUICK = {"train.epochs": 1, "sparsity.end_epoch": 1}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _args(out, root, **extra):

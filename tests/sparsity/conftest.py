@@ -94,9 +94,5 @@ def make_run():
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on the shared 2-core machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_thread):
+    """Every sparsity test runs with one torch thread (tests/conftest.py)."""
