@@ -32,29 +32,12 @@ TINY = {"data.subset": 2048, "model.width": 8, "train.epochs": 2, "train.batch_s
         "eval.linear_epochs": 10, "eval.raw_baseline": "false"}
 
 
-def write_grid(folder: Path, runs: int, overrides: dict[str, str]) -> Path:
-    settings = dict(TINY)
-    settings.update(overrides)
+def write_grid(folder: Path, runs: int) -> Path:
     lines = ["[sweep]", 'name = "bench_jobs"', f"seeds = {list(range(runs))}", "", "[fixed]"]
-    lines += [f"{key} = {value}" for key, value in settings.items()]
+    lines += [f"{key} = {value}" for key, value in TINY.items()]
     path = folder / "grid.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def parse_set(items: list[str]) -> dict[str, str]:
-    """`key=value` as TOML text (strings need their quotes only if they are not bare words)."""
-    parsed = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set wants KEY=VALUE, got {item!r}")
-        try:
-            float(value)
-            parsed[key] = value
-        except ValueError:
-            parsed[key] = value if value in ("true", "false") or value.startswith('"') else f'"{value}"'
-    return parsed
 
 
 def main() -> None:
@@ -63,24 +46,24 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4, help="cells in the grid (seeds 0..runs-1)")
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config key for every cell, e.g. train.device=cuda")
+                        help="config key for every cell, as synccp sweep --set (e.g. train.device=cuda)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench_sweep_jobs_") as tmp:
-        grid = write_grid(Path(tmp), args.runs, parse_set(args.set))
+        grid = write_grid(Path(tmp), args.runs)
         walls: dict[int, list[float]] = {j: [] for j in args.jobs}
         for rep in range(args.reps):
             for jobs in args.jobs:
                 out = Path(tmp) / f"rep{rep}_jobs{jobs}"
                 start = time.perf_counter()
-                result = run_sweep(grid, jobs=jobs, out=out, progress=False)
+                result = run_sweep(grid, jobs=jobs, out=out, overrides=args.set, progress=False)
                 walls[jobs].append(time.perf_counter() - start)
                 if result.failed:
                     raise SystemExit(f"jobs {jobs}: runs failed: {result.failed}")
                 print(f"rep {rep} jobs {jobs}: {walls[jobs][-1]:.1f} s for {args.runs} runs", flush=True)
     print(f"\n{platform.node()} · {os.cpu_count()} cores · torch {torch.__version__} · "
           f"cuda {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
-    print(f"grid: {args.runs} runs of {dict(TINY, **parse_set(args.set))}")
+    print(f"grid: {args.runs} runs of {TINY}, --set {args.set}")
     base = statistics.median(walls[args.jobs[0]])
     print(f"{'jobs':>5s} {'median wall s':>14s} {'runs/hour':>10s} {'vs jobs ' + str(args.jobs[0]):>10s}")
     for jobs in args.jobs:

@@ -31,7 +31,7 @@ def _kind(row: dict) -> str:
     return row["granularity"].split()[0]
 
 
-DEFAULTS = {f"{section}.{key}": value for section, table in config_to_dict(Config()).items()
+CONFIG_DEFAULTS = {f"{section}.{key}": value for section, table in config_to_dict(Config()).items()
             for key, value in table.items()}
 
 
@@ -40,7 +40,7 @@ def series_label(row: dict, extras: list[str]) -> str:
     settings that differ from the config default are named (keys the run's algorithm ignores,
     absent from its study key, never are)."""
     parts = [f"{TITLES.get(k, k)}={row['_key'][k]}" for k in extras
-             if k in row["_key"] and row["_key"][k] != DEFAULTS.get(k)]
+             if k in row["_key"] and row["_key"][k] != CONFIG_DEFAULTS.get(k)]
     return ", ".join([row["algorithm"], *parts])
 
 
