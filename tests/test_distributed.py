@@ -91,6 +91,7 @@ def _worker(out: Path, root: Path) -> None:
         results = {name: _train_eval_bn(root, out, name) for name in CASES}
         results["errors"] = _errors(root)
         torch.save(results, out / f"rank{rank}.pt")
+    distributed.end_worker(0)  # as the CLI does: no interpreter teardown under DDP
 
 
 def _tensors(result: dict) -> dict[str, torch.Tensor]:
@@ -164,3 +165,19 @@ def test_sweep_launches_torchrun_and_matches_one_process(fmnist_root, tmp_path, 
 
 if __name__ == "__main__":
     _worker(Path(sys.argv[1]), Path(sys.argv[2]))
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_a_torchrun_worker_ends_without_interpreter_teardown(tmp_path, world_size):
+    """Under torchrun (WORLD_SIZE > 1) the CLI ends with os._exit once its command returned, so
+    gloo threads cannot abort the finished process during teardown (docs/reliability.md §1): the
+    exit code is the command's, its output is flushed, and atexit handlers (teardown) never run."""
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('teardown ran', flush=True))\n"
+              "from synccp.cli import main\n"
+              f"sys.exit(main(['inspect', {str(tmp_path / 'missing')!r}]))\n")
+    done = subprocess.run([sys.executable, "-c", script], env=_env(WORLD_SIZE=world_size),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "synccp inspect: error:" in done.stderr and "missing" in done.stderr
+    assert ("teardown ran" in done.stdout) == (world_size == "1")

@@ -72,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    code = _run(args)
+    if distributed.launched_world_size() > 1:  # a torchrun worker: see end_worker for why
+        distributed.end_worker(code)
+    return code
+
+
+def _run(args) -> int:
     commands = {"pretrain": _pretrain, "eval": _eval, "inspect": _inspect, "cost": _cost,
                 "sweep": _sweep, "report": _report}
     try:
