@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synccp.sparsity.granularity import (Pattern, block_mask, channel_mask, fits, granularity_mask,
-                                         keep_top, nm_mask, pattern_report, pattern_summary,
+                                         keep_top, kth_largest, nm_mask, pattern_report, pattern_summary,
                                          unfit_reason, unstructured_mask)
 
 
@@ -17,6 +17,39 @@ def test_keep_top_is_exact_with_ties():
     mask = keep_top(scores, 3)
     assert mask.tolist() == [False, True, True, False, True, False]  # ties: first ones kept
     assert keep_top(scores, 0).sum() == 0 and keep_top(scores, 9).all()
+
+
+def _reference_kth_largest(flat, count):
+    return flat.sort(descending=True).values[count - 1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(st.one_of(st.integers(0, 5).map(float), st.floats(0, 1, width=32),
+                                 st.sampled_from([math.inf, -math.inf])), min_size=1, max_size=300),
+       fraction=st.floats(0.0, 1.0), sample=st.integers(1, 64))
+def test_kth_largest_bracket_path_is_exact(values, fraction, sample):
+    """The sampled bracket (forced on small inputs with direct=0) equals a full sort: heavy ties,
+    ±inf masses (the lifted scores of shrink-only and nested selections), any sample size."""
+    flat = torch.tensor(values, dtype=torch.float32)
+    count = min(len(values), max(1, round(fraction * len(values))))
+    got = kth_largest(flat, count, direct=0, sample=sample)
+    assert got.item() == _reference_kth_largest(flat, count).item()
+
+
+@pytest.mark.parametrize("kind", ["uniform", "ties", "lifted"])
+def test_kth_largest_on_millions_matches_kthvalue(kind):
+    """The default sizes (bracket from a 65k sample) on 2 M scores, where the bracket path runs."""
+    g = torch.Generator().manual_seed(0)
+    flat = torch.rand(2_000_000, generator=g)
+    if kind == "ties":
+        flat = (flat * 7).floor()
+    if kind == "lifted":  # shrink-only selection: −inf outside the allowed set, +inf where forced
+        flat = torch.where(torch.rand(flat.shape, generator=g) < 0.6, flat, -math.inf)
+        flat = torch.where(torch.rand(flat.shape, generator=g) < 0.05, math.inf, flat)
+    for count in (1, 1000, 200_000, 1_000_000, 1_999_999):
+        assert kth_largest(flat, count).item() == flat.kthvalue(flat.numel() - count + 1).values.item()
+    kept = keep_top(flat, 200_000)
+    assert int(kept.sum()) == 200_000 and flat[kept].min() >= flat[~kept].max()
 
 
 def test_unstructured_keeps_largest():
