@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from synccp.config import (Config, DataConfig, MethodConfig, SparsityConfig, TrainConfig,
@@ -131,3 +132,26 @@ def test_records_timeline_counts_an_update_logged_at_the_last_step():
     intervals, updates = records_timeline(records, 8)
     assert [(i.start, i.end) for i in intervals] == [(0, 6), (6, 8)] and updates == [6, 8]
     assert intervals[1].densities["second"] == {CONV2: 0.5}  # empty second branch → online's
+
+
+@pytest.mark.parametrize("algorithm, window", [("synccp", (0.3, 1.4)), ("sdclr", (0.0, 1.5)),
+                                               ("granet", (0.5, 1.25))])
+def test_config_update_steps_are_the_trainers(fmnist_root, tmp_path, algorithm, window):
+    """The cost model's update steps for a config (before training) are the steps at which a real
+    run logged a mask update: fractional ramp epochs, the end step off the update grid, SDCLR's
+    epoch cadence."""
+    from helpers import tiny_overrides
+
+    from synccp.config import load_config
+    from synccp.cost.timeline import config_clock, update_steps
+    from synccp.results import rundir
+    from synccp.train.loop import pretrain
+
+    sets = tiny_overrides(fmnist_root, **{"sparsity.algorithm": f'"{algorithm}"', "sparsity.update_every": 3,
+                                          "sparsity.start_epoch": window[0], "sparsity.end_epoch": window[1],
+                                          "method.name": '"simclr"', "train.epochs": 2.5,
+                                          "data.subset": 96})
+    cfg = load_config(None, sets)
+    pretrain(cfg, tmp_path / "run")
+    logged = [r["step"] for r in rundir.read_metrics(tmp_path / "run", "mask_update") if r["step"] > 0]
+    assert logged and update_steps(cfg, config_clock(cfg)) == logged

@@ -15,6 +15,10 @@ import math
 from dataclasses import dataclass
 
 from synccp.config import Config
+from synccp.sparsity.algorithms import is_policy_update, policy_for
+from synccp.sparsity.granularity import Pattern, fits
+from synccp.sparsity.schedule import branch_densities, ramp_steps
+from synccp.train.schedules import Clock, make_clock
 
 TRAIN_IMAGES = {"fashion_mnist": 60000, "cifar10": 50000, "cifar100": 50000, "stl10": 105000}
 NATIVE_SIZE = {"fashion_mnist": 28, "cifar10": 32, "cifar100": 32, "stl10": 96}
@@ -33,23 +37,16 @@ class Interval:
         return self.end - self.start
 
 
-@dataclass(frozen=True)
-class Clock:
-    steps_per_epoch: int
-    total_steps: int
-
-
 def config_clock(cfg: Config) -> Clock:
     """Steps per epoch and total steps as the trainer computes them (train/setup.py)."""
     images = cfg.data.subset or TRAIN_IMAGES.get(cfg.data.name, 0)
     if images <= 0:
         raise ValueError(f"data.subset must be > 0 to cost data.name={cfg.data.name!r} before "
                          f"training (its size is unknown), got {cfg.data.subset}")
-    steps_per_epoch = images // cfg.train.batch_size
-    if steps_per_epoch < 1:
+    if cfg.train.batch_size > images:
         raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the {images} "
                          f"training images of data.name={cfg.data.name!r}")
-    return Clock(steps_per_epoch, max(1, round(cfg.train.epochs * steps_per_epoch)))
+    return make_clock(images, batch_size=cfg.train.batch_size, epochs=cfg.train.epochs)
 
 
 def image_geometry(cfg: Config) -> tuple[int, int]:
@@ -82,52 +79,37 @@ def records_timeline(records: list[dict], total_steps: int) -> tuple[list[Interv
 
 
 def update_steps(cfg: Config, clock: Clock) -> list[int]:
-    """Steps (1-based counts of optimizer steps) after which the Sparsifier changes masks."""
-    from synccp.sparsity.schedule import is_update_step
-
+    """Steps (1-based counts of optimizer steps) after which the Sparsifier changes masks: the
+    Sparsifier's own rule (`synccp.sparsity.algorithms.is_policy_update`)."""
     s = cfg.sparsity
-    if s.algorithm in ("dense", "static"):
-        return []
-    if s.algorithm == "sdclr":
-        return list(range(clock.steps_per_epoch, clock.total_steps + 1, clock.steps_per_epoch))
-    start, end = (round(e * clock.steps_per_epoch) for e in (s.start_epoch, s.end_epoch))
+    start, end = ramp_steps(s.start_epoch, s.end_epoch, clock.steps_per_epoch)
+    policy = policy_for(s.algorithm)
     return [step for step in range(1, clock.total_steps + 1)
-            if is_update_step(step, start=start, end=end, every=s.update_every)]
+            if is_policy_update(policy, step, start_step=start, end_step=end, update_every=s.update_every,
+                                steps_per_epoch=clock.steps_per_epoch, total_steps=clock.total_steps)]
 
 
 def schedule_timeline(cfg: Config, clock: Clock, layers: dict[str, tuple[int, ...]]
                       ) -> tuple[list[Interval], list[int]]:
     """Intervals from the density schedule; `layers` maps prunable weight names to shapes."""
-    from synccp.sparsity.schedule import branch_densities
-
     s = cfg.sparsity
-    start, end = (round(e * clock.steps_per_epoch) for e in (s.start_epoch, s.end_epoch))
+    start, end = ramp_steps(s.start_epoch, s.end_epoch, clock.steps_per_epoch)
     updates = update_steps(cfg, clock)
-    fits = [name for name, shape in layers.items() if fits_granularity(shape, cfg)]
+    pattern = Pattern(s.granularity, n=s.n, m=s.m, block=(s.block_out, s.block_in))
+    fitting = [name for name, shape in layers.items() if fits(shape, pattern)]
     intervals: list[Interval] = []
     for i, first in enumerate([0] + [u for u in updates if u < clock.total_steps]):
         pair = branch_densities(first, algorithm=s.algorithm, density=s.density,
                                 initial_density=s.initial_density, density_gap=s.density_gap,
                                 start_step=start, end_step=end, sparse_branch=s.sparse_branch,
                                 granularity=s.granularity, n=s.n, m=s.m, update_every=s.update_every)
-        densities = {b: {name: d for name in fits} for b, d in zip(("online", "second"), pair)}
+        densities = {b: {name: d for name in fitting} for b, d in zip(("online", "second"), pair)}
         if intervals and intervals[-1].densities == densities:
             continue
         if intervals:
             intervals[-1] = Interval(intervals[-1].start, first, intervals[-1].densities)
         intervals.append(Interval(first, clock.total_steps, densities))
     return intervals, updates
-
-
-def fits_granularity(shape: tuple[int, ...], cfg: Config) -> bool:
-    """Whether a prunable weight can take the granularity (others stay dense): N:M needs C_in
-    divisible by m; blocks need C_out and C_in divisible by the block sides."""
-    s = cfg.sparsity
-    if s.granularity == "nm":
-        return shape[1] % s.m == 0
-    if s.granularity == "block":
-        return shape[0] % s.block_out == 0 and shape[1] % s.block_in == 0
-    return True
 
 
 def interval_at(intervals: list[Interval], step_index: int) -> Interval:

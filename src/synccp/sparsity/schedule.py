@@ -44,6 +44,12 @@ def cosine_drop_fraction(step: int, *, initial: float, end: int) -> float:
     return float(initial / 2.0 * (1.0 + math.cos(math.pi * max(step, 0) / end)))
 
 
+def ramp_steps(start_epoch: float, end_epoch: float, steps_per_epoch: int) -> tuple[int, int]:
+    """(start_step, end_step) of the ramp: `sparsity.start_epoch`/`end_epoch` (fractional) in
+    optimizer steps. The one rounding rule shared by the trainer and the cost model."""
+    return round(start_epoch * steps_per_epoch), round(end_epoch * steps_per_epoch)
+
+
 def is_update_step(step: int, *, start: int, end: int, every: int) -> bool:
     """True when masks change at `step`: every `every` steps from `start`, and always at `end`.
 

@@ -1,8 +1,26 @@
-"""Pure schedules of the training loop: learning rate (linear warmup + cosine)."""
+"""Pure schedules of the training loop: the step clock and the learning rate (warmup + cosine)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Step counters: optimizer steps per epoch (last partial batch dropped) and in total."""
+
+    steps_per_epoch: int
+    total_steps: int
+
+    def epoch(self, step: int) -> float:
+        return step / self.steps_per_epoch
+
+
+def make_clock(images: int, *, batch_size: int, epochs: float) -> Clock:
+    """The trainer's clock: ⌊images / batch⌋ steps per epoch, round(epochs × that) steps (≥ 1)."""
+    steps_per_epoch = images // batch_size
+    return Clock(steps_per_epoch, max(1, round(epochs * steps_per_epoch)))
 
 
 def warmup_cosine(step: int, *, total_steps: int, warmup_steps: int, base: float,

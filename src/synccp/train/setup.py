@@ -27,21 +27,12 @@ from synccp.data.views import ViewRecipe, view_recipes
 from synccp.methods import SSLMethod, build_method, method_defaults
 from synccp.models import build_backbone, prunable_parameters
 from synccp.sparsity.granularity import Pattern, unfit_reason
+from synccp.sparsity.schedule import ramp_steps
 from synccp.sparsity.sparsifier import Sparsifier
 from synccp.train.optim import build_optimizer
+from synccp.train.schedules import Clock, make_clock
 
 LOG = logging.getLogger(__name__)
-
-@dataclass(frozen=True)
-class Clock:
-    """Step counters: optimizer steps per epoch (last partial batch dropped) and in total."""
-
-    steps_per_epoch: int
-    total_steps: int
-
-    def epoch(self, step: int) -> float:
-        return step / self.steps_per_epoch
-
 
 Encode = Callable[[torch.Tensor], torch.Tensor]
 PRETRAIN_SPLIT = {"stl10": "train+unlabeled"}
@@ -227,13 +218,13 @@ def build_sparsifier(cfg: Config, method: SSLMethod, clock: Clock) -> Sparsifier
         LOG.warning("sparsity.density_gap=%s: the second branch keeps min(1, density + gap) and ends dense "
                     "(%s + %s > 1), the sparse-dense geometry of sdclr", s.density_gap, final, s.density_gap)
     target = None if method.shared_encoder else prunable_parameters(method.target_backbone)
+    start_step, end_step = ramp_steps(s.start_epoch, s.end_epoch, clock.steps_per_epoch)
     return Sparsifier(
         online=prunable_parameters(method.backbone), second=target, algorithm=s.algorithm,
         granularity=s.granularity, density=s.density, initial_density=s.initial_density,
         density_gap=s.density_gap, n=s.n, m=s.m, block=(s.block_out, s.block_in),
         allocation=s.allocation, score_ema=s.score_ema, update_every=s.update_every,
-        start_step=round(s.start_epoch * clock.steps_per_epoch),
-        end_step=round(s.end_epoch * clock.steps_per_epoch), steps_per_epoch=clock.steps_per_epoch,
+        start_step=start_step, end_step=end_step, steps_per_epoch=clock.steps_per_epoch,
         total_steps=clock.total_steps, drop_fraction=s.drop_fraction, sparse_branch=s.sparse_branch,
         seed=cfg.train.seed)
 
@@ -279,8 +270,7 @@ def build_setup(cfg: Config, device: torch.device, *, data: ImageDataset | None 
     check_batch(cfg.train.batch_size, world)
     torch.manual_seed(cfg.train.seed)
     data = load_pretrain_data(cfg) if data is None else data
-    steps_per_epoch = len(data.images) // cfg.train.batch_size
-    clock = Clock(steps_per_epoch, max(1, round(cfg.train.epochs * steps_per_epoch)))
+    clock = make_clock(len(data.images), batch_size=cfg.train.batch_size, epochs=cfg.train.epochs)
     method = build_model(cfg, in_channels=data.images.shape[1])
     check_sparsity_fits(cfg, method)
     method = _sync_batchnorm(cfg, method, device).to(device)
