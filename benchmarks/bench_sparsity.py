@@ -17,7 +17,7 @@ Masks are SyncCP's at density 0.1 (online) / 0.2 (second), unstructured, global 
 Paths run interleaved (rotating order) so background load hits all alike; warm-up excluded;
 medians over repeats. Usage (docs/sparsity.md has the numbers and the exact command):
 
-    .venv/bin/python benchmarks/bench_sparsity.py --batch 8 --repeats 5
+    .venv/bin/python benchmarks/bench_sparsity.py --batch 8,64 --repeats 5
     .venv/bin/python benchmarks/bench_sparsity.py --device cuda --batch 256
 """
 
@@ -32,6 +32,7 @@ import torch
 
 from synccp.config import SparsityConfig
 from synccp.models import build_backbone, ema_update_, frozen_copy, prunable_parameters
+from synccp.sparsity.granularity import kth_largest
 from synccp.sparsity.sparsifier import Sparsifier
 
 UPDATE_CASES = (("synccp", "unstructured"), ("synccp", "nm"), ("synccp", "block"), ("synccp", "channel"),
@@ -180,12 +181,31 @@ def time_steps(name: str, width: int, device: torch.device, *, batch: int, size:
     return {label: statistics.median(values) for label, values in times.items()}
 
 
+def time_selection(numel: int, density: float, device: torch.device, *, repeats: int) -> dict[str, float]:
+    """Median seconds of the global threshold over `numel` scores: `kth_largest` vs plain kthvalue."""
+    scores = torch.rand(numel, generator=torch.Generator().manual_seed(0)).to(device)
+    count = round(density * numel)
+    ways = {"kth_largest": lambda: kth_largest(scores, count),
+            "kthvalue": lambda: scores.kthvalue(numel - count + 1).values}
+    assert ways["kth_largest"]().item() == ways["kthvalue"]().item()
+    times: dict[str, list[float]] = {label: [] for label in ways}
+    for _ in range(repeats):
+        for label, way in ways.items():
+            sync(device)
+            start = time.perf_counter()
+            way()
+            sync(device)
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="resnet18,resnet50")
     parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=32, help="images per view in the step benchmark")
+    parser.add_argument("--batch", default="32", help="images per view in the step benchmark; a comma "
+                        "list runs each (the update shares are given for every one)")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
@@ -197,27 +217,35 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     channels_last = device.type == "cuda"
+    batches = [int(b) for b in args.batch.split(",")]
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "
-          f"threads {torch.get_num_threads()}, width {args.width}, batch {args.batch}×2 views, "
+          f"threads {torch.get_num_threads()}, width {args.width}, batch {batches}×2 views, "
           f"{args.image_size}×{args.image_size}, median of {args.repeats} (warm-up {args.warmup}), "
           f"update_every {args.update_every}")
+    if not args.skip_updates:
+        cost = time_selection(11_000_000, 0.1, device, repeats=args.repeats)
+        print(f"\nglobal threshold over 11 M scores (ResNet-18), keep 10%: kth_largest {cost['kth_largest']:.4f} s, "
+              f"kthvalue {cost['kthvalue']:.4f} s (×{cost['kthvalue'] / cost['kth_largest']:.2f})")
     for name in args.models.split(","):
-        steps = time_steps(name, args.width, device, batch=args.batch, size=args.image_size,
-                           warmup=args.warmup, repeats=args.repeats, channels_last=channels_last)
-        print(f"\n{name}: training step (median s), ratio to the dense step of the same path")
-        for label, value in steps.items():
-            base = steps["momentum dense" if label.startswith("momentum") else "shared dense"]
-            print(f"  {label:32s} {value:9.4f} s   ×{value / base:.3f}")
+        step_times = {}
+        for batch in batches:
+            steps = time_steps(name, args.width, device, batch=batch, size=args.image_size,
+                               warmup=args.warmup, repeats=args.repeats, channels_last=channels_last)
+            print(f"\n{name}, batch {batch}: training step (median s), ratio to the dense step of the same path")
+            for label, value in steps.items():
+                base = steps["momentum dense" if label.startswith("momentum") else "shared dense"]
+                print(f"  {label:32s} {value:9.4f} s   ×{value / base:.3f}")
+            step_times[batch] = steps["momentum synccp"]
         if args.skip_updates:
             continue
-        step_time = steps["momentum synccp"]
+        shares = ", ".join(f"batch {b}: {args.update_every} × {t:.4f} s" for b, t in step_times.items())
         print(f"{name}: one mask update, momentum path (median s); share = update / "
-              f"({args.update_every} × {step_time:.4f} s masked momentum step)")
+              f"(update_every × masked momentum step) for {shares}")
         for algorithm, granularity in UPDATE_CASES:
             cost = time_updates(name, args.width, device, algorithm=algorithm, granularity=granularity,
                                 warmup=args.warmup, repeats=max(3, args.repeats // 2))
-            print(f"  {algorithm:7s} {granularity:13s} {cost:9.4f} s   "
-                  f"{100 * cost / (args.update_every * step_time):6.2f} % of training time")
+            share = "  ".join(f"{100 * cost / (args.update_every * t):5.2f} %" for t in step_times.values())
+            print(f"  {algorithm:7s} {granularity:13s} {cost:9.4f} s   {share}")
 
 
 if __name__ == "__main__":
