@@ -215,11 +215,15 @@ def _small_grid(tmp_path, extra=""):
                            'sparsity.algorithm = ["gmp", "rigl", "synccp"]\n')
 
 
-def test_sweep_runs_cells_reports_failures_then_skips_finished(tmp_path, monkeypatch):
+def test_sweep_runs_cells_reports_failures_then_skips_finished(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(sweep, "cost_available", lambda: True)
     path, out = _small_grid(tmp_path), tmp_path / "runs"
     runner = FakeRunner(fail_when="sparsity.algorithm=\"rigl\"")
-    result = run_sweep(path, out=out, runner=runner, progress=False)
+    with caplog.at_level("INFO", logger="synccp.sweep"):
+        result = run_sweep(path, out=out, runner=runner, progress=False)
+    lines = [r.getMessage() for r in caplog.records if "cells;" in r.getMessage()]  # no bar: a line per cell
+    assert len(lines) == 3 and "3 of 3 cells" in lines[-1] and "min so far" in lines[-1]
+    assert sum("FAILED" in line for line in lines) == 1 and "min left" in lines[0]
     assert not result.ok and len(result.completed) == 2 and list(result.failed) == [result.cells[1].name]
     assert "pretrain exited with code 1" in result.failed[result.cells[1].name]
     done = result.cells[0].run_dir

@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -210,6 +211,13 @@ def _child_env(jobs: int) -> dict[str, str]:
     return env
 
 
+def _eta(started: float, finished: int, left: int) -> str:
+    """"12 min so far, about 30 min left" from the mean wall time per finished cell so far."""
+    elapsed = time.monotonic() - started
+    left_s = elapsed / max(1, finished) * left
+    return f"{elapsed / 60:.0f} min so far" + (f", about {left_s / 60:.0f} min left" if left else "")
+
+
 def _postfix(bar: tqdm, result: SweepResult) -> None:
     bar.set_postfix(done=len(result.completed), skipped=len(result.skipped), failed=len(result.failed))
 
@@ -228,6 +236,7 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
                desc=f"sweep {result.grid.name}", disable=not progress or None, dynamic_ncols=True)
     _postfix(bar, result)
     env = _child_env(jobs)
+    started, conflicts = time.monotonic(), len(result.failed)
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         futures = {pool.submit(_run_cell, cell, result.actions[cell.name], result.grid, want_cost=want_cost,
@@ -244,6 +253,11 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
                 LOG.error("sweep cell %s failed: %s", cell.name, reason)
             bar.update(1)
             _postfix(bar, result)
+            if bar.disable:  # no terminal (a log file, nohup): one line per cell instead of the bar
+                ran = len(result.completed) + len(result.failed) - conflicts
+                LOG.info("sweep %s: %s %s (%d of %d cells; %s)", result.grid.name, cell.name,
+                         "done" if reason is None else "FAILED", len(result.cells) - len(todo) + ran,
+                         len(result.cells), _eta(started, ran, len(todo) - ran))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
