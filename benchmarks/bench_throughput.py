@@ -1,10 +1,11 @@
-"""Pretraining throughput: images/s of a full BYOL training step, and MFU on a GPU.
+"""Pretraining throughput: images/s of a full training step (BYOL by default), and MFU on a GPU.
 
 A step is exactly the trainer's (`synccp.train.loop._train_step` + Sparsifier update + EMA target
 update + re-mask): two augmented views on the device, online forward/backward on both views,
 target forward on both, LARS step, EMA. Data: synthetic uint8 images (seeded), 32×32 RGB by
-default. Dense BYOL and BYOL + SyncCP (90% unstructured, mid-ramp, no update inside the timed
+default. Dense and SyncCP (90% unstructured, masks of a finished ramp, no update inside the timed
 window), at each `--precision`, run interleaved; warm-up excluded; medians of several timed windows.
+`--method simclr` times the shared-encoder path (view A through θ⊙M_A, view B through θ⊙M_B).
 
 MFU = model FLOPs per step (counted once with `torch.utils.flop_counter.FlopCounterMode`,
 forward + backward, augmentations and optimizer excluded) / step time / peak. The peak defaults
@@ -12,6 +13,7 @@ to 790 TFLOP/s, the bf16 dense matmul rate measured on an H100 here (DESIGN.md �
 
     .venv/bin/python benchmarks/bench_throughput.py                       # CPU, small
     .venv/bin/python benchmarks/bench_throughput.py --precision fp32 bf16 # CPU: bf16 autocast
+    .venv/bin/python benchmarks/bench_throughput.py --method simclr --width 16 --size 28 --channels 1 --batch 256
     .venv/bin/python benchmarks/bench_throughput.py --device cuda --width 64 --batch 512
 """
 
@@ -33,6 +35,7 @@ from synccp.train.setup import TrainingSetup, build_setup
 
 def make_setup(algorithm: str, precision: str, args, device: torch.device) -> TrainingSetup:
     cfg = load_config(None, [f"sparsity.algorithm={algorithm}", f"model.width={args.width}",
+                             f'method.name="{args.method}"',
                              f"train.batch_size={args.batch}", "train.epochs=100",
                              f"train.precision={precision}",
                              "sparsity.start_epoch=0", "sparsity.end_epoch=50"])
@@ -73,6 +76,7 @@ def sync(device: torch.device) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--method", default="byol", choices=["byol", "simclr", "mocov2", "barlow", "simsiam"])
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--size", type=int, default=32)
@@ -102,7 +106,7 @@ def main() -> None:
             times[name].append((time.perf_counter() - start) / args.steps)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"device {device}, threads {torch.get_num_threads()}")
-    print(f"BYOL ResNet-18 width {args.width}, {args.size}x{args.size}x{args.channels}, batch {args.batch}; "
+    print(f"{args.method} ResNet-18 width {args.width}, {args.size}x{args.size}x{args.channels}, batch {args.batch}; "
           f"model FLOPs/step {flops / 1e9:.2f} GFLOP")
     base = statistics.median(times[first])
     for name, values in times.items():
