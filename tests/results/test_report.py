@@ -111,6 +111,25 @@ def test_markdown_table_groups_seeds_and_shows_the_baseline(tmp_path, make_run):
     assert "`model.width=16`" in text and "cpu (torch 2.13.0)" in text
 
 
+def test_differences_to_dense_are_paired_by_seed_and_setting(tmp_path, make_run):
+    """Each sparse run minus the dense run of its seed (same settings outside sparsity.*): a
+    seed effect shared by both cancels, which a difference of means over seeds would keep."""
+    root = tmp_path / "runs"
+    for seed, (sparse, dense) in enumerate([(80.0, 81.0), (70.0, 72.0)]):  # seed 1 worse for both
+        make_run(root / f"synccp_s{seed}", seed=seed, linear=sparse, knn=sparse - 5)
+        make_run(root / f"dense_s{seed}", algorithm="dense", seed=seed, linear=dense, knn=dense - 5)
+    make_run(root / "granet_s3", algorithm="granet", seed=3, linear=74.0)  # no dense run of seed 3
+    text = build_report([root], tmp_path / "out").read_text()
+    assert "linear − dense, same seed" in text
+    synccp = next(line for line in text.splitlines() if line.startswith("| byol | synccp |"))
+    assert "| **75.00 ± 7.07** | -1.50 ± 0.71 | -1.50 ± 0.71 |" in synccp  # linear mean ± std, kNN and linear Δ
+    granet = next(line for line in text.splitlines() if line.startswith("| byol | granet |"))
+    assert "| 74.00 | - | - |" in granet
+    with open(tmp_path / "out" / "results.csv") as handle:
+        rows = {r["run"].split("/")[-1]: r for r in csv.DictReader(handle)}
+    assert float(rows["synccp_s1"]["linear_vs_dense"]) == -2.0 and rows["dense_s0"]["linear_vs_dense"] == ""
+
+
 def test_swept_settings_become_columns(tmp_path, make_run):
     for gap in (0.0, 0.3):
         for seed in (0, 1):

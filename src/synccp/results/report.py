@@ -17,7 +17,8 @@ from typing import Any
 from synccp.config import normalized_config_dict
 from synccp.results import rundir
 from synccp.results.plots import make_plots
-from synccp.results.tables import raw_pixel_table, results_table, setting_lines, write_csv
+from synccp.results.tables import (raw_pixel_table, results_table, setting_lines, with_dense_differences,
+                                   write_csv)
 
 LOG = logging.getLogger(__name__)
 IGNORED = {"train.seed", "train.progress", "train.log_every", "train.device", "train.compile", "data.root"}
@@ -208,7 +209,10 @@ def _markdown(rows: list[dict], figures: dict[str, Path | str], inputs: list[Pat
              f"{len(rows)} finished runs under {', '.join(f'`{p}`' for p in inputs)}; "
              f"ran on {', '.join(devices)}.",
              "Accuracies are top-1 (%) on the test split of frozen online-encoder features, "
-             "mean ± sample std over seeds (n = number of seeds). Flip rate: share of the active "
+             "mean ± sample std over seeds (n = number of seeds). `− dense, same seed`: the "
+             "run's accuracy minus that of the dense run with the same seed and settings, then "
+             "mean ± std over seeds (runs of one seed share their start, so this paired "
+             "difference is far less noisy than comparing two means). Flip rate: share of the active "
              "weights that changed at a mask update, averaged over the ramp. Train FLOPs and "
              "modeled speedup come from the cost model (cost.json); `-` where it is absent.", "",
              *setting_lines(rows), "", "## Results", "", results_table(rows), "",
@@ -236,7 +240,7 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
                           f"{', '.join(str(p) for p in inputs)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [run_row(run) for run in runs]
+    rows = with_dense_differences([run_row(run) for run in runs])
     write_csv(rows, out / "results.csv")
     figures = make_plots(rows, out)
     text = _markdown(rows, figures, inputs, [p for p, run in loaded.items() if run is None])

@@ -18,13 +18,16 @@ CSV_COLUMNS = (
     "run", "method", "algorithm", "granularity", "density", "density_gap", "score_ema", "seed",
     "epochs", "width", "subset", "knn_top1", "linear_top1", "raw_knn_top1", "raw_linear_top1",
     "final_online_density", "final_second_density", "ramp_flip_rate", "ramp_flip_rate_second",
-    "ramp_revival_rate", "final_online_second_iou", "train_flops_ratio", "modeled_speedup", "wall_s")
+    "ramp_revival_rate", "final_online_second_iou", "train_flops_ratio", "modeled_speedup", "wall_s",
+    "knn_vs_dense", "linear_vs_dense")
 
 # (row field, column title, format, with ± std) of the aggregated table, after the identity
 # columns; densities and costs are (nearly) the same for every seed, so only their mean is shown.
 METRICS = (
     ("knn_top1", "kNN top-1 (%)", "{:.2f}", True),
     ("linear_top1", "linear top-1 (%)", "{:.2f}", True),
+    ("knn_vs_dense", "kNN − dense, same seed", "{:+.2f}", True),
+    ("linear_vs_dense", "linear − dense, same seed", "{:+.2f}", True),
     ("final_online_density", "online density", "{:.3f}", False),
     ("final_second_density", "second density", "{:.3f}", False),
     ("ramp_flip_rate", "flip rate (ramp mean)", "{:.4f}", True),
@@ -58,6 +61,33 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     return path
 
 
+def with_dense_differences(rows: list[dict]) -> list[dict]:
+    """Rows with `knn_vs_dense` / `linear_vs_dense`: accuracy minus that of the dense run with the
+    same seed and the same settings outside `sparsity.*` (None where there is none, and for dense).
+
+    Runs of one seed share the initial weights, data order and augmentations, and in short
+    schedules that shared start can move every algorithm's accuracy together (measured: BYOL at
+    60 steps, docs/results.md), so a difference paired by seed has a far smaller spread than the
+    difference of two means over seeds."""
+    dense = {(_outside_sparsity(r), r["seed"]): r for r in rows if r["algorithm"] == "dense"}
+    out = []
+    for row in rows:
+        partner = None if row["algorithm"] == "dense" else dense.get((_outside_sparsity(row), row["seed"]))
+        out.append({**row, **{f"{probe}_vs_dense": _difference(row, partner, f"{probe}_top1")
+                              for probe in ("knn", "linear")}})
+    return out
+
+
+def _outside_sparsity(row: dict) -> str:
+    return repr(sorted((k, repr(v)) for k, v in row["_key"].items() if not k.startswith("sparsity.")))
+
+
+def _difference(row: dict, partner: dict | None, field: str) -> float | None:
+    if partner is None or row.get(field) is None or partner.get(field) is None:
+        return None
+    return float(row[field]) - float(partner[field])
+
+
 def mean_std(values: Iterable[float | None]) -> tuple[float, float, int] | None:
     """Mean, sample standard deviation (n − 1; 0 for one value) and count of the present values."""
     present = [float(v) for v in values if v is not None and not math.isnan(float(v))]
@@ -73,7 +103,7 @@ def format_mean_std(values: Iterable[float | None], fmt: str, *, std: bool = Tru
     if stats is None:
         return "-"
     text = fmt.format(stats[0])
-    return f"{text} ± {fmt.format(stats[1])}" if std and stats[2] > 1 else text
+    return f"{text} ± {fmt.replace('+', '').format(stats[1])}" if std and stats[2] > 1 else text
 
 
 def _sort_key(row: dict) -> tuple:
