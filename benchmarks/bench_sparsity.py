@@ -18,6 +18,7 @@ Paths run interleaved (rotating order) so background load hits all alike; warm-u
 medians over repeats. Usage (docs/sparsity.md has the numbers and the exact command):
 
     .venv/bin/python benchmarks/bench_sparsity.py --batch 8,64 --repeats 5
+    .venv/bin/python benchmarks/bench_sparsity.py --models resnet18 --selection-ab --repeats 4
     .venv/bin/python benchmarks/bench_sparsity.py --device cuda --batch 256
 """
 
@@ -32,6 +33,7 @@ import torch
 
 from synccp.config import SparsityConfig
 from synccp.models import build_backbone, ema_update_, frozen_copy, prunable_parameters
+from synccp.sparsity import granularity
 from synccp.sparsity.granularity import kth_largest
 from synccp.sparsity.sparsifier import Sparsifier
 
@@ -199,6 +201,26 @@ def time_selection(numel: int, density: float, device: torch.device, *, repeats:
     return {label: statistics.median(values) for label, values in times.items()}
 
 
+def time_updates_by_selection(name: str, width: int, device: torch.device, *, algorithm: str,
+                              granularity_name: str, warmup: int, repeats: int) -> dict[str, float]:
+    """Before/after in one process: the mask update with `keep_top`'s threshold from `kth_largest`
+    (now) and from plain `kthvalue` (before), alternating rounds so background load hits both."""
+    def plain(flat, count):
+        return flat.kthvalue(flat.numel() - count + 1).values
+
+    ways = {"kth_largest": kth_largest, "kthvalue": plain}
+    times: dict[str, list[float]] = {label: [] for label in ways}
+    try:
+        for round_ in range(repeats):
+            for label in (list(ways) if round_ % 2 == 0 else list(ways)[::-1]):
+                granularity.kth_largest = ways[label]
+                times[label].append(time_updates(name, width, device, algorithm=algorithm,
+                                                 granularity=granularity_name, warmup=warmup, repeats=3))
+    finally:
+        granularity.kth_largest = kth_largest
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -212,6 +234,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     parser.add_argument("--update-every", type=int, default=SparsityConfig().update_every)
     parser.add_argument("--skip-updates", action="store_true")
+    parser.add_argument("--selection-ab", action="store_true", help="only: mask-update time with the "
+                        "threshold from kth_largest vs plain kthvalue, interleaved in one process")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -222,6 +246,17 @@ def main() -> None:
           f"threads {torch.get_num_threads()}, width {args.width}, batch {batches}×2 views, "
           f"{args.image_size}×{args.image_size}, median of {args.repeats} (warm-up {args.warmup}), "
           f"update_every {args.update_every}")
+    if args.selection_ab:
+        for name in args.models.split(","):
+            print(f"\n{name}: one mask update (median s of {args.repeats} alternating rounds), threshold by")
+            for algorithm, granularity_name in (("synccp", "unstructured"), ("granet", "unstructured"),
+                                                ("granet", "nm")):
+                cost = time_updates_by_selection(name, args.width, device, algorithm=algorithm,
+                                                 granularity_name=granularity_name, warmup=args.warmup,
+                                                 repeats=args.repeats)
+                print(f"  {algorithm:7s} {granularity_name:13s} kth_largest {cost['kth_largest']:.4f} s   "
+                      f"kthvalue {cost['kthvalue']:.4f} s   (×{cost['kthvalue'] / cost['kth_largest']:.2f})")
+        return
     if not args.skip_updates:
         cost = time_selection(11_000_000, 0.1, device, repeats=args.repeats)
         print(f"\nglobal threshold over 11 M scores (ResNet-18), keep 10%: kth_largest {cost['kth_largest']:.4f} s, "
