@@ -21,7 +21,7 @@ demo: $(STAMP) data
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
 
-# The CPU study of docs/results.md (128 runs, about 3 hours on 2 cores; finished runs are skipped)
+# The CPU study of docs/results.md (138 runs, about 3.5 hours on 2 cores; finished runs are skipped)
 study: $(STAMP) data
 	$(BIN)/synccp sweep configs/grids/cpu_*.toml --jobs 2
 	$(BIN)/synccp report runs/cpu_study --out docs/results/cpu_study
