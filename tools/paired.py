@@ -1,6 +1,6 @@
 """Probe-accuracy differences paired by seed between two sets of runs of a `synccp report` CSV.
 
-    python tools/paired.py docs/results/cpu_study/results.csv \
+    .venv/bin/python tools/paired.py docs/results/cpu_study/results.csv \
         --where method=simclr granularity=unstructured density=0.1 train.precision=auto \
         --a algorithm=synccp --b algorithm=granet
 
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import statistics
 import sys
 from pathlib import Path
+
+from synccp.results.tables import mean_std
 
 
 def matches(row: dict, filters: list[str]) -> bool:
@@ -65,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"paired: no seed has a run on both sides (a: seeds {sorted(a)}, b: seeds {sorted(b)})")
     for probe in ("knn", "linear"):
         diffs = [float(a[s][f"{probe}_top1"]) - float(b[s][f"{probe}_top1"]) for s in seeds]
-        std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+        mean, std, n = mean_std(diffs)
         per_seed = ", ".join(f"seed {s}: {d:+.2f}" for s, d in zip(seeds, diffs))
-        print(f"{probe:6s} a − b = {statistics.fmean(diffs):+.2f} ± {std:.2f} (n = {len(seeds)}; {per_seed})")
+        print(f"{probe:6s} a − b = {mean:+.2f} ± {std:.2f} (n = {n}; {per_seed})")
     return 0
 
 

@@ -236,7 +236,7 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
                desc=f"sweep {result.grid.name}", disable=not progress or None, dynamic_ncols=True)
     _postfix(bar, result)
     env = _child_env(jobs)
-    started, conflicts = time.monotonic(), len(result.failed)
+    started, ran = time.monotonic(), 0
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         futures = {pool.submit(_run_cell, cell, result.actions[cell.name], result.grid, want_cost=want_cost,
@@ -253,8 +253,8 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
                 LOG.error("sweep cell %s failed: %s", cell.name, reason)
             bar.update(1)
             _postfix(bar, result)
+            ran += 1
             if bar.disable:  # no terminal (a log file, nohup): one line per cell instead of the bar
-                ran = len(result.completed) + len(result.failed) - conflicts
                 LOG.info("sweep %s: %s %s (%d of %d cells; %s)", result.grid.name, cell.name,
                          "done" if reason is None else "FAILED", len(result.cells) - len(todo) + ran,
                          len(result.cells), _eta(started, ran, len(todo) - ran))
