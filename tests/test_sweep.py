@@ -69,6 +69,29 @@ sparsity.density_gap = [0.0, 0.3]
     assert all(parse_override(text)[1] == cells[0].settings[text.split("=")[0]] for text in cells[0].set_args())
 
 
+def test_a_cell_table_may_list_its_own_seeds(tmp_path):
+    """`seeds` inside [[cells]] replaces [sweep] seeds for that table only; the run of a seed both
+    lists share is the same cell (same name and directory), so a third seed adds one run."""
+    body = f"""
+[sweep]
+seeds = [0, 1]
+{FIXED}
+[[cells]]
+sparsity.algorithm = "gmp"
+
+[[cells]]
+seeds = [0, 1, 2]
+sparsity.algorithm = "synccp"
+"""
+    cells = plan(load_grid(_grid(tmp_path, body)))
+    assert [(c.overrides["sparsity.algorithm"], c.seed) for c in cells] == [
+        ("gmp", 0), ("gmp", 1), ("synccp", 0), ("synccp", 1), ("synccp", 2)]
+    two = {c.name for c in plan(load_grid(_grid(tmp_path, body.replace("seeds = [0, 1, 2]", ""), "h.toml")))}
+    assert two < {c.name for c in cells}
+    with pytest.raises(SweepError, match=r"\[\[cells\]\] #2 seeds must be a non-empty list of integers"):
+        load_grid(_grid(tmp_path, body.replace("seeds = [0, 1, 2]", "seeds = []"), "bad.toml"))
+
+
 def test_identical_cells_run_once(tmp_path):
     path = _grid(tmp_path, FIXED + """
 [grid]

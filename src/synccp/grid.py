@@ -9,10 +9,11 @@ A grid file has four parts (see configs/grids/ for real ones)::
                              # extends (a parent grid: inherit its [sweep], [fixed] and cells)
     [fixed]                  # overrides for every cell: `sparsity.update_every = 10`
     [grid]                   # key -> list: the cartesian product of all lists
-    [[cells]]                # extra sub-grids: each table is its own (small) cartesian product
+    [[cells]]                # extra sub-grids: each table is its own (small) cartesian product;
+    seeds = [0, 1, 2]        # a `[[cells]]` table may list its own seeds instead of [sweep]'s
 
 The cells are the union of the `[grid]` product and every `[[cells]]` product, each merged over
-`[fixed]` (cell keys win), times the seeds. Every cell is validated with `load_config` before
+`[fixed]` (cell keys win), times the seeds (the sub-grid's own, else [sweep]'s). Every cell is validated with `load_config` before
 anything runs. A cell's run directory is `<out>/<name>`, the name being a readable slug of the
 cell's own keys, its seed and a hash of everything that defines the run, so editing the grid never
 reuses a directory for a different run.
@@ -63,8 +64,16 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class SubGrid:
+    """`[grid]` or one `[[cells]]` table: key -> values, and the seeds each product runs with."""
+
+    axes: dict[str, tuple]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Grid:
-    """A parsed grid file; `subgrids` holds `[grid]` then each `[[cells]]` as key -> values."""
+    """A parsed grid file; `subgrids` holds `[grid]` then each `[[cells]]`."""
 
     path: Path
     name: str
@@ -76,7 +85,7 @@ class Grid:
     launcher: tuple[str, ...]
     cost: bool
     fixed: dict[str, Any]
-    subgrids: tuple[dict[str, tuple], ...]
+    subgrids: tuple[SubGrid, ...]
 
 
 def _flat(table: dict, prefix: str = "") -> dict[str, Any]:
@@ -200,9 +209,7 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     raw = _read_grid(path)
     table = raw["sweep"]
     name = _typed(table, "name", str, path.stem, path)
-    seeds = _typed(table, "seeds", list, [0], path)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise SweepError(f"{path}: [sweep] seeds must be a non-empty list of integers, got {seeds!r}")
+    seeds = _seeds(table.get("seeds", [0]), "[sweep]", path)
     jobs = _typed(table, "jobs", int, 1, path)
     if jobs < 1:
         raise SweepError(f"{path}: [sweep] jobs must be >= 1, got {jobs}")
@@ -212,13 +219,23 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     cells = raw.get("cells", [])
     if not isinstance(cells, list):
         raise SweepError(f"{path}: cells must be an array of tables ([[cells]]), got {cells!r}")
-    subgrids = [_subgrid(raw["grid"], "[grid]", path)] if "grid" in raw else []
-    subgrids += [_subgrid(cell, f"[[cells]] #{i + 1}", path) for i, cell in enumerate(cells)]
+    subgrids = [SubGrid(_subgrid(raw["grid"], "[grid]", path), seeds)] if "grid" in raw else []
+    for i, cell in enumerate(cells):
+        where = f"[[cells]] #{i + 1}"
+        own = cell.pop("seeds", None) if isinstance(cell, dict) else None
+        subgrids.append(SubGrid(_subgrid(cell, where, path), seeds if own is None else _seeds(own, where, path)))
     return Grid(path=path, name=name, description=_typed(table, "description", str, "", path),
-                base=base, seeds=tuple(seeds), out=Path(_typed(table, "out", str, f"runs/{name}", path)),
+                base=base, seeds=seeds, out=Path(_typed(table, "out", str, f"runs/{name}", path)),
                 jobs=jobs, launcher=tuple(shlex.split(_typed(table, "launcher", str, "", path))),
                 cost=_typed(table, "cost", bool, True, path), fixed=_fixed(raw["fixed"], overrides, path),
-                subgrids=tuple(subgrids) or ({},))
+                subgrids=tuple(subgrids) or (SubGrid({}, seeds),))
+
+
+def _seeds(value: Any, where: str, path: Path) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                           for s in value):
+        raise SweepError(f"{path}: {where} seeds must be a non-empty list of integers, got {value!r}")
+    return tuple(value)
 
 
 def _slug_value(value: Any) -> str:
@@ -245,11 +262,11 @@ def plan(grid: Grid, *, out: Path | None = None) -> list[Cell]:
     base_raw = tomllib.loads(grid.base.read_text()) if grid.base else default_config_dict()
     out = Path(out) if out is not None else grid.out
     cells: dict[str, Cell] = {}
-    for axes in grid.subgrids:
-        for values in itertools.product(*axes.values()):
-            overrides = dict(zip(axes, values))
-            labels = {k: v for k, v in overrides.items() if k in LABELS or len(axes[k]) > 1}
-            for seed in grid.seeds:
+    for sub in grid.subgrids:
+        for values in itertools.product(*sub.axes.values()):
+            overrides = dict(zip(sub.axes, values))
+            labels = {k: v for k, v in overrides.items() if k in LABELS or len(sub.axes[k]) > 1}
+            for seed in sub.seeds:
                 settings = {**DEFAULTS, **grid.fixed, **overrides, "train.seed": seed}
                 digest = _digest({"base": base_raw, "settings": settings})
                 if digest in cells:
