@@ -24,7 +24,7 @@ branch's mask relates to the online one (`second`, `nested`).
 - synccp: "Synchronized Contrastive Pruning for Efficient Self-Supervised Learning" (ICLR 2023
   submission, OpenReview aCdREQkEMGk; our definition in DESIGN.md §1): both branches pruned at the
   same update steps, online to density(t), second to min(1, density(t) + Δ) from its own scores;
-  no regrow; frozen after the ramp. With a shared encoder the second mask contains the online one.
+  no regrow; frozen after the ramp. The second mask always contains the online one.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ class Policy:
     shrink_only: bool  # re-selection only among currently active units: no weight comes back
     regrow: bool       # then drop-and-grow a cosine-decayed fraction by dense gradient
     second: str        # "same": the second branch uses the online mask; "own": its own density
-    nested: bool       # shared encoder: the second mask is forced to contain the online mask
+    nested: bool       # the second mask is forced to contain the online mask (both kinds of method)
+    zero_pruned: bool = True  # pruned entries are zeroed in storage; False: masks act in the
+    #                           forward only and every entry keeps training (SDCLR)
 
 
 POLICIES: dict[str, Policy] = {
@@ -59,7 +61,7 @@ POLICIES: dict[str, Policy] = {
     "dense":  Policy("dense",     "never", False,   False,  False, "same", False),
     "static": Policy("random",    "never", False,   False,  False, "same", False),
     "gmp":    Policy("magnitude", "ramp",  True,    True,   False, "same", False),
-    "sdclr":  Policy("magnitude", "epoch", True,    False,  False, "own",  False),
+    "sdclr":  Policy("magnitude", "epoch", True,    False,  False, "own",  False, zero_pruned=False),
     "rigl":   Policy("random",    "ramp",  False,   False,  True,  "same", False),
     "granet": Policy("magnitude", "ramp",  True,    True,   True,  "same", False),
     "synccp": Policy("magnitude", "ramp",  True,    True,   False, "own",  True),
@@ -93,13 +95,14 @@ Masks = dict[str, Tensor]
 
 
 def select_masks(policy: Policy, online_scores: Masks, second_scores: Masks, *,
-                 densities: tuple[float, float], previous: tuple[Masks, Masks] | None, shared: bool,
+                 densities: tuple[float, float], previous: tuple[Masks, Masks] | None,
                  allocation: str, pattern: Pattern) -> tuple[Masks, Masks]:
     """Keep the top target density of each branch's scores (DESIGN.md §1, SyncCP steps 1–2).
 
     `previous` restricts each branch to its current masks (`shrink_only`: nothing comes back).
-    With a shared encoder and a `nested` policy the second mask is forced to contain the online
-    one, so M_A ⊆ M_B holds exactly despite ties and rounding. A `same` policy returns the online
+    With a `nested` policy the second mask is forced to contain the online one, so M_A ⊆ M_B holds
+    exactly despite ties and rounding, for a shared encoder and for a momentum target alike (the
+    target's own scores then only choose its extra entries). A `same` policy returns the online
     masks for both branches (the identical dict).
     """
     before_online, before_second = previous if previous is not None else (None, None)
@@ -107,7 +110,7 @@ def select_masks(policy: Policy, online_scores: Masks, second_scores: Masks, *,
                             allowed=before_online)
     if policy.second == "same":
         return online, online
-    forced = online if policy.nested and shared else None
+    forced = online if policy.nested else None
     second = allocate_masks(second_scores, densities[1], allocation=allocation, pattern=pattern,
                             allowed=before_second, forced=forced)
     return online, second
@@ -124,15 +127,6 @@ def regrow_masks(online: Masks, magnitudes: Masks, gradients: Masks, *, fraction
                                                count=math.floor(fraction * active), active=active,
                                                pattern=pattern)
     return new, grown
-
-
-def unmasked_target_scores(target: Tensor, online: Tensor, target_mask: Tensor) -> Tensor:
-    """Scores for re-selecting a sparse EMA target among all entries (SDCLR with BYOL/MoCo).
-
-    The target ξ is zeroed outside its mask, so its own magnitudes could never change the mask.
-    Unmasked, ξ would hold an EMA of θ there; the online score stands in for it.
-    """
-    return torch.where(target_mask, target, online)
 
 
 def active_units(mask: Tensor, pattern: Pattern) -> Tensor:

@@ -72,8 +72,9 @@ def log_choices(log: logging.Logger, unfit: dict[str, str], online: dict, *, gra
 def check_state(state: dict, *, algorithm: str, granularity: str, names: list[str],
                 weights: dict[str, Tensor]) -> None:
     """A Sparsifier state must come from the same algorithm, granularity and layers."""
-    if state.get("format") != 1:
-        raise ValueError(f"unknown Sparsifier state format {state.get('format')!r} (expected 1)")
+    if state.get("format") != 2:
+        raise ValueError(f"unknown Sparsifier state format {state.get('format')!r} (expected 2; format 1 "
+                         f"was written by a synccp whose momentum-target and SDCLR semantics differ)")
     for key, expected in (("algorithm", algorithm), ("granularity", granularity)):
         if state.get(key) != expected:
             raise ValueError(f"checkpoint has sparsity.{key}={state.get(key)!r}, this run has {expected!r}")

@@ -1,4 +1,4 @@
-"""The Sparsifier: the only stateful sparsity object (masks, score EMAs, captured gradients).
+r"""The Sparsifier: the only stateful sparsity object (masks, score EMAs, captured gradients).
 
 It composes the pure pieces (schedule × scores × allocation × granularity × algorithm policy)
 and is driven by the training loop in DESIGN.md §2's order: `prepare_` once; every step
@@ -7,7 +7,16 @@ methods the EMA target update then `remask_second_`. Masks are keyed by paramete
 on the weights' device; models stay plain modules.
 
 Shared encoder (`second=None`): one tensor θ, two masks; θ is zero where both masks are off.
-Momentum methods: θ is zero outside the online mask, the target ξ outside the second mask.
+Momentum methods: θ is zero outside the online mask, the target ξ outside the second mask
+(SDCLR's sparse target excepted: ξ stays dense and the target forward runs ξ⊙M, so its mask
+can move). Nested policies (SyncCP) keep M_online ⊆ M_second on both kinds of method.
+
+The denser momentum target (SyncCP, DESIGN.md §1): θ is zero outside M_online, so on
+M_second \ M_online the EMA ξ ← τξ + (1 − τ)θ would decay as τ^t to nothing. The Sparsifier
+keeps, for each such entry, the last value the online weight had before it was pruned (the
+*shadow*), and `remask_second_(tau)` adds (1 − τ)·shadow there: the target averages θ on
+M_online and the pruned weight's last online value on M_second \ M_online, which is what the
+authors' code does implicitly by never zeroing θ (docs/sparsity.md, "The denser target").
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from torch import Tensor, nn
 
 from synccp.sparsity import checks
 from synccp.sparsity.algorithms import (is_policy_update, policy_for, random_init_allocation,
-                                        regrow_masks, select_masks, unmasked_target_scores)
+                                        regrow_masks, select_masks)
 from synccp.sparsity.allocation import allocate_masks
 from synccp.sparsity.granularity import Pattern, unfit_reason
 from synccp.sparsity.masking import keep_only_, like_mask, prune_
@@ -69,6 +78,7 @@ class Sparsifier:
         self._generator = torch.Generator().manual_seed(seed)
         self._masks: dict[str, Masks] = {"online": {}, "second": {}}
         self._union: Masks = {}
+        self._shadow: Masks = {}  # momentum + nested: last online value on M_second \ M_online
         self._scores: dict[str, Masks] = {"online": {}, "second": {}}
         self._grads: Masks = {}
         self._counts: dict = {}
@@ -97,16 +107,13 @@ class Sparsifier:
 
     def _branch_scores(self, branch: str) -> Masks:
         """Scores of each fitting layer: EMA of |w| when score_ema > 0, else |w|. A shared encoder
-        scores θ for both branches; a momentum target scores ξ."""
+        scores θ for both branches; a momentum target scores ξ (dense for SDCLR's sparse target,
+        whose forward is masked, so a pruned entry keeps a live EMA value and can come back)."""
         source = "online" if self.shared else branch
         if self._scores[source]:
             scores = {name: self._scores[source][name] for name in self._fit}
         else:
             scores = {name: magnitude(self._weights[source][name]) for name in self._fit}
-        if source == "second" and not self.policy.shrink_only and self._masks["second"]:
-            online = self._branch_scores("online")  # the target is zero where pruned: estimate
-            scores = {name: unmasked_target_scores(s, online[name], self._masks["second"][name])
-                      for name, s in scores.items()}
         return scores
 
     def _initial_masks(self) -> tuple[Masks, Masks]:
@@ -129,7 +136,7 @@ class Sparsifier:
         online = self._branch_scores("online")
         second = online if self.shared or self.policy.second == "same" else self._branch_scores("second")
         return select_masks(self.policy, online, second, densities=densities, previous=previous,
-                            shared=self.shared, allocation=self.allocation, pattern=self.pattern)
+                            allocation=self.allocation, pattern=self.pattern)
 
     def _regrow(self, step: int, online: Masks) -> tuple[Masks, Masks]:
         """RigL/GraNet drop-and-grow of the online masks with the cosine-decayed fraction."""
@@ -151,12 +158,28 @@ class Sparsifier:
             weight = self._weights["online"][name]
             on = self._masks["online"][name] = like_mask(weight, online[name])
             sec = self._masks["second"][name] = on if second is online else like_mask(weight, second[name])
+            if self._keeps_shadow and sec is not on:
+                self._update_shadow(name, weight, on, sec)
             keep = self._union[name] = on | sec if self.shared and sec is not on else on
             prune_(weight, keep & ~grown[name] if name in grown else keep, optimizer)
             if name in grown and self._scores["online"]:  # grown weights restart from |w| = 0
                 self._scores["online"][name].masked_fill_(grown[name], 0.0)
-            if not self.shared:
+            if not self.shared and self.policy.zero_pruned:
                 prune_(self._weights["second"][name], sec, None)
+
+    @property
+    def _keeps_shadow(self) -> bool:
+        return not self.shared and self.policy.nested
+
+    def _update_shadow(self, name: str, weight: Tensor, on: Tensor, sec: Tensor) -> None:
+        """Before θ is pruned to `on`: shadow ← (θ + shadow) on `sec` \\ `on`, 0 elsewhere.
+
+        θ is zero where it was already pruned and the shadow zero where θ was active, so the sum
+        is the live value of a weight pruned now and the kept last value of one pruned before."""
+        with torch.no_grad():
+            previous = self._shadow.get(name)
+            value = weight.detach() if previous is None else weight.detach() + previous
+            self._shadow[name] = torch.where(sec & ~on, value, value.new_zeros(()))
 
     def _full_masks(self) -> dict[str, Masks]:
         """Masks of every prunable layer, in parameter order (unfit layers: all ones)."""
@@ -190,12 +213,18 @@ class Sparsifier:
 
     def branch_weights(self, branch: str) -> dict[str, Tensor] | None:
         """θ⊙M for the layers where the branch mask is not the union (shared encoder), for
-        `torch.func.functional_call`; None when plain θ is right (momentum methods, dense, ...)."""
+        `torch.func.functional_call`; None when the plain module is right (momentum methods,
+        dense, ...). SDCLR's sparse target (momentum, `branch="second"`): ξ⊙M, ξ left dense."""
         if branch not in BRANCHES:
             raise ValueError(f"branch must be online or second, got {branch!r}")
         self._require_prepared("branch_weights")
         if not self.shared:
-            return None
+            if self.policy.zero_pruned:
+                return None
+            source = self._weights[branch]  # SDCLR's sparse target: ξ stays dense, runs as ξ⊙M
+            weights = {name: source[name] * self._masks[branch][name] for name in self._fit
+                       if self._counts[branch][name][1] < self._counts["numel"][name]}
+            return weights or None
         # θ · M (bool): cheaper than torch.where(M, θ, 0), forward and backward, on CPU (docs/sparsity.md)
         weights = {name: self._weights["online"][name] * self._masks[branch][name]
                    for name in self._fit if not self._covers_union(branch, name)}
@@ -249,20 +278,29 @@ class Sparsifier:
         self._grads, self._step = {}, step
         return self._record(before)
 
-    def remask_second_(self) -> None:
-        """Momentum methods, after the EMA target update: ξ ← ξ ⊙ M_second.
+    def remask_second_(self, tau: float) -> None:
+        """Momentum methods, after the EMA target update ξ ← τξ + (1 − τ)θ with this `tau`.
 
-        Skipped where M_online ⊆ M_second: θ is exactly zero outside M_online, so the EMA
-        τ·0 + (1 − τ)·0 keeps ξ exactly zero outside M_second by itself.
+        Nested policies (SyncCP): ξ += (1 − τ)·shadow on M_second \\ M_online, so the target's
+        extra entries average the pruned weights' last online values instead of decaying to 0
+        (module docstring); θ is exactly zero outside M_online ⊆ M_second and the shadow outside
+        M_second, so ξ stays exactly zero outside M_second by itself. Other policies whose target
+        mask does not contain the online one: ξ ← ξ ⊙ M_second. SDCLR's sparse target stays dense.
         """
         self._require_prepared("remask_second_")
-        if self.shared:
+        if self.shared or not self.policy.zero_pruned:
             return
+        if not 0.0 <= tau <= 1.0:
+            raise ValueError(f"EMA tau must be in [0, 1], got {tau}")
         with torch.no_grad():
             for name in self._fit:
                 online, second = self._counts["online"][name][1], self._counts["second"][name][1]
-                if second < self._counts["numel"][name] and self._counts["both"][name] < online:
-                    keep_only_(self._weights["second"][name], self._masks["second"][name])
+                target = self._weights["second"][name]
+                if self._keeps_shadow:
+                    if second > online and tau < 1.0:
+                        target.add_(self._shadow[name].to(target.dtype), alpha=1.0 - tau)
+                elif second < self._counts["numel"][name] and self._counts["both"][name] < online:
+                    keep_only_(target, self._masks["second"][name])
 
     def masks(self) -> dict[str, Tensor]:
         """{"online/<name>", "second/<name>"}: bool, CPU, contiguous copies (unfit layers: ones)."""
@@ -286,10 +324,11 @@ class Sparsifier:
     def state_dict(self) -> dict:
         """Everything needed to continue exactly: masks, score EMAs, step, generator state."""
         self._require_prepared("state_dict")
-        return {"format": 1, "algorithm": self.algorithm, "granularity": self.pattern.granularity,
+        return {"format": 2, "algorithm": self.algorithm, "granularity": self.pattern.granularity,
                 "step": self._step, "generator": self._generator.get_state(),
                 "masks": {b: {n: m.detach().clone() for n, m in self._masks[b].items()} for b in BRANCHES},
-                "scores": {b: {n: s.detach().clone() for n, s in self._scores[b].items()} for b in BRANCHES}}
+                "scores": {b: {n: s.detach().clone() for n, s in self._scores[b].items()} for b in BRANCHES},
+                "shadow": {n: s.detach().clone() for n, s in self._shadow.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()` output (masks move to the weights' devices)."""
@@ -302,6 +341,8 @@ class Sparsifier:
         second = online if self.policy.second == "same" else {
             n: m.to(self._weights["online"][n].device) for n, m in state["masks"]["second"].items()}
         self._install(online, second)
+        self._shadow = {n: s.to(self._weights["online"][n].device).clone()
+                        for n, s in state.get("shadow", {}).items()}  # not re-derived from θ
         self._step, self._prepared, self._grads = int(state["step"]), True, {}
         self._record(self._full_masks())
 

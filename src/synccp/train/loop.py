@@ -102,8 +102,9 @@ def _run_steps(cfg: Config, setup: TrainingSetup, run_dir: Path, log: rundir.Met
             _check_masks_agree(setup, step + 1)
             log.write({"kind": "mask_update", "step": step + 1, "epoch": clock.epoch(step + 1), **record})
         if not setup.method.shared_encoder:
-            setup.method.update_target(_tau(cfg, setup, step))
-            setup.sparsifier.remask_second_()
+            tau = _tau(cfg, setup, step)
+            setup.method.update_target(tau)
+            setup.sparsifier.remask_second_(tau)
         setup.method.after_step()
         if (step + 1) % cfg.train.log_every == 0 or step + 1 == last:
             watch.raise_if_bad(saved)
