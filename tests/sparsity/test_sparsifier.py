@@ -191,7 +191,7 @@ def test_rigl_needs_captured_gradients(make_run):
     run = make_run(algorithm="rigl")
     run.sparsifier.prepare_()
     with pytest.raises(RuntimeError, match="capture_"):
-        run.sparsifier.update_(1, run.optimizer)
+        run.sparsifier.update_(2, run.optimizer)  # RigL: every ΔT = 2 steps from step 0
 
 
 def test_dense_costs_nothing(make_run):

@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from synccp.config import Config, config_to_dict
-from synccp.results.tables import ALGORITHM_ORDER, TITLES, extra_columns, mean_std
+from synccp.results.tables import ALGORITHM_ORDER, TITLES, extra_columns, mean_std, ramp_window
 
 ALGORITHM_COLORS = {"dense": "#444444", "static": "#8c564b", "gmp": "#ff7f0e", "sdclr": "#9467bd",
                     "rigl": "#d62728", "granet": "#2ca02c", "synccp": "#1f77b4"}
@@ -218,10 +218,9 @@ def over_training(rows: list[dict], path: Path, *, panels: tuple[tuple[tuple[str
     methods = _by_method(selected)
     figure, axes = _panels(len(methods), len(panels), height=3.2)
     for col, (method, group) in enumerate(methods.items()):
-        sparsity = group[0]["_run"].config["sparsity"]
         for row_index, (keys, ylabel) in enumerate(panels):
             ax = axes[row_index][col]
-            ax.axvspan(sparsity["start_epoch"], sparsity["end_epoch"], color="#000000", alpha=0.06, linewidth=0)
+            ax.axvspan(*ramp_window(group[0]["_run"].config), color="#000000", alpha=0.06, linewidth=0)
             for label in labels:
                 epochs, means, stds = _curve_mean([r for r in group if series_label(r, extras) == label], keys)
                 if epochs:

@@ -27,8 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from synccp.sparsity import checks
-from synccp.sparsity.algorithms import (is_policy_update, policy_for, random_init_allocation,
-                                        regrow_masks, select_masks)
+from synccp.sparsity.algorithms import (is_policy_update, last_scored_step, policy_for, random_init_allocation,
+                                        regrow_masks, regrow_settings, select_masks, selected_branches,
+                                        tracked_branches)
 from synccp.sparsity.allocation import allocate_masks
 from synccp.sparsity.granularity import Pattern, unfit_reason
 from synccp.sparsity.masking import keep_only_, like_mask, prune_
@@ -48,8 +49,8 @@ class Sparsifier:
                  algorithm: str, granularity: str, density: float, initial_density: float,
                  density_gap: float, n: int, m: int, block: tuple[int, int], allocation: str,
                  score_ema: float, update_every: int, start_step: int, end_step: int,
-                 steps_per_epoch: int, total_steps: int, drop_fraction: float,
-                 sparse_branch: str, seed: int):
+                 steps_per_epoch: int, total_steps: int, drop_fraction: float | None,
+                 sparse_branch: str, seed: int, regrow_end_step: int | None = None):
         checks.check_arguments(online=online, second=second, density=density,
                                initial_density=initial_density, density_gap=density_gap,
                                allocation=allocation, score_ema=score_ema, update_every=update_every,
@@ -57,6 +58,11 @@ class Sparsifier:
                                total_steps=total_steps, drop_fraction=drop_fraction,
                                sparse_branch=sparse_branch)
         self.policy = policy_for(algorithm)
+        checks.check_branch_rule(self.policy, algorithm=algorithm, shared=second is None,
+                                 sparse_branch=sparse_branch)
+        drop_fraction, regrow_end_step = regrow_settings(  # None: the algorithm's own defaults
+            self.policy, drop_fraction=drop_fraction, regrow_end_step=regrow_end_step, total_steps=total_steps)
+        checks.check_regrow_end(regrow_end_step, total_steps=total_steps)
         self.pattern = Pattern(granularity, n=n, m=m, block=tuple(block))
         self.algorithm, self.allocation = algorithm, allocation
         self._schedule = dict(algorithm=algorithm, density=density, initial_density=initial_density,
@@ -64,7 +70,8 @@ class Sparsifier:
                               sparse_branch=sparse_branch, granularity=granularity, n=n, m=m,
                               update_every=update_every)
         self._cadence = dict(start_step=start_step, end_step=end_step, update_every=update_every,
-                             steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+                             steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                             regrow_end_step=regrow_end_step)
         self.score_ema, self.drop_fraction = score_ema, drop_fraction
         self._weights = {"online": dict(online), "second": dict(online if second is None else second)}
         self.shared = second is None
@@ -84,6 +91,8 @@ class Sparsifier:
         self._counts: dict = {}
         self._step = 0
         self._prepared = False
+        self.work = {"score_ema_updates": 0, "mask_selections": 0, "regrow_updates": 0,
+                     "shadow_steps": 0}  # per branch (and step): what the cost model charges
 
     # ----------------------------------------------------------------- schedule and scores
     def _densities(self, step: int) -> tuple[float, float]:
@@ -94,16 +103,12 @@ class Sparsifier:
 
     def _last_scored_step(self) -> int:
         """The last step whose update reads scores (EMAs need no updating after it)."""
-        if self.policy.cadence == "epoch":
-            return self._cadence["total_steps"]
-        if self.policy.cadence == "never":
-            return 0
-        return self._cadence["end_step"]
+        c = self._cadence
+        return last_scored_step(self.policy, end_step=c["end_step"], regrow_end_step=c["regrow_end_step"],
+                                total_steps=c["total_steps"])
 
     def _tracked(self) -> tuple[str, ...]:
-        if self.score_ema == 0.0 or self.policy.cadence == "never":
-            return ()
-        return ("online",) if self.shared else BRANCHES
+        return tracked_branches(self.policy, shared=self.shared, score_ema=self.score_ema)
 
     def _branch_scores(self, branch: str) -> Masks:
         """Scores of each fitting layer: EMA of |w| when score_ema > 0, else |w|. A shared encoder
@@ -140,14 +145,19 @@ class Sparsifier:
 
     def _regrow(self, step: int, online: Masks) -> tuple[Masks, Masks]:
         """RigL/GraNet drop-and-grow of the online masks with the cosine-decayed fraction."""
-        fraction = cosine_drop_fraction(step, initial=self.drop_fraction, end=self._cadence["end_step"])
+        fraction = self._drop_fraction(step)
         if fraction <= 0.0:
             return online, {}
         if not self._grads:
             raise RuntimeError(f"sparsity.algorithm={self.algorithm!r} grows by dense gradient: call "
                                f"capture_({step}) after backward and before mask_gradients_()")
         return regrow_masks(online, self._branch_scores("online"), self._grads, fraction=fraction,
-                            pattern=self.pattern)
+                            pattern=self.pattern, ceil=self.policy.regrow.ceil)
+
+    def _drop_fraction(self, step: int) -> float:
+        regrow = self.policy.regrow
+        return cosine_drop_fraction(step, initial=self.drop_fraction, final=regrow.floor,
+                                    end=self._cadence["regrow_end_step"])
 
     # ----------------------------------------------------------------- applying masks
     def _install(self, online: Masks, second: Masks, *, grown: Masks | None = None,
@@ -234,7 +244,7 @@ class Sparsifier:
         """After backward, before masking: keep |dense gradient| on RigL/GraNet update steps."""
         if not self.policy.regrow or not self._is_update(step):
             return
-        if cosine_drop_fraction(step, initial=self.drop_fraction, end=self._cadence["end_step"]) <= 0.0:
+        if self._drop_fraction(step) <= 0.0:
             return
         self._grads = {name: gradient_magnitude(self._weights["online"][name].grad,
                                                 self._weights["online"][name]) for name in self._fit}
@@ -261,6 +271,7 @@ class Sparsifier:
             for branch in self._tracked():
                 for name in self._fit:
                     ema_magnitude_(self._scores[branch][name], self._weights[branch][name], beta=self.score_ema)
+                self.work["score_ema_updates"] += 1
         if step <= self._step or not self._is_update(step):
             self._step = max(self._step, step)
             return None
@@ -268,11 +279,13 @@ class Sparsifier:
         density_online, density_second = self._densities(step)
         online = {name: self._masks["online"][name] for name in self._fit}
         second = online if self.policy.second == "same" else {n: self._masks["second"][n] for n in self._fit}
-        if self.policy.reselect:
+        if self.policy.reselect and (self.policy.cadence != "regrow" or step <= self._cadence["end_step"]):
             online, second = self._select((density_online, density_second), restrict=self.policy.shrink_only)
+            self.work["mask_selections"] += selected_branches(self.policy)
         grown: Masks = {}
         if self.policy.regrow:
             online, grown = self._regrow(step, online)
+            self.work["regrow_updates"] += 1 if grown else 0
             second = online if self.policy.second == "same" else second
         self._install(online, second, grown=grown, optimizer=optimizer)
         self._grads, self._step = {}, step
@@ -292,6 +305,7 @@ class Sparsifier:
             return
         if not 0.0 <= tau <= 1.0:
             raise ValueError(f"EMA tau must be in [0, 1], got {tau}")
+        shadowed = False
         with torch.no_grad():
             for name in self._fit:
                 online, second = self._counts["online"][name][1], self._counts["second"][name][1]
@@ -299,8 +313,10 @@ class Sparsifier:
                 if self._keeps_shadow:
                     if second > online and tau < 1.0:
                         target.add_(self._shadow[name].to(target.dtype), alpha=1.0 - tau)
+                        shadowed = True
                 elif second < self._counts["numel"][name] and self._counts["both"][name] < online:
                     keep_only_(target, self._masks["second"][name])
+        self.work["shadow_steps"] += shadowed
 
     def masks(self) -> dict[str, Tensor]:
         """{"online/<name>", "second/<name>"}: bool, CPU, contiguous copies (unfit layers: ones)."""
@@ -317,6 +333,7 @@ class Sparsifier:
             kept = {name: c[1] for name, c in self._counts[branch].items()}
             out[branch] = {"total": sum(kept.values()) / max(1, sum(numel.values())),
                            "layers": {name: k / numel[name] for name, k in kept.items()}}
+        out["work"] = dict(self.work)  # since this process started (or resumed)
         out["unfit_layers"] = [{"name": name, "shape": list(self._weights["online"][name].shape),
                                 "reason": reason} for name, reason in self._unfit.items()]
         return out

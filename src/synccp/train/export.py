@@ -16,12 +16,14 @@ def export_model(run_dir: Path, backbone: nn.Module, sparsifier: Sparsifier) -> 
     """Write `model.safetensors` (the online encoder θ⊙M_online) and `masks.safetensors`.
 
     For shared-encoder methods θ is nonzero inside the denser second mask too (DESIGN.md §1), so
-    the export applies the online mask: the saved encoder is exactly the sparse online network."""
+    the export applies the online mask: the saved encoder is exactly the sparse online network.
+    SDCLR's product is its dense encoder (its masks act in the forward only): exported unmasked;
+    the pruned branch is θ⊙M_second from masks.safetensors (with its own BatchNorm, not exported)."""
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     masks = sparsifier.masks()
     for key, mask in masks.items():
         branch, name = key.split("/", 1)
-        if branch == "online":
+        if branch == "online" and sparsifier.policy.zero_pruned:
             state[name] = state[name] * mask
     atomic_write(Path(run_dir) / MODEL, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     atomic_write(Path(run_dir) / MASKS, lambda tmp: save_file(masks, str(tmp)))
