@@ -333,7 +333,7 @@ class Sparsifier:
             kept = {name: c[1] for name, c in self._counts[branch].items()}
             out[branch] = {"total": sum(kept.values()) / max(1, sum(numel.values())),
                            "layers": {name: k / numel[name] for name, k in kept.items()}}
-        out["work"] = dict(self.work)  # since this process started (or resumed)
+        out["work"] = dict(self.work)  # over the whole run (kept in the state across resumes)
         out["unfit_layers"] = [{"name": name, "shape": list(self._weights["online"][name].shape),
                                 "reason": reason} for name, reason in self._unfit.items()]
         return out
@@ -345,7 +345,8 @@ class Sparsifier:
                 "step": self._step, "generator": self._generator.get_state(),
                 "masks": {b: {n: m.detach().clone() for n, m in self._masks[b].items()} for b in BRANCHES},
                 "scores": {b: {n: s.detach().clone() for n, s in self._scores[b].items()} for b in BRANCHES},
-                "shadow": {n: s.detach().clone() for n, s in self._shadow.items()}}
+                "shadow": {n: s.detach().clone() for n, s in self._shadow.items()},
+                "work": dict(self.work)}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()` output (masks move to the weights' devices)."""
@@ -360,6 +361,7 @@ class Sparsifier:
         self._install(online, second)
         self._shadow = {n: s.to(self._weights["online"][n].device).clone()
                         for n, s in state.get("shadow", {}).items()}  # not re-derived from θ
+        self.work.update({k: int(v) for k, v in state.get("work", {}).items() if k in self.work})
         self._step, self._prepared, self._grads = int(state["step"]), True, {}
         self._record(self._full_masks())
 
