@@ -175,6 +175,51 @@ def _check_ranges(cfg: Config) -> None:
         raise _bad("train.momentum", t.momentum, "must be in [0, 1)")
 
 
+# ---- bounds of size-like keys (issue 16): a value that passes the type check must not reach the
+# allocator or the step loop unbounded; each limit is far above any published setting.
+SIZE_LIMITS: dict[str, tuple[int, int]] = {
+    "train.seed": (0, 2**32 - 1), "train.batch_size": (1, 65536), "train.epochs": (0, 10_000),
+    "model.width": (1, 256), "data.image_size": (0, 512), "data.subset": (0, 100_000_000),
+    "method.queue_size": (1, 2**20), "method.proj_hidden_dim": (1, 16384),
+    "method.proj_output_dim": (1, 16384), "method.pred_hidden_dim": (1, 16384),
+    "eval.linear_epochs": (1, 10_000), "eval.knn_k": (1, 10_000), "eval.linear_batch_size": (1, 65536),
+    "sparsity.m": (2, 256), "sparsity.block_out": (1, 256), "sparsity.block_in": (1, 256)}
+MAX_TOTAL_STEPS = 10_000_000  # 5x ImageNet for 1000 epochs at batch 256
+MAX_MASK_UPDATES = 100_000
+KNOWN_TRAIN_IMAGES = {"fashion_mnist": 60000, "cifar10": 50000, "cifar100": 50000, "stl10": 105000}
+
+
+def _check_sizes(cfg: Config) -> None:
+    """Every size-like key within `SIZE_LIMITS`; for datasets of known size, the totals too."""
+    for key, (low, high) in SIZE_LIMITS.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value is not None and not low <= value <= high:
+            raise _bad(key, value, f"must be in [{low}, {high}]")
+    images = KNOWN_TRAIN_IMAGES.get(cfg.data.name)
+    if images is not None:
+        images = min(images, cfg.data.subset or images)
+        check_totals(cfg, steps_per_epoch=images // cfg.train.batch_size)
+
+
+def check_totals(cfg: Config, *, steps_per_epoch: int) -> None:
+    """Total optimizer steps and mask updates (an upper bound) within MAX_TOTAL_STEPS and
+    MAX_MASK_UPDATES; called with the real steps per epoch once the data is loaded."""
+    s, total = cfg.sparsity, round(cfg.train.epochs * steps_per_epoch)
+    if total > MAX_TOTAL_STEPS:
+        raise ConfigError(f"train.epochs={cfg.train.epochs} at train.batch_size={cfg.train.batch_size} "
+                          f"({steps_per_epoch} steps per epoch) makes {total} optimizer steps, more than "
+                          f"the {MAX_TOTAL_STEPS} synccp runs")
+    if s.algorithm in ("dense", "static"):
+        return
+    window = total if s.algorithm in ("rigl", "granet") else (s.end_epoch - s.start_epoch) * steps_per_epoch
+    updates = math.ceil(cfg.train.epochs) if s.algorithm == "sdclr" else int(window // s.update_every)
+    if updates > MAX_MASK_UPDATES:
+        raise ConfigError(f"sparsity.update_every={s.update_every} makes up to {updates} mask updates "
+                          f"({s.algorithm}, {total} steps), more than {MAX_MASK_UPDATES}; raise "
+                          f"sparsity.update_every or shorten the run")
+
+
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
     """Check `value` against a dataclass field annotation; ints are accepted where floats are."""
     allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
@@ -222,7 +267,9 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     if cfg.sparsity.end_epoch < 0:
         ramp_end = DEFAULT_RAMP_END * cfg.train.epochs
         cfg = dataclasses.replace(cfg, sparsity=dataclasses.replace(cfg.sparsity, end_epoch=ramp_end))
-    return _resolve_method_defaults(cfg)
+    cfg = _resolve_method_defaults(cfg)
+    _check_sizes(cfg)
+    return cfg
 
 
 def _resolve_method_defaults(cfg: Config) -> Config:
@@ -251,16 +298,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Load a TOML file (or the embedded default when `path` is None) and apply `--set` overrides."""
+    """Load a TOML file or a run's `config.json` (or the embedded default when `path` is None)
+    and apply `--set` overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from err
+        raw = _read_config_file(path)
     else:
         raw = default_config_dict()
     for text in overrides:
@@ -294,12 +339,7 @@ def normalized_config_dict(raw: dict[str, Any]) -> dict[str, Any]:
     their defaults and removed keys holding their no-op value are dropped, so an older run still
     compares equal to the same run today. Input that no longer validates is returned unchanged
     (it then differs, and the caller says where)."""
-    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()}
-    for dotted, harmless in REMOVED_KEYS.items():
-        section, key = dotted.split(".", 1)
-        table = raw.get(section)
-        if isinstance(table, dict) and key in table and table[key] == harmless:
-            del table[key]
+    raw = _drop_removed(raw)
     try:
         return config_to_dict(config_from_dict(raw))
     except ConfigError:
@@ -311,5 +351,39 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 
 def load_resolved(path: str | Path) -> Config:
-    """Read a run directory's `config.json` back into a `Config`."""
-    return config_from_dict(json.loads(Path(path).read_text()))
+    """Read a run directory's `config.json` back into a `Config` (errors name the file)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist: not a synccp run directory")
+    raw = _read_config_file(path)
+    try:
+        return config_from_dict(_drop_removed(raw))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML file, or a run's `config.json` (`.json`): a table of sections, or `ConfigError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {getattr(err, 'strerror', None) or err}") from None
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid JSON: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a table of sections, got {type(raw).__name__}")
+    return _drop_removed(raw) if path.suffix == ".json" else raw
+
+
+def _drop_removed(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` without the `REMOVED_KEYS` that hold their no-op value (older config.json files)."""
+    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()}
+    for dotted, harmless in REMOVED_KEYS.items():
+        section, key = dotted.split(".", 1)
+        table = raw.get(section)
+        if isinstance(table, dict) and key in table and table[key] == harmless:
+            del table[key]
+    return raw

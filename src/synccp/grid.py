@@ -13,14 +13,19 @@ A grid file has four parts (see configs/grids/ for real ones)::
     seeds = [0, 1, 2]        # a `[[cells]]` table may list its own seeds instead of [sweep]'s
 
 The cells are the union of the `[grid]` product and every `[[cells]]` product, each merged over
-`[fixed]` (cell keys win), times the seeds (the sub-grid's own, else [sweep]'s). Every cell is validated with `load_config` before
-anything runs. A cell's run directory is `<out>/<name>`, the name being a readable slug of the
-cell's own keys, its seed and a hash of everything that defines the run, so editing the grid never
-reuses a directory for a different run.
+`[fixed]` (cell keys win), times the seeds (the sub-grid's own, else [sweep]'s). Every cell is
+resolved and validated (as `load_config` does) before anything runs. A cell's run directory is
+`<out>/<name>`, the name being a readable slug of the cell's own keys, its seed and the cell's
+identity: 64 bits of SHA-256 of its resolved config (types normalised: `lr = 1` and `lr = 1.0`
+are one run; `train.progress`/`train.log_every` left out, they cannot change the result), so
+editing the grid never reuses a directory for a different run and two cells that resolve to
+the same run are one cell. A run directory named by the identity of earlier versions (24 bits of
+the grid settings) is reused when it holds exactly the cell's resolved config.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -28,11 +33,12 @@ import logging
 import shlex
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synccp.config import ConfigError, config_to_dict, default_config_dict, load_config, parse_override
+from synccp.config import ConfigError, config_from_dict, config_to_dict, default_config_dict, parse_override
+from synccp.results import rundir
 
 LOG = logging.getLogger(__name__)
 SWEEP_KEYS = ("name", "description", "base", "extends", "seeds", "out", "jobs", "launcher", "cost")
@@ -57,6 +63,7 @@ class Cell:
     overrides: dict[str, Any]
     settings: dict[str, Any]
     run_dir: Path
+    resolved: dict[str, Any] = field(default_factory=dict, compare=False)  # config.json shape
 
     def set_args(self) -> list[str]:
         """The `key=value` overrides (TOML literals) for `load_config` and `--set`."""
@@ -244,8 +251,16 @@ def _slug_value(value: Any) -> str:
     return "".join(c if c.isalnum() or c in ".+-" else "-" for c in text)
 
 
-def _digest(identity: Any) -> str:
+def _legacy_digest(identity: Any) -> str:
+    """The 24-bit digest of the grid settings that named run directories before identities."""
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:6]
+
+
+def cell_identity(resolved: dict[str, Any]) -> str:
+    """64 bits (hex) of SHA-256 of a resolved config without the keys that cannot change the result."""
+    kept = {section: {k: v for k, v in table.items() if f"{section}.{k}" not in rundir.HARMLESS_KEYS}
+            for section, table in resolved.items()}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cell_name(labels: dict[str, Any], seed: int, digest: str) -> str:
@@ -257,41 +272,77 @@ def cell_name(labels: dict[str, Any], seed: int, digest: str) -> str:
     return f"{slug}_s{seed}_{digest}" if slug else f"s{seed}_{digest}"
 
 
+def _resolve(base_raw: dict, cell: Cell) -> dict[str, Any]:
+    """The cell's config as `synccp pretrain --config base --set ...` resolves it (config.json
+    shape); `ConfigError` when it is invalid."""
+    raw = copy.deepcopy(base_raw)
+    for text in cell.set_args():
+        (section, name), value = parse_override(text)
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] must be a table, got {table!r}")
+        table[name] = value
+    return json.loads(json.dumps(config_to_dict(config_from_dict(raw))))
+
+
+def _reuse_legacy(cell: Cell, legacy: Path) -> Cell:
+    """`cell` in the directory an earlier version named `legacy`, when that one holds exactly this
+    run and the new name has nothing yet."""
+    if cell.run_dir.exists() or not (legacy / rundir.CONFIG).is_file():
+        return cell
+    try:
+        if rundir.config_differences(rundir.read_json(legacy / rundir.CONFIG), cell.resolved, ignore=()):
+            return cell
+    except rundir.RunDirError:
+        return cell
+    LOG.info("cell %s: reusing %s (named by an earlier synccp)", cell.name, legacy)
+    return Cell(name=legacy.name, seed=cell.seed, overrides=cell.overrides, settings=cell.settings,
+                run_dir=legacy, resolved=cell.resolved)
+
+
 def plan(grid: Grid, *, out: Path | None = None) -> list[Cell]:
-    """Every cell of the grid, in file order (sub-grid, product, then seed); duplicates dropped."""
+    """Every cell of the grid, resolved and validated, in file order (sub-grid, product, then
+    seed); cells that resolve to the same run are kept once. `SweepError` lists invalid cells."""
     base_raw = tomllib.loads(grid.base.read_text()) if grid.base else default_config_dict()
     out = Path(out) if out is not None else grid.out
     cells: dict[str, Cell] = {}
+    errors = []
     for sub in grid.subgrids:
         for values in itertools.product(*sub.axes.values()):
             overrides = dict(zip(sub.axes, values))
             labels = {k: v for k, v in overrides.items() if k in LABELS or len(sub.axes[k]) > 1}
             for seed in sub.seeds:
                 settings = {**DEFAULTS, **grid.fixed, **overrides, "train.seed": seed}
-                digest = _digest({"base": base_raw, "settings": settings})
-                if digest in cells:
-                    LOG.warning("%s: cell %s appears twice; running it once", grid.path, cells[digest].name)
+                draft = Cell(name=cell_name(labels, seed, "?"), seed=seed, overrides=overrides,
+                             settings=settings, run_dir=out)
+                try:
+                    resolved = _resolve(base_raw, draft)
+                except ConfigError as err:
+                    keys = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "no own keys"
+                    errors.append(f"{grid.path}: cell {draft.name} ({keys}): {err}")
                     continue
-                name = cell_name(labels, seed, digest)
-                cells[digest] = Cell(name=name, seed=seed, overrides=overrides, settings=settings,
-                                     run_dir=out / name)
-    return list(cells.values())
-
-
-def validate(grid: Grid, cells: list[Cell]) -> dict[str, dict]:
-    """Resolve every cell with `load_config`; return name -> resolved config (config.json shape).
-
-    Raises one `SweepError` listing the failing cells (file, cell, its keys and the config error)."""
-    resolved, errors = {}, []
-    for cell in cells:
-        try:
-            cfg = load_config(grid.base, cell.set_args())
-        except ConfigError as err:
-            keys = ", ".join(f"{k}={v!r}" for k, v in cell.overrides.items()) or "no own keys"
-            errors.append(f"{grid.path}: cell {cell.name} ({keys}): {err}")
-            continue
-        resolved[cell.name] = json.loads(json.dumps(config_to_dict(cfg)))
+                identity = cell_identity(resolved)
+                if identity in cells:
+                    _same_run_twice(grid, cells[identity], resolved)
+                    continue
+                name = cell_name(labels, seed, identity)
+                legacy = out / cell_name(labels, seed, _legacy_digest({"base": base_raw, "settings": settings}))
+                cells[identity] = _reuse_legacy(Cell(name=name, seed=seed, overrides=overrides, settings=settings,
+                                                     run_dir=out / name, resolved=resolved), legacy)
     if errors:
         more = f"\n(and {len(errors) - 5} more failing cells)" if len(errors) > 5 else ""
         raise SweepError("\n".join(errors[:5]) + more)
-    return resolved
+    return list(cells.values())
+
+
+def _same_run_twice(grid: Grid, first: Cell, resolved: dict) -> None:
+    """A cell whose identity an earlier cell has: the same run (logged), or a digest collision."""
+    if rundir.config_differences(first.resolved, resolved):
+        raise SweepError(f"{grid.path}: two different cells share the identity of {first.name}; "
+                         f"rename nothing, report this (a 64-bit digest collision)")
+    LOG.warning("%s: cell %s appears twice (the same resolved run); running it once", grid.path, first.name)
+
+
+def validate(grid: Grid, cells: list[Cell]) -> dict[str, dict]:
+    """Name -> resolved config (config.json shape) of every cell; `plan` already refused invalid ones."""
+    return {cell.name: cell.resolved for cell in cells}

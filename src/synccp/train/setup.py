@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from synccp import distributed
-from synccp.config import Config
+from synccp.config import Config, check_totals
 from synccp.data import ImageDataset, load_dataset
 from synccp.data.views import ViewRecipe, view_recipes
 from synccp.methods import SSLMethod, build_method, method_defaults
@@ -271,6 +271,7 @@ def build_setup(cfg: Config, device: torch.device, *, data: ImageDataset | None 
     torch.manual_seed(cfg.train.seed)
     data = load_pretrain_data(cfg) if data is None else data
     clock = make_clock(len(data.images), batch_size=cfg.train.batch_size, epochs=cfg.train.epochs)
+    check_totals(cfg, steps_per_epoch=clock.steps_per_epoch)  # image folders: size known only now
     method = build_model(cfg, in_channels=data.images.shape[1])
     check_sparsity_fits(cfg, method)
     method = _sync_batchnorm(cfg, method, device).to(device)
