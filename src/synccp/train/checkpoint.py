@@ -130,6 +130,11 @@ def has_checkpoint(run_dir: Path) -> bool:
     return any((folder / name).exists() for name in (LAST, PENDING, PREV))
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (at most 300 characters), for one-line reports."""
+    return (str(err).splitlines() or [""])[0][:300]
+
+
 class _Refused(Exception):
     """A checkpoint file that cannot be used; the message says why."""
 
@@ -140,7 +145,7 @@ def _verified_state(path: Path, *, identity: str | None, required: Mapping[str, 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torn, corrupt, or a pickle asking for a global (code): refused
-        raise _Refused(f"unreadable or unsafe ({type(err).__name__}: {str(err).splitlines()[0][:300]})") from None
+        raise _Refused(f"unreadable or unsafe ({type(err).__name__}: {first_line(err)})") from None
     if not isinstance(payload, dict) or "synccp_checkpoint" not in payload:
         raise _Refused("not a synccp checkpoint with a checksum (written by an older synccp, or not by synccp)")
     if payload.get("synccp_checkpoint") != FORMAT or not isinstance(payload.get("state"), dict):
@@ -174,6 +179,8 @@ def find_checkpoint(run_dir: Path, *, identity: str | None = None, required: Map
         path = folder / name
         if not path.exists():
             continue
+        if not path.is_file():  # every later checkpoint write would fail on it: stop before training
+            raise CheckpointError(f"cannot resume {run_dir}: {path} is not a file; move it away")
         try:
             return path, _verified_state(path, identity=identity, required=required, map_location=map_location)
         except _Refused as err:

@@ -31,8 +31,8 @@ from synccp.data.views import make_view
 from synccp.models import cosine_tau
 from synccp.results import rundir
 from synccp.results.lock import RunLock
-from synccp.train.checkpoint import (LAST, CheckpointError, find_checkpoint, first_nonfinite, has_checkpoint,
-                                     save_checkpoint)
+from synccp.train.checkpoint import (LAST, CheckpointError, find_checkpoint, first_line, first_nonfinite,
+                                     has_checkpoint, save_checkpoint)
 from synccp.train.export import export_model
 from synccp.train.schedules import scaled_lr, warmup_cosine
 from synccp.train.setup import TrainingSetup, augmentation_seed, build_setup, resolve_device
@@ -278,7 +278,7 @@ def _restore(setup: TrainingSetup, path: Path, state: dict) -> int:
         setup.sparsifier.load_state_dict(state["sparsifier"])
     except (KeyError, ValueError, RuntimeError, TypeError) as err:
         raise CheckpointError(f"{path} does not fit this run's model ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:300]})") from err
+                              f"{first_line(err)})") from err
     generators = state["generators"]
     if len(generators) == setup.world_size:
         setup.generator.set_state(generators[setup.rank].cpu())
