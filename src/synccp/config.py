@@ -367,8 +367,10 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
         raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"config file {str(path)!r} cannot be read: {getattr(err, 'strerror', None) or err}") from None
+    except OSError as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     except (json.JSONDecodeError, RecursionError) as err:
         raise ConfigError(f"config file {str(path)!r} is not valid JSON: {err}") from None
     except tomllib.TOMLDecodeError as err:
