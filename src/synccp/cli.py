@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from synccp import distributed
-from synccp.config import ConfigError, config_to_dict, load_config, load_resolved
+from synccp.config import ConfigError, apply_overrides, config_to_dict, load_config, load_resolved
 
 LOG = logging.getLogger("synccp")
 RANK_ZERO_GRACE_S = 10.0
@@ -140,8 +140,12 @@ def _pretrain_config(args):
         return load_config(args.config, args.overrides)
     if args.out is None:
         raise ConfigError("--resume needs --out DIR, the run directory to continue")
-    requested = load_config(args.config, args.overrides) if args.config or args.overrides else None
-    return resume_config(args.out, requested)
+    if args.config is None and not args.overrides:
+        return resume_config(args.out, None)
+    if args.config is None:  # --set on resume: on top of the stored config
+        stored = config_to_dict(resume_config(args.out, None))
+        return resume_config(args.out, apply_overrides(stored, args.overrides))
+    return resume_config(args.out, load_config(args.config, args.overrides))
 
 
 def _finished(args, cfg) -> int:

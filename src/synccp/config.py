@@ -7,6 +7,7 @@ fail at load time with a `ConfigError` that names the key and the value.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import tomllib
@@ -240,10 +241,16 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     raise ConfigError(f"{key} must be {names}, got {value!r} ({type(value).__name__})")
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """`typing.get_type_hints(cls)`, once per class (it is slow: a sweep resolves thousands of cells)."""
+    return typing.get_type_hints(cls)
+
+
 def _build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"[{section}] must be a table, got {values!r}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in values.items():
@@ -258,7 +265,7 @@ def _build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a `Config` from nested dicts (TOML / JSON shape)."""
-    sections = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
+    sections = {f.name: _type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
     unknown = set(raw) - set(sections)
     if unknown:
         raise ConfigError(f"unknown config section(s) {sorted(unknown)} (known: {', '.join(sections)})")
@@ -306,8 +313,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         raw = _read_config_file(path)
-    else:
-        raw = default_config_dict()
+        try:
+            return apply_overrides(raw, overrides)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}" if not overrides else f"{path} with --set: {err}") from None
+    return apply_overrides(default_config_dict(), overrides)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] = ()) -> Config:
+    """`raw` (TOML / config.json shape) with `--set key=value` overrides, built and validated."""
+    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()}
     for text in overrides:
         (section, name), value = parse_override(text)
         table = raw.setdefault(section, {})

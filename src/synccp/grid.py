@@ -25,7 +25,7 @@ the grid settings) is reused when it holds exactly the cell's resolved config.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synccp.config import ConfigError, config_from_dict, config_to_dict, default_config_dict, parse_override
+from synccp.config import ConfigError, config_from_dict, default_config_dict, parse_override
 from synccp.results import rundir
 
 LOG = logging.getLogger(__name__)
@@ -275,14 +275,15 @@ def cell_name(labels: dict[str, Any], seed: int, digest: str) -> str:
 def _resolve(base_raw: dict, cell: Cell) -> dict[str, Any]:
     """The cell's config as `synccp pretrain --config base --set ...` resolves it (config.json
     shape); `ConfigError` when it is invalid."""
-    raw = copy.deepcopy(base_raw)
+    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in base_raw.items()}
     for text in cell.set_args():
         (section, name), value = parse_override(text)
         table = raw.setdefault(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] must be a table, got {table!r}")
         table[name] = value
-    return json.loads(json.dumps(config_to_dict(config_from_dict(raw))))
+    cfg = config_from_dict(raw)  # frozen dataclasses of scalars: a shallow dict per section is config_to_dict
+    return {f.name: dict(vars(getattr(cfg, f.name))) for f in dataclasses.fields(cfg)}
 
 
 def _reuse_legacy(cell: Cell, legacy: Path) -> Cell:
