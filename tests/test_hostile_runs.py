@@ -232,7 +232,8 @@ def test_a_directory_named_by_the_old_digest(tmp_path, hostile, same):
 
 def grid_legacy(grid):
     from synccp.config import default_config_dict
-    from synccp.grid import DEFAULTS, _legacy_digest
+    from synccp.cells import _legacy_digest
+    from synccp.grid import DEFAULTS
 
     settings = {**DEFAULTS, **grid.fixed, "train.lr": 0.1, "train.seed": 0}
     return _legacy_digest({"base": default_config_dict(), "settings": settings})

@@ -34,8 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     pre = sub.add_parser("pretrain", help="self-supervised (sparse) pretraining into a run directory")
-    pre.add_argument("--config", type=Path, help="TOML file (or a run's config.json); without it the "
-                                                 "embedded default runs")
+    pre.add_argument("--config", type=Path, help="TOML file or a run's config.json (default: the embedded demo)")
     pre.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set train.epochs=50 (repeatable)")
     pre.add_argument("--out", type=Path, help="run directory (default runs/<time>-<method>-<algorithm>)")

@@ -9,7 +9,6 @@ time in subprocesses (through a launcher such as torchrun when the grid names on
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 import shlex
@@ -237,9 +236,8 @@ def _postfix(bar: tqdm, result: SweepResult) -> None:
     bar.set_postfix(done=len(result.completed), skipped=len(result.skipped), failed=len(result.failed))
 
 
-def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner | None,
-            progress: bool, python: str) -> None:
-    """Run the planned actions `jobs` cells at a time, filling `result`; a progress bar over the grid."""
+def _settle(result: SweepResult) -> list[Cell]:
+    """Record the cells that run nothing (done, conflict, locked); return those left to run."""
     for cell in result.cells:
         action = result.actions[cell.name]
         if action == "done":
@@ -249,7 +247,13 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
         elif action == "locked":
             result.locked[cell.name] = result.reasons[cell.name]
             LOG.warning("sweep cell %s is %s: not run", cell.name, result.reasons[cell.name])
-    todo = [c for c in result.cells if result.actions[c.name] not in ("done", "conflict", "locked")]
+    return [c for c in result.cells if result.actions[c.name] not in ("done", "conflict", "locked")]
+
+
+def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner | None,
+            progress: bool, python: str) -> None:
+    """Run the planned actions `jobs` cells at a time, filling `result`; a progress bar over the grid."""
+    todo = _settle(result)
     bar = tqdm(total=len(result.cells), initial=len(result.cells) - len(todo), unit="run",
                desc=f"sweep {result.grid.name}", disable=not progress or None, dynamic_ncols=True)
     _postfix(bar, result)

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 from synccp import distributed
-from synccp.config import Config, check_totals
+from synccp.config import Config
 from synccp.data import ImageDataset, load_dataset
 from synccp.data.views import ViewRecipe, view_recipes
+from synccp.limits import check_totals
 from synccp.methods import SSLMethod, build_method, method_defaults
 from synccp.models import build_backbone, prunable_parameters
 from synccp.sparsity.granularity import Pattern, unfit_reason
