@@ -135,6 +135,16 @@ def first_line(err: BaseException) -> str:
     return (str(err).splitlines() or [""])[0][:300]
 
 
+def _load_failure(err: Exception) -> str:
+    """Why `torch.load(weights_only=True)` failed, without torch's advice to retry unsafely."""
+    text = str(err)
+    if text.startswith("Weights only load failed"):  # the file asks for a global (code) or an opcode
+        reasons = [part.strip().removeprefix("WeightsUnpickler error:").strip() for part in text.split("\n\n")]
+        reasons = [r for r in reasons[1:] if r and not r.startswith("Check the documentation")]
+        return "refusing to unpickle: " + (reasons[0].splitlines()[0][:200] if reasons else "unsupported content")
+    return f"{type(err).__name__}: {first_line(err)}"
+
+
 class _Refused(Exception):
     """A checkpoint file that cannot be used; the message says why."""
 
@@ -145,7 +155,7 @@ def _verified_state(path: Path, *, identity: str | None, required: Mapping[str, 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torn, corrupt, or a pickle asking for a global (code): refused
-        raise _Refused(f"unreadable or unsafe ({type(err).__name__}: {first_line(err)})") from None
+        raise _Refused(f"unreadable or unsafe ({_load_failure(err)})") from None
     if not isinstance(payload, dict) or "synccp_checkpoint" not in payload:
         raise _Refused("not a synccp checkpoint with a checksum (written by an older synccp, or not by synccp)")
     if payload.get("synccp_checkpoint") != FORMAT or not isinstance(payload.get("state"), dict):
