@@ -71,7 +71,8 @@ def test_bad_config_json_exits_2_naming_it(run, capsys, hostile, command, fault)
 SUMMARY_FAULTS = {
     "a JSON list": b"[]", "invalid JSON": b'{"total_steps": ', "total_steps missing": b'{"steps_per_epoch": 6}',
     "total_steps a string": json.dumps({"total_steps": "12", "steps_per_epoch": 6}).encode(),
-    "sparsity missing": json.dumps({"total_steps": 12, "steps_per_epoch": 6}).encode(),
+    "density out of range": json.dumps({"total_steps": 12, "steps_per_epoch": 6,
+                                        "sparsity": {"online": {"total": 3}, "second": {"total": 1}}}).encode(),
 }
 
 

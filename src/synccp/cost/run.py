@@ -235,7 +235,7 @@ def run_report(run_dir: str | Path, *, accelerator: Accelerator = DEFAULT_ACCELE
     cfg = load_resolved(run_dir / rundir.CONFIG)
     workload = build_workload(cfg, backbone=backbone, heads=heads)
     if (run_dir / rundir.SUMMARY).is_file():
-        summary = rundir.read_summary(run_dir / rundir.SUMMARY)  # validated: names the file and key
+        summary = rundir.read_summary(run_dir / rundir.SUMMARY, need_sparsity=False)  # names file and key
         clock = Clock(summary["steps_per_epoch"], summary["total_steps"])
     else:
         clock = config_clock(cfg)

@@ -73,14 +73,17 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def read_summary(path: str | Path) -> dict:
-    """`summary.json`: step counts (positive integers) and the final densities (in [0, 1])."""
+def read_summary(path: str | Path, *, need_sparsity: bool = True) -> dict:
+    """`summary.json`: step counts (positive integers) and the final densities (in [0, 1]; checked
+    when present, and required unless `need_sparsity` is False)."""
     path = Path(path)
     summary = read_json(path)
     for key in ("total_steps", "steps_per_epoch"):
         if not _integer(summary.get(key)) or summary[key] < 1:
             raise RunDirError(f"{path}: {key} must be a positive integer, got {summary.get(key)!r}")
     sparsity = summary.get("sparsity")
+    if sparsity is None and not need_sparsity:
+        return summary
     for branch in ("online", "second"):
         total = sparsity.get(branch, {}).get("total") if isinstance(sparsity, dict) and isinstance(
             sparsity.get(branch), dict) else None
