@@ -66,11 +66,12 @@ def precious(fmnist_root, tmp_path):
     ({"sparsity.n": 5, "sparsity.m": 4}, ["sparsity.n", "n=5"]),
     ({"sparsity.granularity": '"diagonal"'}, ["sparsity.granularity", "diagonal"]),
 ], ids=["wrong type", "out of range", "negative", "unknown key", "n equals m", "n above m", "bad choice"])
-def test_bad_config_values_exit_2_and_touch_nothing(fmnist_root, precious, capsys, extra, words):
+def test_bad_config_values_exit_2_and_touch_nothing(fmnist_root, precious, capsys, hostile, extra, words):
     before = _snapshot(precious)
-    assert main(_args(precious, fmnist_root, **extra)) == 2
+    code = main(_args(precious, fmnist_root, **extra))
     err = capsys.readouterr().err
-    assert all(word in err for word in words), err
+    hostile(f"exit 2 naming {', '.join(words)}, run untouched", f"exit {code}: {err}")
+    assert code == 2 and all(word in err for word in words), err
     assert _snapshot(precious) == before
 
 
@@ -96,10 +97,11 @@ def test_bad_toml_files_exit_2(tmp_path, capsys):
     ({"train.batch_size": 1}, ["train.batch_size=1", "at least 2"]),
     ({"train.batch_size": 500}, ["train.batch_size=500", "96 training images"]),
 ], ids=["block fits no layer", "image below stride", "imagenet stem on 16px", "batch of 1", "batch above data"])
-def test_settings_the_model_cannot_take_exit_2_before_writing(fmnist_root, tmp_path, capsys, extra, words):
-    assert main(_args(tmp_path / "new", fmnist_root, **extra)) == 2
+def test_settings_the_model_cannot_take_exit_2_before_writing(fmnist_root, tmp_path, capsys, hostile, extra, words):
+    code = main(_args(tmp_path / "new", fmnist_root, **extra))
     err = capsys.readouterr().err
-    assert all(word in err for word in words), err
+    hostile(f"exit 2 naming {words[0]}, nothing written", f"exit {code}: {err}")
+    assert code == 2 and all(word in err for word in words), err
     assert not (tmp_path / "new").exists()
 
 

@@ -7,6 +7,7 @@ fail at load time with a `ConfigError` that names the key and the value.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import tomllib
@@ -251,10 +252,16 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     raise ConfigError(f"{key} must be {names}, got {value!r} ({type(value).__name__})")
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """`typing.get_type_hints(cls)`, once per class (it is slow: a sweep resolves thousands of cells)."""
+    return typing.get_type_hints(cls)
+
+
 def _build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"[{section}] must be a table, got {values!r}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in values.items():
@@ -269,13 +276,17 @@ def _build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a `Config` from nested dicts (TOML / JSON shape)."""
-    sections = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
+    sections = {f.name: _type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
     unknown = set(raw) - set(sections)
     if unknown:
         raise ConfigError(f"unknown config section(s) {sorted(unknown)} (known: {', '.join(sections)})")
     cfg = Config(**{name: _build_section(name, cls, raw.get(name, {})) for name, cls in sections.items()})
     _check_ranges(cfg)
-    return _resolve_method_defaults(cfg)
+    cfg = _resolve_method_defaults(cfg)
+    from synccp.limits import check_sizes  # size-like keys and totals (issue 16)
+
+    check_sizes(cfg)
+    return cfg
 
 
 def _resolve_method_defaults(cfg: Config) -> Config:
@@ -304,18 +315,24 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Load a TOML file (or the embedded default when `path` is None) and apply `--set` overrides."""
+    """Load a TOML file or a run's `config.json` (or the embedded default when `path` is None)
+    and apply `--set` overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
+        raw = _read_config_file(path)
         try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from err
-    else:
-        raw = default_config_dict()
+            return apply_overrides(raw, overrides)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}" if not overrides else f"{path} with --set: {err}") from None
+    return apply_overrides(default_config_dict(), overrides)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] = ()) -> Config:
+    """`raw` (TOML / config.json shape) with `--set key=value` overrides, built and validated."""
+    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()}
     for text in overrides:
         (section, name), value = parse_override(text)
         table = raw.setdefault(section, {})
@@ -355,12 +372,7 @@ def normalized_config_dict(raw: dict[str, Any]) -> dict[str, Any]:
     their defaults and removed keys holding their no-op value are dropped, so an older run still
     compares equal to the same run today. Input that no longer validates is returned unchanged
     (it then differs, and the caller says where)."""
-    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()}
-    for dotted, harmless in REMOVED_KEYS.items():
-        section, key = dotted.split(".", 1)
-        table = raw.get(section)
-        if isinstance(table, dict) and key in table and table[key] == harmless:
-            del table[key]
+    raw = _drop_removed(raw)
     try:
         return config_to_dict(config_from_dict(raw))
     except ConfigError:
@@ -372,5 +384,41 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 
 def load_resolved(path: str | Path) -> Config:
-    """Read a run directory's `config.json` back into a `Config`."""
-    return config_from_dict(json.loads(Path(path).read_text()))
+    """Read a run directory's `config.json` back into a `Config` (errors name the file)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist: not a synccp run directory")
+    raw = _read_config_file(path)
+    try:
+        return config_from_dict(_drop_removed(raw))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML file, or a run's `config.json` (`.json`): a table of sections, or `ConfigError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except OSError as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid JSON: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a table of sections, got {type(raw).__name__}")
+    return _drop_removed(raw) if path.suffix == ".json" else raw
+
+
+def _drop_removed(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` without the `REMOVED_KEYS` that hold their no-op value (older config.json files)."""
+    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()}
+    for dotted, harmless in REMOVED_KEYS.items():
+        section, key = dotted.split(".", 1)
+        table = raw.get(section)
+        if isinstance(table, dict) and key in table and table[key] == harmless:
+            del table[key]
+    return raw

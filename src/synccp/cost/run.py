@@ -274,12 +274,12 @@ def run_report(run_dir: str | Path, *, accelerator: Accelerator = DEFAULT_ACCELE
     cfg = load_resolved(run_dir / rundir.CONFIG)
     workload = build_workload(cfg, backbone=backbone, heads=heads)
     if (run_dir / rundir.SUMMARY).is_file():
-        summary = rundir.read_json(run_dir / rundir.SUMMARY)
-        clock = Clock(int(summary["steps_per_epoch"]), int(summary["total_steps"]))
+        summary = rundir.read_summary(run_dir / rundir.SUMMARY, need_sparsity=False)  # names file and key
+        clock = Clock(summary["steps_per_epoch"], summary["total_steps"])
     else:
         clock = config_clock(cfg)
     intervals, updates = records_timeline(rundir.read_metrics(run_dir, "mask_update"), clock.total_steps)
-    masks = _load_masks(run_dir / rundir.MASKS)
+    masks = _load_masks(run_dir / rundir.MASKS, workload.prunable)
     source = {"source": "run", "run_dir": str(run_dir), "density_source":
               "metrics.jsonl mask_update records (per layer and branch); load imbalance and N:M "
               "transposability from the final masks" + ("" if masks else " (masks.safetensors "
@@ -287,13 +287,15 @@ def run_report(run_dir: str | Path, *, accelerator: Accelerator = DEFAULT_ACCELE
     return _report(cfg, workload, clock, intervals, updates, masks=masks, source=source, accel=accelerator)
 
 
-def _load_masks(path: Path) -> dict[str, torch.Tensor] | None:
-    if not path.is_file():
+def _load_masks(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor] | None:
+    if not path.exists():
         LOG.warning("%s is missing: modelling random masks at the logged densities", path)
         return None
-    from safetensors.torch import load_file
+    from synccp.results.files import check_masks, read_tensors
 
-    return {key: value.bool() for key, value in load_file(str(path)).items()}
+    masks = read_tensors(path, what="the masks")
+    check_masks(masks, path, shapes)  # bool, both branches, this run's layer shapes
+    return masks
 
 
 def cost_report(path: Path, *, accelerator: Accelerator = DEFAULT_ACCELERATOR) -> dict:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+from synccp.results.files import check_masks, check_state_dict, read_tensors
 from synccp.results.rundir import MASKS, MODEL, atomic_write
 from synccp.sparsity.sparsifier import Sparsifier
 
@@ -25,21 +26,30 @@ def export_model(run_dir: Path, backbone: nn.Module, sparsifier: Sparsifier) -> 
         branch, name = key.split("/", 1)
         if branch == "online" and sparsifier.policy.zero_pruned:
             state[name] = state[name] * mask
-    atomic_write(Path(run_dir) / MODEL, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     atomic_write(Path(run_dir) / MASKS, lambda tmp: save_file(masks, str(tmp)))
+    try:
+        atomic_write(Path(run_dir) / MODEL, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    except BaseException:  # e.g. a full disk: no masks without their model (resume exports again)
+        (Path(run_dir) / MASKS).unlink(missing_ok=True)
+        raise
 
 
 def load_backbone_weights(run_dir: Path, backbone: nn.Module) -> nn.Module:
     """Load `model.safetensors` of `run_dir` into a plain backbone built from the run's config."""
     path = Path(run_dir) / MODEL
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: the run has not finished (try --resume)")
-    backbone.load_state_dict(load_file(str(path)))
+    tensors = read_tensors(path, what="the exported encoder")
+    check_state_dict(tensors, backbone.state_dict(), path)  # names the file and the key
+    backbone.load_state_dict(tensors)
     return backbone
 
 
 def load_masks(run_dir: Path) -> dict[str, torch.Tensor]:
+    """`masks.safetensors` of `run_dir`, checked: bool, `online/` and `second/` keys in pairs."""
     path = Path(run_dir) / MASKS
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: the run has not finished (try --resume)")
-    return load_file(str(path))
+    masks = read_tensors(path, what="the masks")
+    check_masks(masks, path)
+    return masks

@@ -24,6 +24,7 @@ from synccp import distributed
 from synccp.config import Config
 from synccp.data import ImageDataset, load_dataset
 from synccp.data.views import ViewRecipe, view_recipes
+from synccp.limits import check_totals
 from synccp.methods import SSLMethod, build_method, method_defaults
 from synccp.models import build_backbone, prunable_parameters
 from synccp.sparsity.algorithms import policy_for
@@ -283,6 +284,7 @@ def build_setup(cfg: Config, device: torch.device, *, data: ImageDataset | None 
     torch.manual_seed(cfg.train.seed)
     data = load_pretrain_data(cfg) if data is None else data
     clock = make_clock(len(data.images), batch_size=cfg.train.batch_size, epochs=cfg.train.epochs)
+    check_totals(cfg, steps_per_epoch=clock.steps_per_epoch)  # image folders: size known only now
     method = build_model(cfg, in_channels=data.images.shape[1])
     check_sparsity_fits(cfg, method)
     method = _sync_batchnorm(cfg, method, device).to(device)
