@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synccp.config import ConfigError, config_from_dict, parse_override
+from synccp.config import ConfigError, apply_overrides
 from synccp.results import rundir
 
 LOG = logging.getLogger(__name__)
@@ -91,14 +91,8 @@ def cell_name(labels: dict[str, Any], seed: int, digest: str) -> str:
 def _resolve(base_raw: dict, cell: Cell) -> dict[str, Any]:
     """The cell's config as `synccp pretrain --config base --set ...` resolves it (config.json
     shape); `ConfigError` when it is invalid."""
-    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in base_raw.items()}
-    for text in cell.set_args():
-        (section, name), value = parse_override(text)
-        table = raw.setdefault(section, {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"[{section}] must be a table, got {table!r}")
-        table[name] = value
-    cfg = config_from_dict(raw)  # frozen dataclasses of scalars: a shallow dict per section is config_to_dict
+    cfg = apply_overrides(base_raw, cell.set_args())  # exactly `load_config`'s rules
+    # frozen dataclasses of scalars: a shallow dict per section is config_to_dict
     return {f.name: dict(vars(getattr(cfg, f.name))) for f in dataclasses.fields(cfg)}
 
 
