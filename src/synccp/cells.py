@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synccp.config import ConfigError, apply_overrides
+from synccp.config import apply_overrides
 from synccp.results import rundir
 
 LOG = logging.getLogger(__name__)
