@@ -98,6 +98,23 @@ def test_a_lock_path_that_is_a_directory_exits_2(run, capsys, hostile):
     assert code == 2 and ".lock must be a plain file" in text
 
 
+def test_a_file_system_without_locks_exits_2_naming_the_lock(run, capsys, monkeypatch, hostile):
+    import errno
+
+    import synccp.results.lock as lock
+
+    def unsupported(fd, operation):
+        if operation & lock.fcntl.LOCK_EX:
+            raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock.fcntl, "flock", unsupported)
+    before = snapshot(run)
+    code, text = resume(capsys, run)
+    hostile("exit 2 naming .lock: the file system may not support locks", short(code, text))
+    assert code == 2 and ".lock: cannot lock the run directory (No locks available)" in text
+    assert snapshot(run) == before
+
+
 # ------------------------------------------------------------------ resume takes the stored config
 @pytest.mark.parametrize("extra, ok, words", [
     ([], True, ""),

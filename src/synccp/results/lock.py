@@ -63,8 +63,13 @@ class RunLock:
         deadline = time.monotonic() + RETRY_S
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            if _flock(fd, fcntl.LOCK_EX) and self._still_ours(fd):
-                break
+            try:
+                if _flock(fd, fcntl.LOCK_EX) and self._still_ours(fd):
+                    break
+            except OSError as err:  # e.g. ENOLCK / EOPNOTSUPP: a file system without locks
+                os.close(fd)
+                raise RunDirError(f"{self.path}: cannot lock the run directory ({err.strerror}); its "
+                                  f"file system may not support locks: choose an --out on a local disk") from err
             os.close(fd)
             if time.monotonic() > deadline:
                 raise _in_use(self.path.parent, holder(self.path.parent) or "another process")

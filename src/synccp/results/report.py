@@ -72,7 +72,7 @@ def load_run(path: Path) -> Run | None:
     updates = _with_revival_rates(sorted(rundir.read_metrics(path, "mask_update"), key=lambda r: r.get("step", 0)))
     config = normalized_config_dict(rundir.read_json(path / rundir.CONFIG))  # older runs: today's keys
     return Run(path=path, config=config,
-               summary=rundir.read_json(path / rundir.SUMMARY), eval=optional[rundir.EVAL],
+               summary=rundir.read_summary(path / rundir.SUMMARY), eval=optional[rundir.EVAL],
                cost=optional[rundir.COST], updates=updates)
 
 

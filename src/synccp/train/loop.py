@@ -108,8 +108,9 @@ def _train(cfg: Config, setup: TrainingSetup, run_dir: Path, *, resume: bool, st
 
 
 def _run_steps(cfg: Config, setup: TrainingSetup, run_dir: Path, log: rundir.MetricsLog, *,
-               first: int, last: int, saved: Saved, identity: str) -> int:
-    """Run optimizer steps `first`..`last`-1; checkpoint at every epoch end; return steps done."""
+               first: int, last: int, saved: Saved, identity: str | None = None) -> int:
+    """Run optimizer steps `first`..`last`-1; checkpoint (tagged with the run's `identity`) at every
+    epoch end; return steps done."""
     clock = setup.clock
     bar = tqdm(total=clock.total_steps, initial=first, unit="step", dynamic_ncols=True,
                disable=(not cfg.train.progress or setup.rank != 0) or None, desc="pretrain")
@@ -243,7 +244,7 @@ def _state(setup: TrainingSetup, step: int, generators: list[torch.Tensor]) -> d
 
 
 def _checkpoint(setup: TrainingSetup, run_dir: Path, log: rundir.MetricsLog, step: int,
-                saved: Saved, identity: str) -> Saved:
+                saved: Saved, identity: str | None) -> Saved:
     """Check the state is finite on every rank, give every rank rank 0's buffers (BatchNorm
     statistics), and let rank 0 write the checkpoint; returns the new last good checkpoint."""
     distributed.broadcast_tensors_(list(setup.method.buffers()))
