@@ -20,7 +20,8 @@ def test_granet_death_rate_is_the_reference_cosine():
     for step in (0, 1, 250, 500, 999):  # CosineDecay(0.5, T_max=total, eta_min=0.005)
         expected = 0.005 + (0.5 - 0.005) * (1 + math.cos(math.pi * step / total)) / 2
         assert cosine_drop_fraction(step, initial=0.5, final=0.005, end=total) == pytest.approx(expected)
-    assert cosine_drop_fraction(total, initial=0.5, final=0.005, end=total) == 0.0
+    assert cosine_drop_fraction(total, initial=0.5, final=0.005, end=total) == pytest.approx(0.005)
+    assert cosine_drop_fraction(total + 1, initial=0.5, final=0.005, end=total) == 0.0
 
 
 def test_granet_rounds_counts_up_and_rigl_down():

@@ -28,7 +28,7 @@ from synccp.cost.report import format_cost, layer_entries, totals, write_cost_js
 from synccp.methods import METHODS
 from synccp.sparsity.algorithms import (last_scored_step, policy_for, regrow_settings, selected_branches,
                                         tracked_branches)
-from synccp.sparsity.schedule import sparsity_steps
+from synccp.sparsity.schedule import cosine_drop_fraction, sparsity_steps
 from synccp.cost.timeline import (Clock, Interval, config_clock, image_geometry, interval_at,
                                   records_timeline, schedule_timeline)
 
@@ -196,7 +196,8 @@ def elementwise(workload: Workload, cfg: Config, *, clock: Clock, updates: list[
         traffic = prunable * (2 * size + 1 / 8)
         work["mask_update"] = _times(elementwise_cost(4 * prunable, traffic, accel), selections)
     if policy.regrow is not None:
-        regrows = len([u for u in updates if drop > 0 and u < regrow_end])
+        regrows = len([u for u in updates if cosine_drop_fraction(u, initial=drop, final=policy.regrow.floor,
+                                                                  end=regrow_end) > 0])
         if regrows:
             traffic = prunable * (3 * size + 1 / 8)
             work["drop_and_grow"] = _times(elementwise_cost(4 * prunable, traffic, accel), regrows)

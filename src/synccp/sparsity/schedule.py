@@ -33,14 +33,14 @@ def constant_density(step: int, *, density: float) -> float:
 
 
 def cosine_drop_fraction(step: int, *, initial: float, end: int, final: float = 0.0) -> float:
-    """RigL's / GraNet's cosine-decayed drop (death) fraction, 0 from `end` on.
+    """RigL's / GraNet's cosine-decayed drop (death) fraction: `final` at `end`, 0 after it.
 
     Evci et al., "Rigging the Lottery" (ICML 2020), §3: "f_decay(t; α, T_end) = α/2 (1 +
     cos(tπ/T_end))" (`final` = 0). GraNet (VITA-Group/GraNet, `CIFAR/main.py` builds
     `CosineDecay(prune_rate, T_max=all training steps, eta_min=0.005)`): the same cosine from
     `initial` down to `final` instead of 0.
     """
-    if end <= 0 or step >= end:
+    if end <= 0 or step > end or (step == end and final == 0.0):
         return 0.0
     return float(final + (initial - final) / 2.0 * (1.0 + math.cos(math.pi * max(step, 0) / end)))
 
