@@ -30,7 +30,7 @@ from synccp.data.views import make_view
 from synccp.models import cosine_tau
 from synccp.results import rundir
 from synccp.train.checkpoint import LAST, first_nonfinite, has_checkpoint, load_checkpoint, save_checkpoint
-from synccp.train.export import export_model
+from synccp.train.export import encoder_description, export_model
 from synccp.train.schedules import scaled_lr, warmup_cosine
 from synccp.train.setup import TrainingSetup, augmentation_seed, build_setup, resolve_device
 
@@ -286,7 +286,8 @@ def _finish(cfg: Config, setup: TrainingSetup, run_dir: Path, *, wall_s: float) 
         raise NonFiniteLossError(f"{bad} is NaN/Inf at the end of training; nothing was exported")
 
     def write() -> dict:
-        export_model(run_dir, setup.method.backbone, setup.sparsifier)
+        export_model(run_dir, setup.method.backbone, setup.sparsifier,
+                     encoder=encoder_description(cfg, setup.data, setup.method.backbone))
         train = rundir.read_metrics(run_dir, "train")
         summary = {
             "total_steps": setup.clock.total_steps,
