@@ -10,7 +10,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from synccp import distributed
+from synccp import __version__, distributed
 from synccp.config import ConfigError, config_to_dict, load_config, load_resolved
 
 LOG = logging.getLogger("synccp")
@@ -23,7 +23,9 @@ EPILOG = """examples:
   torchrun --standalone --nproc_per_node=2 -m synccp pretrain --out runs/ddp   # one process per GPU
   synccp eval runs/x --probe both
   synccp inspect runs/x
-  synccp cost runs/x"""
+  synccp cost runs/x
+  synccp export runs/x --format onnx                 # encoder.onnx, checked with onnxruntime
+  synccp config                                      # every config key with its default"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,9 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="synccp", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Sparse training from scratch of self-supervised vision encoders (SyncCP).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"synccp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    pre = sub.add_parser("pretrain", help="self-supervised (sparse) pretraining into a run directory")
+    pre = sub.add_parser("pretrain", help="self-supervised (sparse) pretraining into a run directory",
+                         epilog="every config key with its default and choices: synccp config "
+                                "(--format markdown|toml)")
     pre.add_argument("--config", type=Path, help="TOML file; without it the embedded default runs")
     pre.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set train.epochs=50 (repeatable)")
@@ -62,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a key in every cell (repeatable)")
     sweep.add_argument("--out", type=Path, help="folder of the runs (default: the grid's [sweep] out)")
 
+    export = sub.add_parser("export", help="deployable encoder files: ONNX, channel-compacted")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--format", required=True, choices=("onnx", "compact", "compact-onnx"),
+                        help="onnx: the encoder for onnxruntime/TensorRT; compact: channel-"
+                             "sparse filters physically removed (safetensors, synccp.load_encoder); "
+                             "compact-onnx: both")
+    export.add_argument("--out", type=Path, help="output file (default DIR/export/encoder[_compact].*)")
+
+    config = sub.add_parser("config", help="print every config key with its default and choices")
+    config.add_argument("--format", dest="style", choices=("text", "markdown", "toml"), default="text")
+
     report = sub.add_parser("report", help="tables (CSV, Markdown) and plots from run directories")
     report.add_argument("run_dirs", type=Path, nargs="+", help="run directories or folders of them")
     report.add_argument("--out", type=Path, required=True, help="report folder")
@@ -80,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     commands = {"pretrain": _pretrain, "eval": _eval, "inspect": _inspect, "cost": _cost,
-                "sweep": _sweep, "report": _report}
+                "sweep": _sweep, "report": _report, "export": _export, "config": _config}
     try:
         return commands[args.command](args)
     except distributed.RankZeroError:  # rank 0 failed and reports the error itself: give it the time
@@ -163,6 +179,20 @@ def _sweep(args) -> int:
         print(format_summary(result))
         ok = ok and result.ok
     return 0 if ok else 1
+
+
+def _export(args) -> int:
+    from synccp.export.run import export_run, format_export
+
+    print(format_export(export_run(args.run_dir, args.format, out=args.out)))
+    return 0
+
+
+def _config(args) -> int:
+    from synccp.config_reference import reference
+
+    print(reference(args.style))
+    return 0
 
 
 def _report(args) -> int:

@@ -9,12 +9,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tomllib
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, packaged (a dependency there, see pyproject.toml)
+    import tomli as tomllib
 
 
 class ConfigError(ValueError):
@@ -70,11 +75,12 @@ class TrainConfig:
     progress: bool = True
     sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch
     global_augment: bool = False  # torchrun: every process augments the whole global batch (views of a 1-process run)
+    loggers: str = ""  # comma-separated live loggers beside metrics.jsonl: tensorboard, wandb
 
 
 @dataclass(frozen=True)
 class SparsityConfig:
-    algorithm: str = "dense"
+    algorithm: str = "synccp"  # what `synccp pretrain` runs with no arguments, and any TOML without it
     granularity: str = "unstructured"
     density: float = 0.1
     initial_density: float = 1.0
@@ -100,6 +106,8 @@ class EvalConfig:
     linear_lr: float = 0.1
     linear_batch_size: int = 512
     raw_baseline: bool = True
+    subset: int = 0  # probe on the first N train and test images (0 = the full protocol)
+    batch_size: int = 1024  # images per feature-extraction batch
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+LOGGERS = ("tensorboard", "wandb")  # train.loggers: synccp.results.loggers
 DEFAULT_RAMP_END = 0.75  # sparsity.end_epoch < 0 means this fraction of train.epochs (masks frozen after)
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -157,11 +166,12 @@ def _check_ranges(cfg: Config) -> None:
                 "train.log_every": t.log_every, "eval.knn_k": cfg.eval.knn_k,
                 "eval.linear_epochs": cfg.eval.linear_epochs, "eval.linear_lr": cfg.eval.linear_lr,
                 "eval.knn_temperature": cfg.eval.knn_temperature,
-                "eval.linear_batch_size": cfg.eval.linear_batch_size}
+                "eval.linear_batch_size": cfg.eval.linear_batch_size,
+                "eval.batch_size": cfg.eval.batch_size}
     for key, value in positive.items():
         if not value > 0:
             raise _bad(key, value, "must be > 0")
-    for key, value in (("data.subset", d.subset), ("data.image_size", d.image_size),
+    for key, value in (("data.subset", d.subset), ("data.image_size", d.image_size), ("eval.subset", cfg.eval.subset),
                        ("train.weight_decay", t.weight_decay), ("train.warmup_epochs", t.warmup_epochs),
                        ("train.min_lr", t.min_lr), ("sparsity.start_epoch", s.start_epoch)):
         if value < 0:
@@ -173,6 +183,9 @@ def _check_ranges(cfg: Config) -> None:
             f"end_epoch={s.end_epoch}, start_epoch={s.start_epoch}, epochs={t.epochs}")
     if not 0.0 <= t.momentum < 1.0:
         raise _bad("train.momentum", t.momentum, "must be in [0, 1)")
+    unknown = [name for name in t.loggers.split(",") if name.strip() not in ("", *LOGGERS)]
+    if unknown:
+        raise _bad("train.loggers", t.loggers, f"lists unknown logger(s) {unknown} (known: {', '.join(LOGGERS)})")
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:

@@ -26,13 +26,13 @@ import itertools
 import json
 import logging
 import shlex
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synccp.config import ConfigError, config_to_dict, default_config_dict, load_config, parse_override
+from synccp.config import (ConfigError, config_to_dict, default_config_dict, load_config, parse_override,
+                           tomllib)
 
 LOG = logging.getLogger(__name__)
 SWEEP_KEYS = ("name", "description", "base", "extends", "seeds", "out", "jobs", "launcher", "cost")
