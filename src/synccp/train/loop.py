@@ -29,6 +29,7 @@ from synccp.config import Config, config_to_dict
 from synccp.data.views import make_view
 from synccp.models import cosine_tau
 from synccp.results import rundir
+from synccp.results.loggers import with_live_loggers
 from synccp.train.checkpoint import LAST, first_nonfinite, has_checkpoint, load_checkpoint, save_checkpoint
 from synccp.train.export import encoder_description, export_model
 from synccp.train.schedules import scaled_lr, warmup_cosine
@@ -67,6 +68,8 @@ def _pretrain(cfg: Config, run_dir: Path, *, resume: bool, stop_after: int | Non
     distributed.on_rank_zero(lambda: rundir.prepare_run_dir(run_dir, config, resume=resume))
     log = rundir.MetricsLog(run_dir, enabled=setup.rank == 0)
     state = distributed.on_rank_zero(lambda: _checkpoint_to_resume(run_dir)) if resume else None
+    log = with_live_loggers(log, cfg.train.loggers, run_dir, config=config,
+                            first_step=int(state["step"]) if state else 0, enabled=setup.rank == 0)
     if state is None:
         if resume:
             LOG.info("%s has no checkpoint yet: starting it at step 0", run_dir)
@@ -80,7 +83,10 @@ def _pretrain(cfg: Config, run_dir: Path, *, resume: bool, stop_after: int | Non
         LOG.info("resumed %s at step %d", run_dir, step)
     last = setup.clock.total_steps if stop_after is None else min(stop_after, setup.clock.total_steps)
     started = time.perf_counter()
-    step = _run_steps(cfg, setup, run_dir, log, first=step, last=last, saved=saved)
+    try:
+        step = _run_steps(cfg, setup, run_dir, log, first=step, last=last, saved=saved)
+    finally:
+        log.close()
     if step < setup.clock.total_steps:
         return {"stopped_at": step}
     return _finish(cfg, setup, run_dir, wall_s=time.perf_counter() - started)
@@ -105,7 +111,7 @@ def _run_steps(cfg: Config, setup: TrainingSetup, run_dir: Path, log: rundir.Met
             setup.method.update_target(_tau(cfg, setup, step))
             setup.sparsifier.remask_second_()
         setup.method.after_step()
-        if (step + 1) % cfg.train.log_every == 0 or step + 1 == last:
+        if (step + 1) % cfg.train.log_every == 0 or step + 1 in (1, last):  # step 1: a first sign of life
             watch.raise_if_bad(saved)
             value = distributed.mean(loss).item()
             rate = (step + 1 - window[1]) * cfg.train.batch_size / (time.perf_counter() - window[0])
