@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dir", type=Path)
     ev.add_argument("--probe", choices=("linear", "knn", "both"), default="both")
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ev.add_argument("--subset", type=int, metavar="N",
+                    help="quick protocol: probe on the first N train and N test images (default: the "
+                         "run's eval.subset; 0 = the full protocol, the one results use)")
 
     ins = sub.add_parser("inspect", help="per-layer shapes and densities of both branches")
     ins.add_argument("run_dir", type=Path)
@@ -143,7 +146,7 @@ def _pretrain(args) -> int:
 def _eval(args) -> int:
     from synccp.eval.run import evaluate
 
-    result = evaluate(args.run_dir, probe=args.probe, device=args.device)
+    result = evaluate(args.run_dir, probe=args.probe, device=args.device, subset=args.subset)
     print(_format_eval(result, load_resolved(args.run_dir / "config.json")))
     return 0
 
@@ -228,6 +231,8 @@ def _format_eval(result: dict, cfg) -> str:
         lin = values.get("linear_top1")
         lines.append(f"{name:{width}s} {_pct(knn):>10s} {_pct(lin):>13s}")
     lines.append(f"online encoder density (prunable weights): {result['online_density']:.3f}")
+    if result.get("protocol", "full") != "full":
+        lines.append(f"protocol: {result['protocol']}: development numbers, not results")
     return "\n".join(lines)
 
 
