@@ -94,3 +94,24 @@ def test_compact_export_round_trips_through_load_encoder(tmp_path, one_thread):
 def test_export_of_an_unfinished_run_names_the_file(tmp_path, capsys):
     assert main(["export", str(tmp_path), "--format", "onnx"]) == 2
     assert "model.safetensors does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_trained_channel_run_exports_compact_from_the_cli(fmnist_root, tmp_path, one_thread, capsys):
+    from helpers import tiny_overrides
+    from synccp.config import load_config
+    from synccp.train.loop import pretrain
+
+    cfg = load_config(None, tiny_overrides(fmnist_root, **{"sparsity.granularity": '"channel"',
+                                                           "sparsity.density": 0.3}))
+    pretrain(cfg, tmp_path / "run")
+    spec, sparsity = synccp.encoder_metadata(tmp_path / "run" / "model.safetensors")
+    assert (spec["width"], spec["in_channels"], spec["image_size"], spec["stem"]) == (4, 1, 16, "cifar")
+    assert sparsity["granularity"] == "channel" and abs(sparsity["density"] - 0.3) < 0.05
+    assert main(["export", str(tmp_path / "run"), "--format", "compact"]) == 0
+    assert "parameters:" in capsys.readouterr().out
+    dense = synccp.load_encoder(tmp_path / "run" / "model.safetensors")
+    compact = synccp.load_encoder(tmp_path / "run" / "export" / "encoder_compact.safetensors")
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(compact(x), dense(x), rtol=1e-5, atol=1e-5)
