@@ -58,3 +58,20 @@ def test_imagenet_stem_export_loads_strictly_into_torchvision_resnet18(tmp_path,
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(tv.eval()(x), model(x))
+
+
+def test_the_export_is_byte_identical_across_processes(tmp_path):
+    """safetensors orders metadata by a per-process hash; a resumed run must export the same bytes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; sys.path.insert(0, 'tests'); from pathlib import Path; "
+            "from export_helpers import export_sparse; export_sparse(Path(sys.argv[1]))")
+    root = Path(__file__).resolve().parents[2]
+    for name in ("a", "b", "c"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], check=True, cwd=root,
+                       env={"PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}, timeout=120)
+    blobs = {(tmp_path / n / "model.safetensors").read_bytes() for n in "abc"}
+    assert len(blobs) == 1
+    assert synccp.load_encoder(tmp_path / "a" / "model.safetensors") is not None

@@ -8,10 +8,12 @@ usual ``format = pt``: ``synccp.encoder`` (how to build and feed the network) an
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import save
 
 import synccp
 
@@ -55,6 +57,19 @@ def sparsity_metadata(*, algorithm: str, granularity: str, n: int, m: int, block
 def file_metadata(encoder: dict, sparsity: dict) -> dict[str, str]:
     return {"format": "pt", "synccp.version": synccp.__version__,
             ENCODER_KEY: json.dumps(encoder), SPARSITY_KEY: json.dumps(sparsity)}
+
+
+def safetensors_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file of `state` whose header has sorted keys: the same bytes in every process.
+
+    safetensors keeps metadata in a hash map whose order changes from process to process, and a
+    resumed run must export byte-identical files; the header is rewritten with sorted keys and
+    padded with spaces to 8 bytes, as the format allows (tensor offsets are relative to the data)."""
+    raw = save(state, metadata=metadata)
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.dumps(json.loads(raw[8:8 + length]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + raw[8 + length:]
 
 
 def read_metadata(path: str | Path) -> tuple[dict, dict]:

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from synccp.export.metadata import file_metadata, sparsity_metadata
+from synccp.export.metadata import file_metadata, safetensors_bytes, sparsity_metadata
 from synccp.results.rundir import MASKS, MODEL, atomic_write
 from synccp.sparsity.sparsifier import Sparsifier
 
@@ -35,7 +35,8 @@ def export_model(run_dir: Path, backbone: nn.Module, sparsifier: Sparsifier, *,
             m=pattern.m, block=pattern.block, state=state,
             prunable=[key.split("/", 1)[1] for key in masks if key.startswith("online/")])
         metadata = file_metadata(encoder, sparsity)
-    atomic_write(Path(run_dir) / MODEL, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    payload = safetensors_bytes(state, metadata)
+    atomic_write(Path(run_dir) / MODEL, lambda tmp: Path(tmp).write_bytes(payload))
     atomic_write(Path(run_dir) / MASKS, lambda tmp: save_file(masks, str(tmp)))
 
 
