@@ -44,7 +44,8 @@ def test_a_two_step_run_logs_both_steps(fmnist_root, tmp_path, one_thread):
 
 
 def test_wandb_logger_runs_offline_and_logs_every_record(fmnist_root, tmp_path, one_thread, monkeypatch):
-    """wandb itself is an optional extra (not in dev): a stand-in module records our calls."""
+    """wandb itself is an optional extra (not in dev: ~30 packages): a stand-in module records our
+    calls. (The real wandb 0.31 ran the same offline, checked by hand: README, "Watching a run".)"""
     calls = {"log": [], "finished": 0}
 
     class Run:
@@ -61,9 +62,7 @@ def test_wandb_logger_runs_offline_and_logs_every_record(fmnist_root, tmp_path, 
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
     monkeypatch.delenv("WANDB_MODE", raising=False)
     run = _run(fmnist_root, tmp_path, "wandb")
-    import os
-
-    assert os.environ["WANDB_MODE"] == "offline" and calls["finished"] == 1
+    assert calls["init"]["mode"] == "offline" and calls["finished"] == 1
     assert calls["init"]["dir"] == str(run) and calls["init"]["config"]["train"]["loggers"] == "wandb"
     records = read_metrics(run)
     assert [step for step, _ in calls["log"]] == [r["step"] for r in records]

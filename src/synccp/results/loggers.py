@@ -66,10 +66,10 @@ class WandbLogger:
             import wandb
         except ImportError as err:
             raise RuntimeError("train.loggers=wandb needs the wandb package: pip install 'synccp[wandb]'") from err
-        os.environ.setdefault("WANDB_MODE", "offline")
         (run_dir / WANDB_DIR).mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(dir=str(run_dir), name=run_dir.name, config=config, resume="allow",
-                              id=_wandb_id(run_dir), project=os.environ.get("WANDB_PROJECT", "synccp"))
+                              id=_wandb_id(run_dir), mode=os.environ.get("WANDB_MODE", "offline"),
+                              project=os.environ.get("WANDB_PROJECT", "synccp"))
 
     def write(self, record: dict) -> None:
         self.run.log(scalars(record), step=record["step"])
