@@ -103,3 +103,17 @@ def test_runs_without_probe_results_get_no_empty_accuracy_panels(tmp_path, make_
     run = make_run(tmp_path / "runs" / "noeval", evaluated=False)
     rows = with_dense_differences([run_row(load_run(run))])
     assert draw_accuracy_vs_density(rows) == "no probe results (eval.json) of sparse runs"
+
+
+def test_report_flags_runs_probed_with_the_quick_protocol(tmp_path, make_run):
+    import json
+
+    from synccp.results.report import build_report
+
+    run = make_run(tmp_path / "runs" / "quick")
+    result = json.loads((run / "eval.json").read_text())
+    (run / "eval.json").write_text(json.dumps({**result, "protocol": "quick (eval.subset=2000)"}))
+    make_run(tmp_path / "runs" / "full", seed=1)
+    text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
+    assert "## Quick-protocol evaluations (eval.subset: not results)" in text
+    assert "quick (eval.subset=2000)" in text and "runs/full`" not in text.split("Quick-protocol")[1]

@@ -244,11 +244,16 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = with_dense_differences([run_row(run) for run in runs])
+    runs_by_path = {run.path: run for run in runs}
     write_csv(rows, out / "results.csv")
     figures = make_plots(rows, out)
     if len(runs) == 1:  # one run: its metrics as a CSV and its training curves too
         figures.update(run_report(runs[0].path, out))
     text = _markdown(rows, figures, inputs, [p for p, run in loaded.items() if run is None])
+    quick = [run.path for run in runs if (run.eval or {}).get("protocol", "full") != "full"]
+    if quick:  # eval.subset: development numbers, never results
+        text += "\n".join(["", "## Quick-protocol evaluations (eval.subset: not results)", "",
+                           *(f"- `{p}`: {get(runs_by_path[p].eval, 'protocol')}" for p in quick), ""])
     (out / "results.md").write_text(text)
     LOG.info("report of %d runs written to %s", len(rows), out)
     return out / "results.md"
