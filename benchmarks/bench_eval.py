@@ -105,21 +105,23 @@ def main() -> None:
           f"{'bf16' if args.bf16 else 'fp32'}, median of {args.repeats}")
     print(f"  before {b:.2f} s ({len(images) / b:.0f} img/s)   after {a:.2f} s ({len(images) / a:.0f} img/s)"
           f"   speedup {b / a:.2f}x   max |before - after| {drift:.2e}")
-    dim = model.out_dim
+    knn_figures(model.out_dim, a / len(images), args.subset)
+
+
+def knn_figures(dim: int, per_image: float, subset: int) -> None:
+    """kNN probe time on random features, full protocol vs `eval.subset`, and the kNN-only eval
+    totals estimated with the measured per-image feature time."""
     rows = {}
-    for label, (n_train, n_test) in (("full", (60000, 10000)), (f"eval.subset={args.subset}",
-                                                              (args.subset, min(args.subset, 10000)))):
+    for label, (n_train, n_test) in (("full", (60000, 10000)), ("quick", (subset, min(subset, 10000)))):
         train, test = torch.randn(n_train, dim), torch.randn(n_test, dim)
         train_y, test_y = torch.randint(0, 10, (n_train,)), torch.randint(0, 10, (n_test,))
-        rows[label] = timed(lambda: knn_accuracy(train, train_y, test, test_y, num_classes=10), 1)
-        rows[label + "_images"] = n_train + n_test
-    full, quick = rows["full"], rows[f"eval.subset={args.subset}"]
-    print(f"kNN probe (k=200, D={dim}): full 60000x10000 {full:.2f} s, eval.subset={args.subset} "
+        rows[label] = (timed(lambda: knn_accuracy(train, train_y, test, test_y, num_classes=10), 1),
+                       n_train + n_test)
+    (full, full_images), (quick, quick_images) = rows["full"], rows["quick"]
+    print(f"kNN probe (k=200, D={dim}): full 60000x10000 {full:.2f} s, eval.subset={subset} "
           f"{quick:.2f} s ({full / quick:.1f}x)")
-    per_image = a / len(images)
-    whole = {k: rows[k + "_images"] * per_image + rows[k] for k in ("full", f"eval.subset={args.subset}")}
-    print(f"kNN-only eval, features (after) + kNN: full {whole['full']:.1f} s, "
-          f"eval.subset={args.subset} {whole[f'eval.subset={args.subset}']:.1f} s "
+    print(f"kNN-only eval, features (after) + kNN: full {full_images * per_image + full:.1f} s, "
+          f"eval.subset={subset} {quick_images * per_image + quick:.1f} s "
           f"(estimated from the per-image feature time above)")
 
 

@@ -62,3 +62,18 @@ def save(figure: Figure | str, path: Path) -> Path | str:
         return figure
     figure.savefig(path, dpi=DPI)
     return path
+
+
+def _spaced(ticks: list[float], factor: float = 1.3) -> list[float]:
+    """Log-axis ticks at least `factor` apart (0.2 and 0.25 would print over each other); the
+    largest (1 = dense) is always kept."""
+    kept: list[float] = []
+    for tick in reversed(ticks):
+        if not kept or kept[-1] / tick >= factor:
+            kept.append(tick)
+    return kept[::-1]
+
+
+def _jitter(index: int, count: int) -> float:
+    """Multiplicative x offset that keeps series at the same density apart on a log axis."""
+    return 1.0 + 0.03 * (index - (count - 1) / 2)

@@ -18,7 +18,7 @@ from matplotlib.patches import Patch
 
 from synccp.config import Config, config_to_dict
 from synccp.results.palette import FILLS, REFERENCE, series_styles
-from synccp.results.plot_layout import RC, legend, legend_rows, panels, save
+from synccp.results.plot_layout import RC, _jitter, _spaced, legend, legend_rows, panels, save
 from synccp.results.tables import ALGORITHM_ORDER, TITLES, extra_columns, mean_std
 
 CONFIG_DEFAULTS = {f"{section}.{key}": value for section, table in config_to_dict(Config()).items()
@@ -70,21 +70,6 @@ def _points(rows: list[dict], x_field: str, y_field: str) -> list[tuple[float, f
         if x is not None and y is not None:
             points.append((x[0], y[0], y[1]))
     return sorted(points)
-
-
-def _spaced(ticks: list[float], factor: float = 1.3) -> list[float]:
-    """Log-axis ticks at least `factor` apart (0.2 and 0.25 would print over each other); the
-    largest (1 = dense) is always kept."""
-    kept: list[float] = []
-    for tick in reversed(ticks):
-        if not kept or kept[-1] / tick >= factor:
-            kept.append(tick)
-    return kept[::-1]
-
-
-def _jitter(index: int, count: int) -> float:
-    """Multiplicative x offset that keeps series at the same density apart on a log axis."""
-    return 1.0 + 0.03 * (index - (count - 1) / 2)
 
 
 def _reference_lines(ax, group: list[dict], field: str) -> None:
