@@ -24,7 +24,7 @@ def test_readme_table_is_the_generated_reference():
     readme = (ROOT / "README.md").read_text()
     table = re.search(r"<!-- config-reference:start -->\n(.*?)\n<!-- config-reference:end -->", readme, re.S)
     assert table, "README.md lacks the generated config table markers"
-    assert table.group(1) == reference("markdown"), "regenerate: synccp config --format markdown"
+    assert table.group(1) == reference("markdown"), "regenerate: python tools/readme_config.py"
 
 
 def test_a_toml_without_sparsity_runs_what_the_no_argument_run_runs(tmp_path):
