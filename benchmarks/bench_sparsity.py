@@ -157,7 +157,7 @@ def _momentum_step(net, target, optimizer, sparsifier):
             sparsifier.update_(counter[0], optimizer)
         ema_update_(target, net, 0.99)
         if sparsifier is not None:
-            sparsifier.remask_second_()
+            sparsifier.remask_second_(0.99)
     return run
 
 

@@ -58,7 +58,7 @@ def full_step(cfg, setup: TrainingSetup, step: int) -> None:
     _train_step(cfg, setup, step)
     setup.sparsifier.update_(step + 1, setup.optimizer)
     setup.method.update_target(0.99)
-    setup.sparsifier.remask_second_()
+    setup.sparsifier.remask_second_(0.99)
     setup.method.after_step()
 
 

@@ -25,9 +25,45 @@ def test_overrides_are_typed_and_applied(tmp_path):
     assert cfg.method.temperature is not None  # simclr default filled
 
 
-def test_ramp_end_defaults_to_three_quarters_of_training():
-    cfg = config_from_dict({"train": {"epochs": 8}})
-    assert cfg.sparsity.end_epoch == 6.0
+def _ramp(cfg):
+    from synccp.sparsity.schedule import ramp_epochs
+
+    s = cfg.sparsity
+    return ramp_epochs(start_epoch=s.start_epoch, end_epoch=s.end_epoch, ramp_start=s.ramp_start,
+                       ramp_end=s.ramp_end, epochs=cfg.train.epochs)
+
+
+def test_ramp_defaults_to_three_quarters_of_training_and_follows_the_length():
+    cfg = config_from_dict({"train": {"epochs": 8}, "sparsity": {"algorithm": "gmp"}})
+    assert _ramp(cfg) == (0.0, 6.0)
+    for epochs in (1, 3, 40):  # changing the length of any preset just works (issue 13)
+        for preset in (None, "configs/byol.toml", "configs/simclr.toml"):
+            cfg = load_config(preset, [f"train.epochs={epochs}"])
+            start, end = _ramp(cfg)
+            assert 0 <= start <= end <= epochs and end == pytest.approx(0.75 * epochs)
+
+
+def test_absolute_epochs_win_and_both_forms_are_refused():
+    cfg = config_from_dict({"train": {"epochs": 8}, "sparsity": {"algorithm": "synccp", "start_epoch": 1,
+                                                                 "ramp_end": 0.5}})
+    assert _ramp(cfg) == (1.0, 4.0)
+    with pytest.raises(ConfigError, match="ramp_end.*end_epoch|not both"):
+        config_from_dict({"sparsity": {"ramp_end": 0.5, "end_epoch": 2}})
+    cfg = load_config("configs/byol.toml", ["sparsity.end_epoch=5"])  # an override replaces the file's form
+    assert cfg.sparsity.ramp_end is None and _ramp(cfg) == (1.0, 5.0)
+
+
+def test_ramp_checked_only_for_algorithms_that_have_one():
+    for algorithm in ("dense", "static", "rigl", "sdclr"):
+        config_from_dict({"train": {"epochs": 2}, "sparsity": {"algorithm": algorithm, "end_epoch": 99}})
+    with pytest.raises(ConfigError, match="sparsity.end_epoch=99"):
+        config_from_dict({"train": {"epochs": 2}, "sparsity": {"algorithm": "granet", "end_epoch": 99}})
+
+
+def test_a_gap_beyond_a_dense_second_branch_fails_at_the_boundary():
+    config_from_dict({"sparsity": {"algorithm": "synccp", "density": 0.1, "density_gap": 0.9}})
+    with pytest.raises(ConfigError, match="sparsity.density_gap=0.6"):
+        config_from_dict({"sparsity": {"algorithm": "synccp", "granularity": "nm", "density_gap": 0.6}})
 
 
 @pytest.mark.parametrize("override, words", [

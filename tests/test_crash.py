@@ -152,10 +152,14 @@ def test_corrupt_checkpoints_through_the_cli(fmnist_root, tmp_path, capsys, capl
     folder = tmp_path / "r" / "checkpoints"
     assert main(args) == 0
     reference = (tmp_path / "r" / "model.safetensors").read_bytes()
+    for name in ("summary.json", "model.safetensors", "masks.safetensors"):  # as if killed before the export
+        (tmp_path / "r" / name).unlink()
     (folder / "last.pt").write_bytes((folder / "last.pt").read_bytes()[:1000])  # torn
     assert main(args + ["--resume"]) == 0  # falls back to prev.pt (epoch 2) and redoes epoch 3
-    assert any("last.pt is unreadable" in r.getMessage() for r in caplog.records)
+    assert any("last.pt is refused: unreadable" in r.getMessage() for r in caplog.records)
     assert (tmp_path / "r" / "model.safetensors").read_bytes() == reference
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["total_steps"] == 18
+    (tmp_path / "r" / "summary.json").unlink()
     for name in ("last.pt", "prev.pt"):
         (folder / name).write_bytes(b"not a checkpoint")
     before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()}
@@ -163,8 +167,6 @@ def test_corrupt_checkpoints_through_the_cli(fmnist_root, tmp_path, capsys, capl
     err = capsys.readouterr().err
     assert "cannot resume" in err and "last.pt" in err and "prev.pt" in err
     assert before == {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()}
-    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert summary["total_steps"] == 18
 
 
 def test_every_cut_of_a_checkpoint_write_leaves_the_newest_complete_checkpoint(tmp_path):
@@ -173,7 +175,8 @@ def test_every_cut_of_a_checkpoint_write_leaves_the_newest_complete_checkpoint(t
     folder = tmp_path / "checkpoints"
     save_checkpoint(tmp_path, {"step": 6})
     save_checkpoint(tmp_path, {"step": 12})  # last.pt = 12, prev.pt = 6
-    torch.save({"step": 18}, folder / "pending.bin")
+    save_checkpoint(tmp_path / "elsewhere", {"step": 18})
+    (tmp_path / "elsewhere" / "checkpoints" / "last.pt").rename(folder / "pending.bin")
     torn = (folder / "pending.bin").read_bytes()[:40]
     (folder / ".last.pt.new.abc123.tmp").write_bytes(torn)  # killed while writing the temporary
     assert load_checkpoint(tmp_path)["step"] == 12

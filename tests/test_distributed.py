@@ -160,7 +160,10 @@ def test_sweep_launches_torchrun_and_matches_one_process(fmnist_root, tmp_path, 
     masks = [load_file(str(d / "masks.safetensors")) for d in (tmp_path / "one", run)]
     inter = sum(int((masks[0][k] & masks[1][k]).sum()) for k in masks[0])
     union = sum(int((masks[0][k] | masks[1][k]).sum()) for k in masks[0])
-    assert inter / union > 0.9
+    # per-process BatchNorm statistics differ (module doc); with solo-learn's clipped LARS the steps
+    # are up to 2.5x larger than with the old unclipped form, so the runs drift further apart
+    # (measured IoU 0.88 on the fixture; the bit-for-bit comparison is test_global_augment_*)
+    assert inter / union > 0.8
 
 
 if __name__ == "__main__":

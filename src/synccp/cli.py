@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from synccp import __version__, distributed
-from synccp.config import ConfigError, config_to_dict, load_config, load_resolved
+from synccp.config import ConfigError, apply_overrides, config_to_dict, load_config, load_resolved
 
 LOG = logging.getLogger("synccp")
 RANK_ZERO_GRACE_S = 10.0
@@ -39,11 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("pretrain", help="self-supervised (sparse) pretraining into a run directory",
                          epilog="every config key with its default and choices: synccp config "
                                 "(--format markdown|toml)")
-    pre.add_argument("--config", type=Path, help="TOML file; without it the embedded default runs")
+    pre.add_argument("--config", type=Path, help="TOML file or a run's config.json (default: the embedded demo)")
     pre.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set train.epochs=50 (repeatable)")
     pre.add_argument("--out", type=Path, help="run directory (default runs/<time>-<method>-<algorithm>)")
-    pre.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    pre.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its checkpoint, with its stored config.json "
+                          "(--config/--set may only repeat it or change train.progress/train.log_every)")
     pre.add_argument("--no-eval", action="store_true", help="skip the kNN/linear probes at the end")
 
     ev = sub.add_parser("eval", help="kNN and linear probes of a finished run (writes eval.json)")
@@ -122,7 +124,11 @@ def _pretrain(args) -> int:
     from synccp.eval.run import evaluate
     from synccp.train.loop import pretrain
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = _pretrain_config(args)
+    if args.resume and (args.out / "summary.json").exists():  # finished: touch nothing, not even eval.json
+        return _finished(args, cfg)
+    if not args.no_eval:
+        _check_test_split(cfg)
     with distributed.process_group(cfg.train.device):
         leader = distributed.rank() == 0
         if not leader:
@@ -141,6 +147,42 @@ def _pretrain(args) -> int:
     if not args.no_eval:
         print(_format_eval(evaluate(out), cfg))
     return 0
+
+
+def _pretrain_config(args):
+    """The config to pretrain: --config/--set, or with --resume the run's stored config.json
+    (which --config/--set may only repeat, or change in keys that cannot change the result)."""
+    from synccp.results.rundir import resume_config
+
+    if not args.resume:
+        return load_config(args.config, args.overrides)
+    if args.out is None:
+        raise ConfigError("--resume needs --out DIR, the run directory to continue")
+    if args.config is None and not args.overrides:
+        return resume_config(args.out, None)
+    if args.config is None:  # --set on resume: on top of the stored config
+        stored = config_to_dict(resume_config(args.out, None))
+        return resume_config(args.out, apply_overrides(stored, args.overrides))
+    return resume_config(args.out, load_config(args.config, args.overrides))
+
+
+def _finished(args, cfg) -> int:
+    """`--resume` of a finished run: say so and leave every file as it is."""
+    from synccp.results.rundir import finished_summary
+
+    summary = finished_summary(args.out)
+    print(f"synccp pretrain: {args.out} holds a finished run (summary.json); nothing to resume, "
+          f"left untouched")
+    print(_format_sparsity(summary["sparsity"]))
+    return 0
+
+
+def _check_test_split(cfg) -> None:
+    """Load the evaluation split before training, so a broken test file stops the run before it
+    starts instead of after it."""
+    from synccp.data import load_dataset
+
+    load_dataset(cfg.data.name, "test", root=cfg.data.root or None, image_size=cfg.data.image_size or None)
 
 
 def _eval(args) -> int:

@@ -7,6 +7,7 @@ fail at load time with a `ConfigError` that names the key and the value.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -92,9 +93,14 @@ class SparsityConfig:
     allocation: str = "global"
     score_ema: float = 0.0
     update_every: int = 50
-    start_epoch: float = 0.0
-    end_epoch: float = -1.0
-    drop_fraction: float = 0.3
+    # The density ramp (gmp, granet, synccp): fractions of train.epochs, or absolute epochs
+    # (start_epoch/end_epoch win when set; setting both forms of one end is an error).
+    ramp_start: float | None = None  # default 0.0 (sparsity.schedule.DEFAULT_RAMP)
+    ramp_end: float | None = None  # default 0.75
+    start_epoch: float | None = None
+    end_epoch: float | None = None
+    drop_fraction: float | None = None  # drop-and-grow: RigL 0.3, GraNet 0.5 (their papers' defaults)
+    regrow_end: float | None = None  # fraction of training where drop-and-grow stops: RigL 0.75, GraNet 1.0
     sparse_branch: str = "second"
 
 
@@ -121,7 +127,6 @@ class Config:
 
 
 LOGGERS = ("tensorboard", "wandb")  # train.loggers: synccp.results.loggers
-DEFAULT_RAMP_END = 0.75  # sparsity.end_epoch < 0 means this fraction of train.epochs (masks frozen after)
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.name": ("fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder"),
@@ -158,8 +163,10 @@ def _check_ranges(cfg: Config) -> None:
         raise ConfigError(f"sparsity.n must be in [1, sparsity.m), got n={s.n}, m={s.m}")
     if not 0.0 <= s.score_ema < 1.0:
         raise _bad("sparsity.score_ema", s.score_ema, "must be in [0, 1)")
-    if not 0.0 <= s.drop_fraction < 1.0:
+    if s.drop_fraction is not None and not 0.0 <= s.drop_fraction < 1.0:
         raise _bad("sparsity.drop_fraction", s.drop_fraction, "must be in [0, 1)")
+    if s.regrow_end is not None and not 0.0 < s.regrow_end <= 1.0:
+        raise _bad("sparsity.regrow_end", s.regrow_end, "must be in (0, 1] (a fraction of train.epochs)")
     positive = {"sparsity.update_every": s.update_every, "sparsity.block_out": s.block_out,
                 "sparsity.block_in": s.block_in, "train.batch_size": t.batch_size,
                 "train.epochs": t.epochs, "train.lr": t.lr, "model.width": cfg.model.width,
@@ -173,19 +180,69 @@ def _check_ranges(cfg: Config) -> None:
             raise _bad(key, value, "must be > 0")
     for key, value in (("data.subset", d.subset), ("data.image_size", d.image_size), ("eval.subset", cfg.eval.subset),
                        ("train.weight_decay", t.weight_decay), ("train.warmup_epochs", t.warmup_epochs),
-                       ("train.min_lr", t.min_lr), ("sparsity.start_epoch", s.start_epoch)):
+                       ("train.min_lr", t.min_lr)):
         if value < 0:
             raise _bad(key, value, "must be >= 0")
-    end = t.epochs if s.end_epoch < 0 else s.end_epoch
-    if end > t.epochs or end < s.start_epoch:
-        raise ConfigError(
-            f"sparsity.end_epoch must be in [sparsity.start_epoch, train.epochs], got "
-            f"end_epoch={s.end_epoch}, start_epoch={s.start_epoch}, epochs={t.epochs}")
+    _check_ramp(cfg)
+    _check_gap(cfg)
+    _check_sparse_branch(cfg)
     if not 0.0 <= t.momentum < 1.0:
         raise _bad("train.momentum", t.momentum, "must be in [0, 1)")
     unknown = [name for name in t.loggers.split(",") if name.strip() not in ("", *LOGGERS)]
     if unknown:
         raise _bad("train.loggers", t.loggers, f"lists unknown logger(s) {unknown} (known: {', '.join(LOGGERS)})")
+
+
+RAMP_ALGORITHMS = ("gmp", "granet", "synccp")  # the algorithms whose density follows the ramp keys
+
+
+def _check_ramp(cfg: Config) -> None:
+    """The ramp keys, checked only for algorithms that have a ramp (a dense run ignores them)."""
+    from synccp.sparsity.schedule import ramp_epochs
+
+    s, epochs = cfg.sparsity, cfg.train.epochs
+    for fraction, absolute in (("ramp_start", "start_epoch"), ("ramp_end", "end_epoch")):
+        if getattr(s, fraction) is not None and getattr(s, absolute) is not None:
+            raise ConfigError(f"set sparsity.{fraction} (a fraction of train.epochs) or sparsity.{absolute} "
+                              f"(in epochs), not both; got {fraction}={getattr(s, fraction)}, "
+                              f"{absolute}={getattr(s, absolute)}")
+        value = getattr(s, fraction)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise _bad(f"sparsity.{fraction}", value, "must be in [0, 1] (a fraction of train.epochs)")
+    if s.algorithm not in RAMP_ALGORITHMS:
+        return
+    start, end = ramp_epochs(start_epoch=s.start_epoch, end_epoch=s.end_epoch, ramp_start=s.ramp_start,
+                             ramp_end=s.ramp_end, epochs=epochs)
+    if not 0.0 <= start <= end <= epochs:
+        given = ", ".join(f"sparsity.{key}={getattr(s, key)}" for key in
+                          ("start_epoch", "end_epoch", "ramp_start", "ramp_end") if getattr(s, key) is not None)
+        raise ConfigError(f"the density ramp of sparsity.algorithm={s.algorithm!r} must lie in [0, train.epochs]"
+                          f" with start <= end, got start={start:g}, end={end:g} epochs of train.epochs="
+                          f"{epochs:g} ({given or 'the default ramp'})")
+
+
+def _check_gap(cfg: Config) -> None:
+    """SyncCP's second branch keeps density + Δ: Δ may reach 1 − density (a dense second branch,
+    SDCLR's geometry) but not beyond, where the gap would be silently cut."""
+    s = cfg.sparsity
+    final = s.n / s.m if s.granularity == "nm" else s.density
+    if s.algorithm == "synccp" and final + s.density_gap > 1.0 + 1e-9:
+        raise ConfigError(f"sparsity.density_gap={s.density_gap} with a final density of {final:g} asks the "
+                          f"second branch for {final + s.density_gap:g} > 1; use at most {1 - final:g} "
+                          f"(= 1 - density: a dense second branch)")
+
+
+def _check_sparse_branch(cfg: Config) -> None:
+    """SDCLR on a momentum method prunes the target (sparsity.sparsity.checks.check_branch_rule)."""
+    from synccp.methods import METHODS
+    from synccp.sparsity import checks, policy_for
+
+    s = cfg.sparsity
+    try:
+        checks.check_branch_rule(policy_for(s.algorithm), algorithm=s.algorithm,
+                                 shared=METHODS[cfg.method.name].shared_encoder, sparse_branch=s.sparse_branch)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
@@ -208,10 +265,16 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     raise ConfigError(f"{key} must be {names}, got {value!r} ({type(value).__name__})")
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """`typing.get_type_hints(cls)`, once per class (it is slow: a sweep resolves thousands of cells)."""
+    return typing.get_type_hints(cls)
+
+
 def _build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"[{section}] must be a table, got {values!r}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in values.items():
@@ -226,16 +289,17 @@ def _build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a `Config` from nested dicts (TOML / JSON shape)."""
-    sections = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
+    sections = {f.name: _type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
     unknown = set(raw) - set(sections)
     if unknown:
         raise ConfigError(f"unknown config section(s) {sorted(unknown)} (known: {', '.join(sections)})")
     cfg = Config(**{name: _build_section(name, cls, raw.get(name, {})) for name, cls in sections.items()})
     _check_ranges(cfg)
-    if cfg.sparsity.end_epoch < 0:
-        ramp_end = DEFAULT_RAMP_END * cfg.train.epochs
-        cfg = dataclasses.replace(cfg, sparsity=dataclasses.replace(cfg.sparsity, end_epoch=ramp_end))
-    return _resolve_method_defaults(cfg)
+    cfg = _resolve_method_defaults(cfg)
+    from synccp.limits import check_sizes  # size-like keys and totals (issue 16)
+
+    check_sizes(cfg)
+    return cfg
 
 
 def _resolve_method_defaults(cfg: Config) -> Config:
@@ -264,25 +328,39 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Load a TOML file (or the embedded default when `path` is None) and apply `--set` overrides."""
+    """Load a TOML file or a run's `config.json` (or the embedded default when `path` is None)
+    and apply `--set` overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
+        raw = _read_config_file(path)
         try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from err
-    else:
-        raw = default_config_dict()
+            return apply_overrides(raw, overrides)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}" if not overrides else f"{path} with --set: {err}") from None
+    return apply_overrides(default_config_dict(), overrides)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] = ()) -> Config:
+    """`raw` (TOML / config.json shape) with `--set key=value` overrides, built and validated."""
+    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()}
     for text in overrides:
         (section, name), value = parse_override(text)
         table = raw.setdefault(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] must be a table, got {table!r}")
         table[name] = value
+        other = EXCLUSIVE.get(f"{section}.{name}")
+        if other is not None:  # an override of one form of a ramp end replaces the file's other form
+            table.pop(other.split(".", 1)[1], None)
     return config_from_dict(raw)
+
+
+# Two ways to give one end of the ramp: the later (an override) replaces the earlier (the file).
+EXCLUSIVE = {"sparsity.start_epoch": "sparsity.ramp_start", "sparsity.ramp_start": "sparsity.start_epoch",
+             "sparsity.end_epoch": "sparsity.ramp_end", "sparsity.ramp_end": "sparsity.end_epoch"}
 
 
 def default_config_dict() -> dict[str, Any]:
@@ -307,12 +385,7 @@ def normalized_config_dict(raw: dict[str, Any]) -> dict[str, Any]:
     their defaults and removed keys holding their no-op value are dropped, so an older run still
     compares equal to the same run today. Input that no longer validates is returned unchanged
     (it then differs, and the caller says where)."""
-    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()}
-    for dotted, harmless in REMOVED_KEYS.items():
-        section, key = dotted.split(".", 1)
-        table = raw.get(section)
-        if isinstance(table, dict) and key in table and table[key] == harmless:
-            del table[key]
+    raw = _drop_removed(raw)
     try:
         return config_to_dict(config_from_dict(raw))
     except ConfigError:
@@ -324,5 +397,41 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 
 def load_resolved(path: str | Path) -> Config:
-    """Read a run directory's `config.json` back into a `Config`."""
-    return config_from_dict(json.loads(Path(path).read_text()))
+    """Read a run directory's `config.json` back into a `Config` (errors name the file)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist: not a synccp run directory")
+    raw = _read_config_file(path)
+    try:
+        return config_from_dict(_drop_removed(raw))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML file, or a run's `config.json` (`.json`): a table of sections, or `ConfigError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except OSError as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid JSON: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a table of sections, got {type(raw).__name__}")
+    return _drop_removed(raw) if path.suffix == ".json" else raw
+
+
+def _drop_removed(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` without the `REMOVED_KEYS` that hold their no-op value (older config.json files)."""
+    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()}
+    for dotted, harmless in REMOVED_KEYS.items():
+        section, key = dotted.split(".", 1)
+        table = raw.get(section)
+        if isinstance(table, dict) and key in table and table[key] == harmless:
+            del table[key]
+    return raw

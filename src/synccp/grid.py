@@ -13,17 +13,19 @@ A grid file has four parts (see configs/grids/ for real ones)::
     seeds = [0, 1, 2]        # a `[[cells]]` table may list its own seeds instead of [sweep]'s
 
 The cells are the union of the `[grid]` product and every `[[cells]]` product, each merged over
-`[fixed]` (cell keys win), times the seeds (the sub-grid's own, else [sweep]'s). Every cell is validated with `load_config` before
-anything runs. A cell's run directory is `<out>/<name>`, the name being a readable slug of the
-cell's own keys, its seed and a hash of everything that defines the run, so editing the grid never
-reuses a directory for a different run.
+`[fixed]` (cell keys win), times the seeds (the sub-grid's own, else [sweep]'s). Every cell is
+resolved and validated (as `load_config` does) before anything runs. A cell's run directory is
+`<out>/<name>`, the name being a readable slug of the cell's own keys, its seed and the cell's
+identity: 64 bits of SHA-256 of its resolved config (types normalised: `lr = 1` and `lr = 1.0`
+are one run; `train.progress`/`train.log_every` left out, they cannot change the result), so
+editing the grid never reuses a directory for a different run and two cells that resolve to
+the same run are one cell. A run directory named by the identity of earlier versions (24 bits of
+the grid settings) is reused when it holds exactly the cell's resolved config.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import logging
 import shlex
 from collections.abc import Sequence
@@ -31,38 +33,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synccp.config import (ConfigError, config_to_dict, default_config_dict, load_config, parse_override,
-                           tomllib)
+from synccp.cells import (LABELS, Cell, SweepError, _legacy_digest, _resolve, _reuse_legacy, _toml_literal,
+                          cell_identity, cell_name)
+from synccp.config import ConfigError, default_config_dict, parse_override, tomllib
+from synccp.results import rundir
+
+__all__ = ["Cell", "Grid", "LABELS", "SubGrid", "SweepError", "cell_identity", "cell_name", "load_grid",
+           "plan", "validate"]
 
 LOG = logging.getLogger(__name__)
 SWEEP_KEYS = ("name", "description", "base", "extends", "seeds", "out", "jobs", "launcher", "cost")
 DEFAULTS = {"train.progress": False}  # per-run progress bars would only clutter log.txt
-# Keys always named in a run directory (value-only or with a short prefix); other keys appear
-# (as <key><value>) only where a sub-grid sweeps them, all of them are in the hash.
-LABELS = {"data.name": "{}", "method.name": "{}", "sparsity.algorithm": "{}",
-          "sparsity.granularity": "{}", "sparsity.n": "n{}", "sparsity.m": "m{}",
-          "sparsity.density": "d{}", "sparsity.density_gap": "gap{}", "sparsity.score_ema": "ema{}"}
-
-
-class SweepError(ValueError):
-    """The grid file is invalid; the message names the file, the cell and the key."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One run of the grid: its own keys, its seed and every `--set` override it is launched with."""
-
-    name: str
-    seed: int
-    overrides: dict[str, Any]
-    settings: dict[str, Any]
-    run_dir: Path
-
-    def set_args(self) -> list[str]:
-        """The `key=value` overrides (TOML literals) for `load_config` and `--set`."""
-        return [f"{key}={_toml_literal(key, value)}" for key, value in self.settings.items()]
-
-
 @dataclass(frozen=True)
 class SubGrid:
     """`[grid]` or one `[[cells]]` table: key -> values, and the seeds each product runs with."""
@@ -124,18 +105,6 @@ def _subgrid(table: Any, where: str, path: Path) -> dict[str, tuple]:
             _toml_literal(key, item, path=path, where=where)
         axes[key] = values
     return axes
-
-
-def _toml_literal(key: str, value: Any, *, path: Path | None = None, where: str = "") -> str:
-    """A scalar as the TOML literal `parse_override` reads back to the same value."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    raise SweepError(f"{path}: {where} key {key!r} must be a string, number or boolean "
-                     f"(or a list of them), got {value!r}")
 
 
 def _read_toml(path: Path) -> dict:
@@ -238,60 +207,49 @@ def _seeds(value: Any, where: str, path: Path) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _slug_value(value: Any) -> str:
-    text = ("true" if value else "false") if isinstance(value, bool) else (
-        f"{value:g}" if isinstance(value, float) else str(value))
-    return "".join(c if c.isalnum() or c in ".+-" else "-" for c in text)
-
-
-def _digest(identity: Any) -> str:
-    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:6]
-
-
-def cell_name(labels: dict[str, Any], seed: int, digest: str) -> str:
-    """`<label>_..._s<seed>_<digest>`, e.g. `byol_synccp_nm_n2_m4_d0.5_s0_1a2b3c`: readable from
-    the cell's labels; the digest of everything that defines the run keeps runs apart."""
-    parts = [LABELS.get(key, key.split(".")[-1].replace("_", "") + "{}").format(_slug_value(value))
-             for key, value in labels.items()]
-    slug = "_".join(parts)[:120]
-    return f"{slug}_s{seed}_{digest}" if slug else f"s{seed}_{digest}"
-
-
 def plan(grid: Grid, *, out: Path | None = None) -> list[Cell]:
-    """Every cell of the grid, in file order (sub-grid, product, then seed); duplicates dropped."""
+    """Every cell of the grid, resolved and validated, in file order (sub-grid, product, then
+    seed); cells that resolve to the same run are kept once. `SweepError` lists invalid cells."""
     base_raw = tomllib.loads(grid.base.read_text()) if grid.base else default_config_dict()
     out = Path(out) if out is not None else grid.out
     cells: dict[str, Cell] = {}
+    errors = []
     for sub in grid.subgrids:
         for values in itertools.product(*sub.axes.values()):
             overrides = dict(zip(sub.axes, values))
             labels = {k: v for k, v in overrides.items() if k in LABELS or len(sub.axes[k]) > 1}
             for seed in sub.seeds:
                 settings = {**DEFAULTS, **grid.fixed, **overrides, "train.seed": seed}
-                digest = _digest({"base": base_raw, "settings": settings})
-                if digest in cells:
-                    LOG.warning("%s: cell %s appears twice; running it once", grid.path, cells[digest].name)
+                draft = Cell(name=cell_name(labels, seed, "?"), seed=seed, overrides=overrides,
+                             settings=settings, run_dir=out)
+                try:
+                    resolved = _resolve(base_raw, draft)
+                except ConfigError as err:
+                    keys = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "no own keys"
+                    errors.append(f"{grid.path}: cell {draft.name} ({keys}): {err}")
                     continue
-                name = cell_name(labels, seed, digest)
-                cells[digest] = Cell(name=name, seed=seed, overrides=overrides, settings=settings,
-                                     run_dir=out / name)
-    return list(cells.values())
-
-
-def validate(grid: Grid, cells: list[Cell]) -> dict[str, dict]:
-    """Resolve every cell with `load_config`; return name -> resolved config (config.json shape).
-
-    Raises one `SweepError` listing the failing cells (file, cell, its keys and the config error)."""
-    resolved, errors = {}, []
-    for cell in cells:
-        try:
-            cfg = load_config(grid.base, cell.set_args())
-        except ConfigError as err:
-            keys = ", ".join(f"{k}={v!r}" for k, v in cell.overrides.items()) or "no own keys"
-            errors.append(f"{grid.path}: cell {cell.name} ({keys}): {err}")
-            continue
-        resolved[cell.name] = json.loads(json.dumps(config_to_dict(cfg)))
+                identity = cell_identity(resolved)
+                if identity in cells:
+                    _same_run_twice(grid, cells[identity], resolved)
+                    continue
+                name = cell_name(labels, seed, identity)
+                legacy = out / cell_name(labels, seed, _legacy_digest({"base": base_raw, "settings": settings}))
+                cells[identity] = _reuse_legacy(Cell(name=name, seed=seed, overrides=overrides, settings=settings,
+                                                     run_dir=out / name, resolved=resolved), legacy)
     if errors:
         more = f"\n(and {len(errors) - 5} more failing cells)" if len(errors) > 5 else ""
         raise SweepError("\n".join(errors[:5]) + more)
-    return resolved
+    return list(cells.values())
+
+
+def _same_run_twice(grid: Grid, first: Cell, resolved: dict) -> None:
+    """A cell whose identity an earlier cell has: the same run (logged), or a digest collision."""
+    if rundir.config_differences(first.resolved, resolved):
+        raise SweepError(f"{grid.path}: two different cells share the identity of {first.name}; "
+                         f"rename nothing, report this (a 64-bit digest collision)")
+    LOG.warning("%s: cell %s appears twice (the same resolved run); running it once", grid.path, first.name)
+
+
+def validate(grid: Grid, cells: list[Cell]) -> dict[str, dict]:
+    """Name -> resolved config (config.json shape) of every cell; `plan` already refused invalid ones."""
+    return {cell.name: cell.resolved for cell in cells}

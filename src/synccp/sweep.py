@@ -9,7 +9,6 @@ time in subprocesses (through a launcher such as torchrun when the grid names on
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 import shlex
@@ -24,9 +23,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from synccp.config import normalized_config_dict
 from synccp.grid import Cell, Grid, SweepError, load_grid, plan, validate
 from synccp.results import rundir
+from synccp.results.lock import RunLock, RunLockedError, holder
 
 LOG = logging.getLogger(__name__)
 Runner = Callable[[list[str], Path, dict[str, str]], int]
@@ -43,29 +42,35 @@ class SweepResult:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    reasons: dict[str, str] = field(default_factory=dict)  # why a cell is a `conflict`
+    reasons: dict[str, str] = field(default_factory=dict)  # why a cell is a `conflict` or `locked`
+    locked: dict[str, str] = field(default_factory=dict)  # cells another process is writing: not run
     dry_run: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        """Every cell finished: none failed, none left to another process."""
+        return not self.failed and not self.locked
 
 
 def run_state(run_dir: Path, expected: dict | None = None, *, want_cost: bool = False) -> tuple[str, str]:
     """What a cell's directory needs: `new`, `restart` (started, never checkpointed), `resume`,
-    `eval`, `cost`, `done`, or `conflict` (holds something else; the reason is returned too)."""
+    `eval`, `cost`, `done`, `locked` (another process writes it now; its holder is returned) or
+    `conflict` (holds something else; the reason is returned too)."""
     run_dir = Path(run_dir)
+    who = holder(run_dir) if run_dir.is_dir() else None
+    if who is not None:
+        return "locked", f"in use by {who}"
     if not (run_dir / rundir.CONFIG).is_file():
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.is_dir() and rundir.foreign_entries(run_dir):
             return "conflict", f"{run_dir} holds files but no {rundir.CONFIG}"
         return "new", ""
     if expected is not None:
-        found = normalized_config_dict(rundir.read_json(run_dir / rundir.CONFIG))
-        expected = normalized_config_dict(expected)  # both as this version resolves them
-        if found != expected:
-            changed = sorted(f"{s}.{k}" for s in expected for k in expected[s]
-                             if found.get(s, {}).get(k) != expected[s][k])
-            return "conflict", f"{run_dir} holds a different run (differs in {', '.join(changed) or 'sections'})"
+        try:
+            changed = rundir.config_differences(rundir.read_json(run_dir / rundir.CONFIG), expected)
+        except rundir.RunDirError as err:
+            return "conflict", str(err)
+        if changed:
+            return "conflict", f"{run_dir} holds a different run (differs in {', '.join(changed)})"
     if not (run_dir / rundir.SUMMARY).is_file():
         folder = run_dir / rundir.CHECKPOINTS
         has_checkpoint = folder.is_dir() and any(folder.glob("*.pt*"))
@@ -170,17 +175,24 @@ def _adopt_pending_log(cell: Cell) -> None:
 
 
 def _clear_unstarted(cell: Cell) -> None:
-    """Empty a run that was stopped before its first checkpoint, so it can start again."""
+    """Empty a run that was stopped before its first checkpoint, so it can start again; under the
+    run directory's lock (a process that started it meanwhile is left alone), which stays."""
     ours = {rundir.CONFIG, rundir.METRICS, rundir.CHECKPOINTS, "log.txt"}
-    strangers = [p.name for p in cell.run_dir.iterdir() if p.name not in ours and not p.name.startswith(".")]
-    if strangers:
-        raise rundir.RunDirError(f"cannot restart {cell.run_dir}: it also holds {sorted(strangers)}")
-    log = cell.run_dir / "log.txt"
-    if log.is_file():
-        _pending_log(cell).parent.mkdir(parents=True, exist_ok=True)
-        with open(_pending_log(cell), "a") as handle:
-            handle.write(log.read_text())
-    shutil.rmtree(cell.run_dir)
+    with RunLock(cell.run_dir):
+        entries = rundir.foreign_entries(cell.run_dir)
+        strangers = [p.name for p in entries if p.name not in ours and not p.name.startswith(".")]
+        if strangers:
+            raise rundir.RunDirError(f"cannot restart {cell.run_dir}: it also holds {sorted(strangers)}")
+        log = cell.run_dir / "log.txt"
+        if log.is_file():
+            _pending_log(cell).parent.mkdir(parents=True, exist_ok=True)
+            with open(_pending_log(cell), "a") as handle:
+                handle.write(log.read_text())
+        for entry in entries:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
 
 def _run_cell(cell: Cell, action: str, grid: Grid, *, want_cost: bool, runner: Runner,
@@ -198,6 +210,8 @@ def _run_cell(cell: Cell, action: str, grid: Grid, *, want_cost: bool, runner: R
             if label != "cost":
                 return f"{label} exited with code {code}; see {_log_for(cell)}", warnings
             warnings.append(f"{cell.name}: cost exited with code {code}; see {_log_for(cell)}")
+    except RunLockedError as err:
+        return f"locked: {err}", warnings
     except (OSError, rundir.RunDirError) as err:
         return f"{type(err).__name__}: {err}", warnings
     return None, warnings
@@ -222,16 +236,24 @@ def _postfix(bar: tqdm, result: SweepResult) -> None:
     bar.set_postfix(done=len(result.completed), skipped=len(result.skipped), failed=len(result.failed))
 
 
-def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner | None,
-            progress: bool, python: str) -> None:
-    """Run the planned actions `jobs` cells at a time, filling `result`; a progress bar over the grid."""
+def _settle(result: SweepResult) -> list[Cell]:
+    """Record the cells that run nothing (done, conflict, locked); return those left to run."""
     for cell in result.cells:
         action = result.actions[cell.name]
         if action == "done":
             result.skipped.append(cell.name)
         elif action == "conflict":
             result.failed[cell.name] = result.reasons[cell.name]
-    todo = [c for c in result.cells if result.actions[c.name] not in ("done", "conflict")]
+        elif action == "locked":
+            result.locked[cell.name] = result.reasons[cell.name]
+            LOG.warning("sweep cell %s is %s: not run", cell.name, result.reasons[cell.name])
+    return [c for c in result.cells if result.actions[c.name] not in ("done", "conflict", "locked")]
+
+
+def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner | None,
+            progress: bool, python: str) -> None:
+    """Run the planned actions `jobs` cells at a time, filling `result`; a progress bar over the grid."""
+    todo = _settle(result)
     bar = tqdm(total=len(result.cells), initial=len(result.cells) - len(todo), unit="run",
                desc=f"sweep {result.grid.name}", disable=not progress or None, dynamic_ncols=True)
     _postfix(bar, result)
@@ -281,7 +303,10 @@ def format_plan(result: SweepResult) -> str:
 def format_summary(result: SweepResult) -> str:
     """Counts of completed / skipped / failed cells and the reason of each failure."""
     lines = [f"sweep {result.grid.name}: {len(result.completed)} completed, {len(result.skipped)} "
-             f"skipped (already finished), {len(result.failed)} failed"]
+             f"skipped (already finished), {len(result.failed)} failed"
+             + (f", {len(result.locked)} in use by another process (not run; run the sweep again "
+                f"once they end)" if result.locked else "")]
     lines += [f"  FAILED {name}: {reason}" for name, reason in result.failed.items()]
+    lines += [f"  LOCKED {name}: {reason}" for name, reason in result.locked.items()]
     lines += [f"  warning: {text}" for text in result.warnings]
     return "\n".join(lines)

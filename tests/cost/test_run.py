@@ -92,7 +92,8 @@ def test_rigl_pays_dense_weight_gradients_at_update_steps(tmp_path, tiny_net):
     report = run_report(write_run(tmp_path / "rigl", cfg, records, 12), backbone=tiny_net)
     extra = 2 * 2 * CONV2_ROWS * (1152 - 576)  # 2 updates × 2 passes × (dense − sparse wgrad)
     assert report["totals"]["sparse"]["macs"] == 12 * step_macs(0.5) + extra
-    assert "mask_update" in report["elementwise"]
+    assert "mask_update" not in report["elementwise"]  # RigL re-selects nothing by score
+    assert report["elementwise"]["drop_and_grow"]["times"] == 2  # one branch: the shared mask
 
 
 def test_nm_run_reports_transposability_and_writes_cost_json(tmp_path, tiny_net):
@@ -134,12 +135,15 @@ def test_records_timeline_counts_an_update_logged_at_the_last_step():
     assert intervals[1].densities["second"] == {CONV2: 0.5}  # empty second branch → online's
 
 
-@pytest.mark.parametrize("algorithm, window", [("synccp", (0.3, 1.4)), ("sdclr", (0.0, 1.5)),
-                                               ("granet", (0.5, 1.25))])
-def test_config_update_steps_are_the_trainers(fmnist_root, tmp_path, algorithm, window):
+@pytest.mark.parametrize("algorithm, window, method", [
+    ("synccp", (0.3, 1.4), "simclr"), ("sdclr", (0.0, 1.5), "simclr"), ("granet", (0.5, 1.25), "simclr"),
+    ("rigl", (0.5, 1.25), "simclr"), ("synccp", (0.3, 1.4), "byol"), ("gmp", (0.3, 1.4), "byol")])
+def test_config_update_steps_are_the_trainers(fmnist_root, tmp_path, algorithm, window, method):
     """The cost model's update steps for a config (before training) are the steps at which a real
     run logged a mask update: fractional ramp epochs, the end step off the update grid, SDCLR's
-    epoch cadence."""
+    epoch cadence, GraNet regrowing to the end, RigL's own window; and its element-wise work
+    (score-EMA steps × branches, selections × branches, drop-and-grow updates, target-shadow
+    steps) is what the Sparsifier counted doing in that run."""
     from helpers import tiny_overrides
 
     from synccp.config import load_config
@@ -149,9 +153,18 @@ def test_config_update_steps_are_the_trainers(fmnist_root, tmp_path, algorithm, 
 
     sets = tiny_overrides(fmnist_root, **{"sparsity.algorithm": f'"{algorithm}"', "sparsity.update_every": 3,
                                           "sparsity.start_epoch": window[0], "sparsity.end_epoch": window[1],
-                                          "method.name": '"simclr"', "train.epochs": 2.5,
-                                          "data.subset": 96})
+                                          "method.name": f'"{method}"', "train.epochs": 2.5,
+                                          "data.subset": 96, "sparsity.score_ema": 0.5})
     cfg = load_config(None, sets)
-    pretrain(cfg, tmp_path / "run")
+    summary = pretrain(cfg, tmp_path / "run")
     logged = [r["step"] for r in rundir.read_metrics(tmp_path / "run", "mask_update") if r["step"] > 0]
     assert logged and update_steps(cfg, config_clock(cfg)) == logged
+    did = summary["sparsity"]["work"]
+    modelled = config_report(cfg)["elementwise"]
+    branches = 1 if method == "simclr" or algorithm == "gmp" else 2
+    assert modelled["score_ema"]["times"] * branches == did["score_ema_updates"]
+    assert modelled.get("mask_update", {}).get("times", 0) == did["mask_selections"]
+    assert modelled.get("drop_and_grow", {}).get("times", 0) == did["regrow_updates"]
+    assert modelled.get("target_shadow", {}).get("times", 0) == did["shadow_steps"]
+    if algorithm == "granet":  # prune-and-regrow after the ramp, to the end of training
+        assert max(logged) > round(window[1] * summary["steps_per_epoch"])

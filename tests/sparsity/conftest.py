@@ -33,8 +33,9 @@ class Run:
     train/loop.py: forward → backward → capture → mask grads → step → update → EMA → remask."""
 
     def __init__(self, *, momentum: bool = False, optimizer: str = "sgd", seed: int = 0,
-                 weight_decay: float = 1e-3, **overrides):
+                 weight_decay: float = 1e-3, tau: float = 0.9, **overrides):
         self.model = tiny_net(seed)
+        self.tau = tau
         self.target = None
         if momentum:
             self.target = copy.deepcopy(self.model)
@@ -50,15 +51,12 @@ class Run:
         self.losses = []
 
     def encode(self, branch: str, x: torch.Tensor) -> torch.Tensor:
-        if self.target is not None:
-            if branch == "online":
-                return self.model(x)
-            with torch.no_grad():
-                return self.target(x)
+        module = self.model if self.target is None or branch == "online" else self.target
         weights = self.sparsifier.branch_weights(branch)
-        if weights is None:
-            return self.model(x)
-        return torch.func.functional_call(self.model, weights, (x,))
+        with torch.set_grad_enabled(module is self.model):
+            if weights is None:
+                return module(x)
+            return torch.func.functional_call(module, weights, (x,))
 
     def step(self, step: int) -> None:
         """Optimizer step number `step` (1-based), deterministic data."""
@@ -78,8 +76,8 @@ class Run:
         if self.target is not None:
             with torch.no_grad():
                 for t, o in zip(self.target.parameters(), self.model.parameters()):
-                    t.mul_(0.9).add_(o, alpha=0.1)
-            self.sparsifier.remask_second_()
+                    t.mul_(self.tau).add_(o, alpha=1 - self.tau)
+            self.sparsifier.remask_second_(self.tau)
         self.losses.append(float(loss.detach()))
 
     def run(self, first: int, last: int) -> "Run":

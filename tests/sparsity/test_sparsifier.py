@@ -30,7 +30,7 @@ def _zero_outside(run):
             assert not params[name].detach()[~union].any(), f"{name} nonzero outside the union"
         elif branch == "online":
             assert not params[name].detach()[~mask].any(), f"{name} nonzero outside M_A"
-        else:
+        elif run.sparsifier.policy.zero_pruned:
             assert not target[name][~mask].any(), f"target {name} nonzero outside M_B"
 
 
@@ -147,20 +147,6 @@ def test_scores_update_once_per_step(make_run):
         assert torch.equal(value, scores[key])
 
 
-def test_momentum_target_masks_come_from_target_scores(make_run):
-    run = make_run(algorithm="synccp", momentum=True, density_gap=0.0)
-    run.sparsifier.prepare_()
-    run.run(1, 9)
-    assert run.sparsifier.branch_weights("online") is None
-    assert run.sparsifier.branch_weights("second") is None
-    masks = run.sparsifier.masks()
-    differs = [name for name in dict(run.model.named_parameters())
-               if f"online/{name}" in masks and not torch.equal(masks[f"online/{name}"], masks[f"second/{name}"])]
-    assert differs  # same density, different scores (ξ vs θ) → different masks
-    iou = run.records[9]["oscillation"]["online_vs_second_iou"]["total"]
-    assert 0.5 < iou < 1.0
-
-
 def test_rigl_constant_density_and_zero_initialised_growth(make_run):
     run = make_run(algorithm="rigl", density=0.3, drop_fraction=0.5, end_step=11)
     run.sparsifier.prepare_()
@@ -205,7 +191,7 @@ def test_rigl_needs_captured_gradients(make_run):
     run = make_run(algorithm="rigl")
     run.sparsifier.prepare_()
     with pytest.raises(RuntimeError, match="capture_"):
-        run.sparsifier.update_(1, run.optimizer)
+        run.sparsifier.update_(2, run.optimizer)  # RigL: every ΔT = 2 steps from step 0
 
 
 def test_dense_costs_nothing(make_run):

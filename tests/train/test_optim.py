@@ -17,26 +17,49 @@ def test_parameter_groups_exclude_biases_and_norms():
     assert exclude["weight_decay"] == 0.0 and exclude["lars_exclude"]
 
 
-def test_lars_step_matches_formula():
+def _solo_learn_lars(w, g, buf, *, lr, wd, eta, momentum, eps=1e-8, exclude=False):
+    """An independent transcription of solo-learn's `LARS.step` (solo/utils/lars.py) for one
+    parameter: the trust ratio on the raw gradient, clip_lr, exclude_bias_n_norm."""
+    d_p = g
+    if not exclude:
+        p_norm, g_norm = float(w.norm()), float(g.norm())
+        if p_norm != 0 and g_norm != 0:
+            lars_lr = eta * p_norm / (g_norm + p_norm * wd + eps)
+            lars_lr = min(lars_lr / lr, 1.0)
+            d_p = (g + wd * w) * lars_lr
+    buf = d_p.clone() if buf is None else momentum * buf + d_p
+    return w - lr * buf, buf
+
+
+def test_lars_step_matches_solo_learn():
     torch.manual_seed(0)
     w = nn.Parameter(torch.randn(5, 3, dtype=torch.float64))
     b = nn.Parameter(torch.randn(5, dtype=torch.float64))
-    w0, b0 = w.detach().clone(), b.detach().clone()
     gw, gb = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
-    opt = LARS([{"params": [w], "weight_decay": 0.01, "lars_exclude": False},
-                {"params": [b], "weight_decay": 0.0, "lars_exclude": True}], lr=0.5, momentum=0.9, eta=0.02)
-    for _ in range(2):
-        w.grad, b.grad = gw.clone(), gb.clone()
-        opt.step()
-    # reference, written out
-    buf_w = torch.zeros_like(w0); buf_b = torch.zeros_like(b0); rw, rb = w0.clone(), b0.clone()
-    for _ in range(2):
-        u = gw + 0.01 * rw
-        u = u * (0.02 * rw.norm() / u.norm())
-        buf_w = 0.9 * buf_w + u; rw = rw - 0.5 * buf_w
-        buf_b = 0.9 * buf_b + gb; rb = rb - 0.5 * buf_b
-    torch.testing.assert_close(w.detach(), rw)
-    torch.testing.assert_close(b.detach(), rb)
+    rw, rb, buf_w, buf_b = w.detach().clone(), b.detach().clone(), None, None
+    for lr in (0.4, 0.01, 0.0005):  # clipped (trust < lr) at large lr, unclipped at small lr
+        opt = LARS([{"params": [w], "weight_decay": 1e-4, "lars_exclude": False},
+                    {"params": [b], "weight_decay": 0.0, "lars_exclude": True}], lr=lr, momentum=0.9, eta=0.02)
+        if buf_w is not None:
+            opt.state[w]["momentum_buffer"] = buf_w.clone()
+            opt.state[b]["momentum_buffer"] = buf_b.clone()
+        for _ in range(3):
+            w.grad, b.grad = gw.clone(), gb.clone()
+            opt.step()
+            rw, buf_w = _solo_learn_lars(rw, gw, buf_w, lr=lr, wd=1e-4, eta=0.02, momentum=0.9)
+            rb, buf_b = _solo_learn_lars(rb, gb, buf_b, lr=lr, wd=0.0, eta=0.02, momentum=0.9, exclude=True)
+        torch.testing.assert_close(w.detach(), rw)
+        torch.testing.assert_close(b.detach(), rb)
+
+
+def test_lars_trust_ratio_uses_the_raw_gradient_and_clips():
+    """At SimCLR's lr 0.4 the old ‖g + λw‖ form without clipping took a 2.5× smaller step on
+    weights whose trust ratio exceeds the lr; solo-learn's clipped form steps min(trust, lr)."""
+    w = nn.Parameter(torch.full((10,), 1.0, dtype=torch.float64).reshape(2, 5))
+    w.grad = torch.full((2, 5), 1e-3, dtype=torch.float64)
+    LARS([{"params": [w], "weight_decay": 0.0, "lars_exclude": False}], lr=0.4, momentum=0.0, eta=0.02).step()
+    # trust = 0.02·‖w‖/‖g‖ = 20 ≫ lr, so local = 1: a plain SGD step of lr·g
+    torch.testing.assert_close(w.detach(), torch.full((2, 5), 1.0 - 0.4e-3, dtype=torch.float64))
 
 
 def test_lars_trust_ratio_is_one_for_zero_weights():

@@ -21,8 +21,6 @@ import torch
 from torch import nn
 
 PHASES = ("forward", "dgrad", "wgrad")
-SHARED_ENCODER_METHODS = ("simclr", "barlow", "simsiam")
-MOMENTUM_METHODS = ("byol", "mocov2")
 
 
 @dataclass(frozen=True)
@@ -106,15 +104,16 @@ def method_passes(method: str) -> tuple[Pass, ...]:
     predictor) on both views with backward; the EMA target (backbone + target projector, second
     mask) on both views, forward only.
     """
+    from synccp.methods import METHODS  # the method's own row says whether it shares its encoder
+
+    if method not in METHODS:
+        raise ValueError(f"method.name must be one of {', '.join(METHODS)}, got {method!r}")
     heads = ("backbone", "projector", "predictor")
-    if method in SHARED_ENCODER_METHODS:
+    if METHODS[method].shared_encoder:
         return (Pass("online", "a", True, heads), Pass("second", "b", True, heads))
-    if method in MOMENTUM_METHODS:
-        online = tuple(Pass("online", view, True, heads) for view in ("a", "b"))
-        target = tuple(Pass("second", view, False, ("backbone", "projector")) for view in ("a", "b"))
-        return online + target
-    raise ValueError(f"method.name must be one of "
-                     f"{', '.join(SHARED_ENCODER_METHODS + MOMENTUM_METHODS)}, got {method!r}")
+    online = tuple(Pass("online", view, True, heads) for view in ("a", "b"))
+    target = tuple(Pass("second", view, False, ("backbone", "projector")) for view in ("a", "b"))
+    return online + target
 
 
 def trace_layers(module: nn.Module, input_shape: tuple[int, ...], *, part: str = "backbone",

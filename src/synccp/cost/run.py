@@ -25,6 +25,10 @@ from synccp.cost.accelerator import DEFAULT_ACCELERATOR, Accelerator, PhaseCost,
 from synccp.cost.flops import DENSE_GRADIENT_ALGORITHMS, WGRAD_RULES
 from synccp.cost.gemms import Layer, Pass, method_passes, pass_phases, training_layers
 from synccp.cost.report import format_cost, layer_entries, totals, write_cost_json
+from synccp.methods import METHODS
+from synccp.sparsity.algorithms import (last_scored_step, policy_for, regrow_settings, selected_branches,
+                                        tracked_branches)
+from synccp.sparsity.schedule import sparsity_steps
 from synccp.cost.timeline import (Clock, Interval, config_clock, image_geometry, interval_at,
                                   records_timeline, schedule_timeline)
 
@@ -157,27 +161,62 @@ def _add(total: dict[str, float], cost: PhaseCost, times: int) -> None:
     total["energy_pj"] += cost.energy_pj * times
 
 
-def elementwise(workload: Workload, cfg: Config, *, total_steps: int, updates: int,
-                accel: Accelerator) -> dict[str, dict]:
-    """Whole-run element-wise work (each op one lane-cycle, traffic at DRAM bandwidth):
-    EMA target update ξ ← τξ + (1−τ)θ of backbone + projector weights every step (2 ops, 3
-    accesses per weight); SyncCP's score EMA per branch per step; per mask update and branch,
-    score + threshold selection + mask write (4 ops per weight; read weights and scores, write
-    1-bit masks; RigL/GraNet also read the dense gradient)."""
-    size, work = accel.bytes_per_element, {}
+def elementwise(workload: Workload, cfg: Config, *, clock: Clock, updates: list[int],
+                intervals: list[Interval], accel: Accelerator) -> dict[str, dict]:
+    """Whole-run element-wise work (each op one lane-cycle, traffic at DRAM bandwidth), counted
+    with the Sparsifier's own rules (`synccp.sparsity.algorithms`): the EMA target update
+    ξ ← τξ + (1−τ)θ of backbone + projector weights every step (2 ops, 3 accesses per weight);
+    SyncCP's target shadow ξ += (1−τ)·shadow on steps where the target is denser; the score EMA of
+    each tracked branch (`tracked_branches`) up to the last scored step; per update, score +
+    threshold selection + mask write for each selected branch (`selected_branches`, 4 ops per
+    weight; read weights and scores, write 1-bit masks) and the drop-and-grow of RigL/GraNet on
+    the online branch (reading the dense gradient too)."""
+    size, work, s = accel.bytes_per_element, {}, cfg.sparsity
     ema = sum(l.numel for l in workload.layers if l.part in ("backbone", "projector"))
     prunable = sum(l.numel for l in workload.layers if l.name in workload.prunable)
-    branches = 2 if cfg.sparsity.algorithm in ("synccp", "rigl", "granet") else 1
-    if workload.method in ("byol", "mocov2"):
-        work["target_ema"] = _times(elementwise_cost(2 * ema, 3 * ema * size, accel), total_steps)
-    if cfg.sparsity.algorithm == "synccp" and cfg.sparsity.score_ema > 0:
+    policy, shared = policy_for(s.algorithm), METHODS[workload.method].shared_encoder
+    if not shared:
+        work["target_ema"] = _times(elementwise_cost(2 * ema, 3 * ema * size, accel), clock.total_steps)
+        denser = _shadow_steps(intervals, clock.total_steps) if policy.nested else 0
+        if denser:
+            work["target_shadow"] = _times(elementwise_cost(2 * prunable, 3 * prunable * size, accel), denser)
+    start, end, regrow_end = sparsity_steps(s, epochs=cfg.train.epochs, steps_per_epoch=clock.steps_per_epoch,
+                                            total_steps=clock.total_steps)
+    drop, regrow_end = regrow_settings(policy, drop_fraction=s.drop_fraction, regrow_end_step=regrow_end,
+                                       total_steps=clock.total_steps)
+    branches = len(tracked_branches(policy, shared=shared, score_ema=s.score_ema))
+    if branches:
+        scored = min(clock.total_steps, last_scored_step(policy, end_step=end, regrow_end_step=regrow_end,
+                                                         total_steps=clock.total_steps))
         per = elementwise_cost(2 * prunable * branches, 3 * prunable * size * branches, accel)
-        work["score_ema"] = _times(per, total_steps)
-    if updates:
-        grads = size if cfg.sparsity.algorithm in DENSE_GRADIENT_ALGORITHMS else 0
-        traffic = branches * prunable * (2 * size + 1 / 8 + grads)
-        work["mask_update"] = _times(elementwise_cost(4 * prunable * branches, traffic, accel), updates)
+        work["score_ema"] = _times(per, scored)
+    selections = len([u for u in updates if policy.reselect and (policy.cadence != "regrow" or u <= end)])
+    selections *= selected_branches(policy)
+    if selections:
+        traffic = prunable * (2 * size + 1 / 8)
+        work["mask_update"] = _times(elementwise_cost(4 * prunable, traffic, accel), selections)
+    if policy.regrow is not None:
+        regrows = len([u for u in updates if drop > 0 and u < regrow_end])
+        if regrows:
+            traffic = prunable * (3 * size + 1 / 8)
+            work["drop_and_grow"] = _times(elementwise_cost(4 * prunable, traffic, accel), regrows)
     return work
+
+
+def _shadow_steps(intervals: list[Interval], total_steps: int) -> int:
+    """Steps k = 1..T whose target update follows a mask state with a denser target: after the
+    update at step k the masks are those of the interval holding step index k."""
+    count = 0
+    for interval in intervals:
+        if _target_denser(interval):
+            high = total_steps if interval.end >= total_steps else interval.end - 1
+            count += max(0, high - max(interval.start, 1) + 1)
+    return count
+
+
+def _target_denser(interval: Interval) -> bool:
+    online, second = interval.densities.get("online", {}), interval.densities.get("second", {})
+    return any(second.get(name, 1.0) > density for name, density in online.items())
 
 
 def _times(cost: dict, times: int) -> dict:
@@ -195,8 +234,8 @@ def _report(cfg: Config, workload: Workload, clock: Clock, intervals: list[Inter
     dense_eval = _Evaluator(workload, dense_cfg, accel, None)
     dense_step = dense_eval.step({})
     final_step = sparse_eval.step(intervals[-1].densities)
-    work = elementwise(workload, cfg, total_steps=clock.total_steps, updates=len(updates), accel=accel)
-    dense_work = elementwise(workload, dense_cfg, total_steps=clock.total_steps, updates=0, accel=accel)
+    work = elementwise(workload, cfg, clock=clock, updates=updates, intervals=intervals, accel=accel)
+    dense_work = elementwise(workload, dense_cfg, clock=clock, updates=[], intervals=[], accel=accel)
     summary = totals(run, work, dense_step, dense_work, clock.total_steps, accel)
     return {
         **source,
@@ -235,12 +274,12 @@ def run_report(run_dir: str | Path, *, accelerator: Accelerator = DEFAULT_ACCELE
     cfg = load_resolved(run_dir / rundir.CONFIG)
     workload = build_workload(cfg, backbone=backbone, heads=heads)
     if (run_dir / rundir.SUMMARY).is_file():
-        summary = rundir.read_json(run_dir / rundir.SUMMARY)
-        clock = Clock(int(summary["steps_per_epoch"]), int(summary["total_steps"]))
+        summary = rundir.read_summary(run_dir / rundir.SUMMARY, need_sparsity=False)  # names file and key
+        clock = Clock(summary["steps_per_epoch"], summary["total_steps"])
     else:
         clock = config_clock(cfg)
     intervals, updates = records_timeline(rundir.read_metrics(run_dir, "mask_update"), clock.total_steps)
-    masks = _load_masks(run_dir / rundir.MASKS)
+    masks = _load_masks(run_dir / rundir.MASKS, workload.prunable)
     source = {"source": "run", "run_dir": str(run_dir), "density_source":
               "metrics.jsonl mask_update records (per layer and branch); load imbalance and N:M "
               "transposability from the final masks" + ("" if masks else " (masks.safetensors "
@@ -248,13 +287,15 @@ def run_report(run_dir: str | Path, *, accelerator: Accelerator = DEFAULT_ACCELE
     return _report(cfg, workload, clock, intervals, updates, masks=masks, source=source, accel=accelerator)
 
 
-def _load_masks(path: Path) -> dict[str, torch.Tensor] | None:
-    if not path.is_file():
+def _load_masks(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor] | None:
+    if not path.exists():
         LOG.warning("%s is missing: modelling random masks at the logged densities", path)
         return None
-    from safetensors.torch import load_file
+    from synccp.results.files import check_masks, read_tensors
 
-    return {key: value.bool() for key, value in load_file(str(path)).items()}
+    masks = read_tensors(path, what="the masks")
+    check_masks(masks, path, shapes)  # bool, both branches, this run's layer shapes
+    return masks
 
 
 def cost_report(path: Path, *, accelerator: Accelerator = DEFAULT_ACCELERATOR) -> dict:

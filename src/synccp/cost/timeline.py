@@ -15,9 +15,9 @@ import math
 from dataclasses import dataclass
 
 from synccp.config import Config
-from synccp.sparsity.algorithms import is_policy_update, policy_for
+from synccp.sparsity.algorithms import policy_for, policy_update_steps, regrow_settings
 from synccp.sparsity.granularity import Pattern, fits
-from synccp.sparsity.schedule import branch_densities, ramp_steps
+from synccp.sparsity.schedule import branch_densities, sparsity_steps
 from synccp.train.schedules import Clock, make_clock
 
 TRAIN_IMAGES = {"fashion_mnist": 60000, "cifar10": 50000, "cifar100": 50000, "stl10": 105000}
@@ -80,25 +80,31 @@ def records_timeline(records: list[dict], total_steps: int) -> tuple[list[Interv
 
 def update_steps(cfg: Config, clock: Clock) -> list[int]:
     """Steps (1-based counts of optimizer steps) after which the Sparsifier changes masks: the
-    Sparsifier's own rule (`synccp.sparsity.algorithms.is_policy_update`)."""
+    Sparsifier's own rule (`synccp.sparsity.algorithms.policy_update_steps`), by arithmetic per
+    phase, so the time taken grows with the number of updates, not of steps."""
     s = cfg.sparsity
-    start, end = ramp_steps(s.start_epoch, s.end_epoch, clock.steps_per_epoch)
+    start, end, regrow_end = sparsity_steps(s, epochs=cfg.train.epochs, steps_per_epoch=clock.steps_per_epoch,
+                                            total_steps=clock.total_steps)
     policy = policy_for(s.algorithm)
-    return [step for step in range(1, clock.total_steps + 1)
-            if is_policy_update(policy, step, start_step=start, end_step=end, update_every=s.update_every,
-                                steps_per_epoch=clock.steps_per_epoch, total_steps=clock.total_steps)]
+    _, regrow_end = regrow_settings(policy, drop_fraction=s.drop_fraction, regrow_end_step=regrow_end,
+                                    total_steps=clock.total_steps)
+    return policy_update_steps(policy, start_step=start, end_step=end, update_every=s.update_every,
+                               steps_per_epoch=clock.steps_per_epoch, total_steps=clock.total_steps,
+                               regrow_end_step=regrow_end)
 
 
 def schedule_timeline(cfg: Config, clock: Clock, layers: dict[str, tuple[int, ...]]
                       ) -> tuple[list[Interval], list[int]]:
-    """Intervals from the density schedule; `layers` maps prunable weight names to shapes."""
+    """Intervals from the density schedule; `layers` maps prunable weight names to shapes.
+    Densities change only inside the ramp, so the intervals are those of the ramp updates."""
     s = cfg.sparsity
-    start, end = ramp_steps(s.start_epoch, s.end_epoch, clock.steps_per_epoch)
+    start, end, _ = sparsity_steps(s, epochs=cfg.train.epochs, steps_per_epoch=clock.steps_per_epoch,
+                                   total_steps=clock.total_steps)
     updates = update_steps(cfg, clock)
     pattern = Pattern(s.granularity, n=s.n, m=s.m, block=(s.block_out, s.block_in))
     fitting = [name for name, shape in layers.items() if fits(shape, pattern)]
     intervals: list[Interval] = []
-    for i, first in enumerate([0] + [u for u in updates if u < clock.total_steps]):
+    for first in [0] + [u for u in updates if u < clock.total_steps and u <= end]:
         pair = branch_densities(first, algorithm=s.algorithm, density=s.density,
                                 initial_density=s.initial_density, density_gap=s.density_gap,
                                 start_step=start, end_step=end, sparse_branch=s.sparse_branch,

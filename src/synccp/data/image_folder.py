@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -50,7 +51,7 @@ def load_image_folder(split: str, *, root: str | None = None,
     files, labels = _split_files(base, split, classes)
     every_image = _all_images(base)
     cache = cache_dir(NAME) / f"{_cache_key(base, split, size, every_image)}.pt"
-    state = _load_cache(cache)
+    state = _load_cache(cache, count=len(files), num_classes=len(classes), size=size)
     if state is None:
         mode = "L" if all(_image_mode(p) in GRAYSCALE_MODES for p in every_image) else "RGB"
         images = _decode_all(files, size, mode)                     # (N, C, S, S)
@@ -162,17 +163,43 @@ def _decode(path: Path, size: int, mode: str) -> np.ndarray:
         raise DatasetError(f"{path}: cannot decode image ({err}); delete or replace it") from err
 
 
-def _load_cache(path: Path) -> dict | None:
-    """The cached decoded split, or None when absent or unreadable."""
+def _load_cache(path: Path, *, count: int, num_classes: int, size: int) -> dict | None:
+    """The cached decoded split (`count` images), or None when absent, unreadable or not a split."""
     if not path.is_file():
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a damaged cache is rebuilt, never fatal
-        logger.warning("ignoring unreadable cache %s (%s)", path, err)
+    except Exception as err:  # a damaged (or code-carrying) cache is rebuilt, never fatal
+        logger.warning("ignoring unreadable cache %s (%s)", path, str(err).splitlines()[0][:200])
+        return None
+    problem = _cache_problem(state, (count, size), num_classes)
+    if problem is not None:
+        logger.warning("ignoring cache %s: %s; decoding the images again", path, problem)
         return None
     logger.debug("image_folder cache hit %s", path)
     return state
+
+
+def _cache_problem(state: object, shape: tuple[int, int], num_classes: int) -> str | None:
+    """Why a loaded cache is not this decoded split (uint8 (N, C, S, S) images, (N, S) = `shape`;
+    N int64 labels in [0, num_classes); C means and stds), or None."""
+    count, size = shape
+    if not isinstance(state, dict):
+        return f"not a dict but {type(state).__name__}"
+    images, labels = state.get("images"), state.get("labels")
+    if (not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4
+            or images.shape[0] != count or images.shape[1] not in (1, 3) or images.shape[2:] != (size, size)):
+        return f"images are not a uint8 ({count}, 1 or 3, {size}, {size}) tensor"
+    if not torch.is_tensor(labels) or labels.dtype != torch.int64 or labels.shape != (count,):
+        return f"labels are not {count} int64 values"
+    if count and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
+        return f"labels are outside [0, {num_classes})"
+    for key in ("mean", "std"):
+        values = state.get(key)
+        if not isinstance(values, list) or len(values) != images.shape[1] or not all(
+                isinstance(v, float) and math.isfinite(v) for v in values):
+            return f"{key} is not {images.shape[1]} finite numbers"
+    return None
 
 
 def _save_atomic(state: dict, path: Path) -> None:

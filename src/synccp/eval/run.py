@@ -59,13 +59,31 @@ def raw_pixel_baseline(cfg: Config, train: ImageDataset, test: ImageDataset, *, 
                       probe, cfg.eval.__dict__, cfg.train.seed], sort_keys=True)
     cache = Path(os.environ.get("SYNCCP_CACHE", Path.home() / ".cache" / "synccp")) / "raw_baseline"
     path = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    cached = _cached_baseline(path, probe)
+    if cached is not None:
+        return cached
     result = probe_features(raw_pixel_features(train.images, mean=train.mean, std=train.std), train.labels,
                             raw_pixel_features(test.images, mean=train.mean, std=train.std), test.labels,
                             cfg=cfg, num_classes=train.num_classes, probe=probe)
     rundir.write_json(path, result)
     return result
+
+
+def _cached_baseline(path: Path, probe: str) -> dict | None:
+    """The cached raw-pixel result, or None (recomputed) when absent, torn or not a result: a
+    damaged cache entry is replaced, never fatal."""
+    if not path.exists():
+        return None
+    wanted = {"knn": ("knn_top1",), "linear": ("linear_top1",), "both": ("knn_top1", "linear_top1")}[probe]
+    try:
+        cached = rundir.read_json(path)
+        if all(isinstance(cached.get(k), (int, float)) and not isinstance(cached[k], bool)
+               and 0 <= cached[k] <= 100 for k in wanted):
+            return cached
+        LOG.warning("ignoring cache %s: not a raw-pixel result; recomputing it", path)
+    except rundir.RunDirError as err:
+        LOG.warning("ignoring unreadable cache (%s); recomputing it", err)
+    return None
 
 
 def evaluate(run_dir: str | Path, *, probe: str = "both", device: str = "auto",

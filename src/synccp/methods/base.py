@@ -14,6 +14,7 @@ and `second`, each mapping (B, C, H, W) images to (B, D) backbone features.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -35,6 +36,30 @@ class SSLMethod(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.target_backbone: nn.Module | None = None
+        self.branch_norms: nn.ModuleList | None = None
+        self._branch_norm_names: list[str] = []
+
+    def add_branch_norms(self) -> None:
+        """Independent BatchNorm layers for a second (pruned) path through the shared backbone:
+        SDCLR's `--prune_dual_bn` (Jiang et al., ICML 2021: "Either branch has its independent
+        batch normalization layers"; VITA-Group/SDCLR `models/resnet_prune_multibn.py`). Copies
+        of the backbone's norm layers at their current values, trained and checkpointed with the
+        method; the backbone itself stays plain and is what gets exported."""
+        norms = [(name, module) for name, module in self.backbone.named_modules()
+                 if isinstance(module, nn.modules.batchnorm._NormBase)]
+        self._branch_norm_names = [name for name, _ in norms]
+        self.branch_norms = nn.ModuleList(copy.deepcopy(module) for _, module in norms)
+
+    def branch_norm_tensors(self) -> dict[str, Tensor]:
+        """{backbone name: tensor} of the branch norms' parameters and buffers, to be passed to
+        `torch.func.functional_call(backbone, ...)` (running statistics update in place)."""
+        if self.branch_norms is None:
+            return {}
+        out = {}
+        for name, module in zip(self._branch_norm_names, self.branch_norms):
+            for key, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+                out[f"{name}.{key}"] = tensor
+        return out
 
     @property
     def feature_dim(self) -> int:

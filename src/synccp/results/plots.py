@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 from synccp.config import Config, config_to_dict
 from synccp.results.palette import FILLS, REFERENCE, series_styles
 from synccp.results.plot_layout import RC, _jitter, _spaced, legend, legend_rows, panels, save
-from synccp.results.tables import ALGORITHM_ORDER, TITLES, extra_columns, mean_std
+from synccp.results.tables import ALGORITHM_ORDER, TITLES, extra_columns, mean_std, ramp_window
 
 CONFIG_DEFAULTS = {f"{section}.{key}": value for section, table in config_to_dict(Config()).items()
                    for key, value in table.items()}
@@ -192,8 +192,7 @@ def draw_over_training(rows: list[dict], *, panels_spec, title: str, log: bool =
         return "no run records these metrics"
     figure, axes = panels(len(cells), legend_rows=legend_rows(len(series)))
     for ax, (method, group, ylabel, curves) in zip(axes, cells):
-        sparsity = group[0]["_run"].config["sparsity"]
-        ax.axvspan(sparsity["start_epoch"], sparsity["end_epoch"], color="#000000", alpha=0.06, linewidth=0)
+        ax.axvspan(*ramp_window(group[0]["_run"].config), color="#000000", alpha=0.06, linewidth=0)
         for label, (epochs, means, stds) in curves.items():
             look = series[label]
             ax.plot(epochs, means, color=look["color"], linestyle=look["linestyle"], linewidth=1.7,

@@ -19,7 +19,7 @@ from synccp.config import normalized_config_dict
 from synccp.results import rundir
 from synccp.results.plots import make_plots
 from synccp.results.run_report import run_report
-from synccp.results.tables import (raw_pixel_table, results_table, setting_lines, with_dense_differences,
+from synccp.results.tables import (ramp_window, raw_pixel_table, results_table, setting_lines, with_dense_differences,
                                    write_csv)
 
 LOG = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def load_run(path: Path) -> Run | None:
     updates = _with_revival_rates(sorted(rundir.read_metrics(path, "mask_update"), key=lambda r: r.get("step", 0)))
     config = normalized_config_dict(rundir.read_json(path / rundir.CONFIG))  # older runs: today's keys
     return Run(path=path, config=config,
-               summary=rundir.read_json(path / rundir.SUMMARY), eval=optional[rundir.EVAL],
+               summary=rundir.read_summary(path / rundir.SUMMARY), eval=optional[rundir.EVAL],
                cost=optional[rundir.COST], updates=updates)
 
 
@@ -89,7 +89,10 @@ def study_key(config: dict) -> dict[str, Any]:
               "sparsity.block_out": granularity != "block", "sparsity.block_in": granularity != "block",
               "sparsity.density_gap": algorithm != "synccp",
               "sparsity.sparse_branch": algorithm != "sdclr",
-              "sparsity.drop_fraction": algorithm not in ("rigl", "granet")}
+              "sparsity.drop_fraction": algorithm not in ("rigl", "granet"),
+              "sparsity.regrow_end": algorithm not in ("rigl", "granet")}
+    for key in ("sparsity.ramp_start", "sparsity.ramp_end", "sparsity.start_epoch", "sparsity.end_epoch"):
+        unused[key] = algorithm not in ("gmp", "granet", "synccp")
     return {k: v for k, v in flat.items() if not unused.get(k, False)}
 
 
@@ -111,13 +114,6 @@ def target_density(sparsity: dict) -> float:
     if sparsity["granularity"] == "nm":
         return sparsity["n"] / sparsity["m"]
     return float(sparsity["density"])
-
-
-def ramp_window(config: dict) -> tuple[float, float]:
-    """(start, end) epoch of the density ramp; masks are frozen after it."""
-    s = config["sparsity"]
-    end = s["end_epoch"] if s["end_epoch"] >= 0 else 0.75 * config["train"]["epochs"]
-    return float(s["start_epoch"]), float(end)
 
 
 def ramp_mean(run: Run, branch: str, metric: str = "flip_rate") -> float | None:

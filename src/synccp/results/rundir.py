@@ -7,15 +7,23 @@ at worst, a stray temporary `.<name>.<random>.tmp`, which the next run of the di
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from synccp.config import normalized_config_dict
+from synccp.config import Config, ConfigError, config_from_dict, config_to_dict, normalized_config_dict
+from synccp.results.files import RunDirError, read_json, read_metrics, read_summary
+from synccp.results.lock import LOCK, raise_if_locked
+
+__all__ = ["RunDirError", "read_json", "read_metrics", "read_summary"]  # re-exported: read_* live in files.py
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -26,10 +34,9 @@ EVAL = "eval.json"
 COST = "cost.json"
 CHECKPOINTS = "checkpoints"
 _TEMPORARY = re.compile(r"^\..+\.[^.]+\.tmp$")  # atomic_write's mkstemp names: .<name>.<random>.tmp
-
-
-class RunDirError(ValueError):
-    """The run directory cannot be used as asked (holds another run, is missing files, ...)."""
+# Keys a resumed run may change: they decide what is shown and how often it is logged, never the
+# result (the optimizer steps, masks and exported model are the same).
+HARMLESS_KEYS = ("train.progress", "train.log_every")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -44,9 +51,26 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         fsync_directory(path.parent)
+    except (OSError, RuntimeError) as err:  # a full disk: torch.save raises RuntimeError, safetensors its own
+        raise _write_error(path, err) from err
+    except Exception as err:
+        if type(err).__name__ != "SafetensorError":
+            raise
+        raise _write_error(path, err) from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _write_error(path: Path, err: Exception) -> OSError:
+    """An OSError naming `path`, why the write failed, and the free space left beside it."""
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free // 2**20} MiB free on its file system"
+    except OSError:
+        free = ""
+    reason = getattr(err, "strerror", None) or str(err).splitlines()[0][:200]
+    return OSError(getattr(err, "errno", None) or errno.EIO,
+                   f"cannot write {path}: {reason} (the previous file, if any, is intact{free})")
 
 
 def fsync_directory(path: str | Path) -> None:
@@ -75,32 +99,6 @@ def write_json(path: str | Path, payload: Any) -> None:
     """Atomically write `payload` as indented JSON."""
     text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise RunDirError(f"{path} does not exist")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise RunDirError(f"{path} is not valid JSON: {err}") from err
-
-
-def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict]:
-    """All records of `metrics.jsonl` (optionally of one `kind`); a torn last line is ignored."""
-    path = Path(run_dir) / METRICS
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if kind is None or record.get("kind") == kind:
-            records.append(record)
-    return records
 
 
 class MetricsLog:
@@ -132,29 +130,103 @@ class MetricsLog:
                 os.fsync(handle.fileno())
 
 
-def check_run_dir(run_dir: Path, config: dict, *, resume: bool) -> None:
+def _flat(config: dict) -> dict[str, Any]:
+    """`{"train": {"lr": 1}}` -> `{"train.lr": 1}`; a section that is not a table stays `[name]`."""
+    flat = {}
+    for section, table in config.items():
+        if isinstance(table, dict):
+            flat.update({f"{section}.{key}": value for key, value in table.items()})
+        else:
+            flat[f"[{section}]"] = table
+    return flat
+
+
+def config_differences(stored: dict, wanted: dict, *, ignore: tuple[str, ...] = HARMLESS_KEYS) -> list[str]:
+    """The `section.key`s where two configs differ, both as this version resolves them (older
+    runs gain today's defaults), leaving out `ignore`."""
+    old, new = _flat(normalized_config_dict(stored)), _flat(normalized_config_dict(wanted))
+    missing = object()
+    return sorted(key for key in set(old) | set(new)
+                  if key not in ignore and old.get(key, missing) != new.get(key, missing))
+
+
+def read_config(run_dir: str | Path) -> Config:
+    """The run's stored `config.json` as a `Config` (older runs as this version resolves them);
+    `RunDirError` naming the file and the key when it is not a valid config."""
+    path = Path(run_dir) / CONFIG
+    try:
+        return config_from_dict(normalized_config_dict(read_json(path)))
+    except ConfigError as err:
+        raise RunDirError(f"{path}: {err}") from None
+
+
+def resume_config(run_dir: str | Path, requested: Config | None) -> Config:
+    """The config a `--resume` of `run_dir` runs: the stored `config.json`. A `requested` config
+    (from --config/--set) may differ from it only in `HARMLESS_KEYS`, which it then sets."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).exists():
+        raise RunDirError(f"--resume: {run_dir} holds no run ({CONFIG} is missing)")
+    stored = read_config(run_dir)
+    if requested is None:
+        return stored
+    old, new = config_to_dict(stored), config_to_dict(requested)
+    changed = config_differences(old, new)
+    if changed:
+        flat_old, flat_new = _flat(old), _flat(new)
+        detail = ", ".join(f"{k} (stored {flat_old.get(k)!r}, given {flat_new.get(k)!r})" for k in changed[:5])
+        raise RunDirError(f"--resume continues the run stored in {run_dir / CONFIG}; the given "
+                          f"--config/--set would change it: {detail}. Resume with --out and --resume "
+                          f"alone (only {', '.join(HARMLESS_KEYS)} may be changed on resume)")
+    harmless = {}
+    for key in HARMLESS_KEYS:
+        section, name = key.split(".")
+        harmless.setdefault(section, {})[name] = new[section][name]
+    return dataclasses.replace(stored, **{s: dataclasses.replace(getattr(stored, s), **v)
+                                          for s, v in harmless.items()})
+
+
+def run_identity(run_dir: str | Path) -> str:
+    """The identity of the run in `run_dir`: SHA-256 of its stored `config.json` (canonical JSON).
+    config.json is written once, when the run starts, so the identity never changes."""
+    stored = read_json(Path(run_dir) / CONFIG)
+    return hashlib.sha256(json.dumps(stored, sort_keys=True).encode()).hexdigest()
+
+
+def finished_summary(run_dir: str | Path) -> dict | None:
+    """The validated `summary.json` of a finished run, None when the run has not finished."""
+    path = Path(run_dir) / SUMMARY
+    return read_summary(path) if path.exists() else None
+
+
+def foreign_entries(run_dir: Path) -> list[Path]:
+    """Entries of `run_dir` that are not synccp's lock or a killed write's temporary."""
+    strays = stray_temporaries(run_dir)
+    return [p for p in run_dir.iterdir() if p.name != LOCK and p not in strays]
+
+
+def check_run_dir(run_dir: Path, config: dict, *, resume: bool, probe_lock: bool = True) -> None:
     """Raise `RunDirError` (touching nothing) unless `run_dir` can take this run: a new run needs
-    a missing or empty directory (a stray temporary of a killed write counts as empty), a resumed
-    one the same run's `config.json`. A different run is refused, and so is this run again
-    without `resume`."""
+    a missing or empty directory (a stray temporary of a killed write or a released lock counts as
+    empty), a resumed one the same run's `config.json`, and nobody else may hold its lock. A
+    different run is refused, and so is this run again without `resume`."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"--out {run_dir} is a file, not a directory; choose another --out")
+    if probe_lock and run_dir.is_dir():
+        raise_if_locked(run_dir)
     existing = run_dir / CONFIG
     if not existing.exists():
         if resume:
             raise RunDirError(f"--resume: {run_dir} holds no run ({CONFIG} is missing)")
-        others = [p for p in run_dir.iterdir() if p not in stray_temporaries(run_dir)] if run_dir.exists() else []
+        others = foreign_entries(run_dir) if run_dir.exists() else []
         if others:
             raise RunDirError(f"{run_dir} is not empty and holds no synccp run (it holds "
                               f"{', '.join(sorted(p.name for p in others)[:5])}); choose another --out")
         return
-    previous, config = normalized_config_dict(read_json(existing)), normalized_config_dict(config)
-    if previous != config:
-        changed = sorted(f"{s}.{k}" for s in config for k in config[s]
-                         if previous.get(s, {}).get(k) != config[s][k])
+    changed = config_differences(read_json(existing), config)
+    if changed:
         raise RunDirError(f"{run_dir} already holds a different run (differs in: "
-                          f"{', '.join(changed) or 'sections'}); choose another --out")
+                          f"{', '.join(changed)}); choose another --out")
     if not resume:
         state = "finished" if (run_dir / SUMMARY).exists() else "interrupted"
         raise RunDirError(f"{run_dir} already holds this run ({state}); pass --resume to "
@@ -162,12 +234,13 @@ def check_run_dir(run_dir: Path, config: dict, *, resume: bool) -> None:
 
 
 def prepare_run_dir(run_dir: Path, config: dict, *, resume: bool) -> None:
-    """Create `run_dir` for a new run, or check it holds this same run when resuming.
+    """Create `run_dir` for a new run, or check it holds this same run when resuming; the caller
+    holds the run directory's lock (`results.lock.RunLock`).
 
     Refuses (without touching anything) a directory that holds a different run, or a finished
     run when not resuming (`check_run_dir`). Removes temporaries of writes a kill interrupted.
     """
-    check_run_dir(run_dir, config, resume=resume)
+    check_run_dir(run_dir, config, resume=resume, probe_lock=False)
     for stray in stray_temporaries(run_dir) + stray_temporaries(Path(run_dir) / CHECKPOINTS):
         stray.unlink(missing_ok=True)
     if not (run_dir / CONFIG).exists():

@@ -190,9 +190,11 @@ def setting_lines(rows: list[dict]) -> list[str]:
     keys = sorted({k for row in rows for k in row["_key"]})
     shared = [k for k in keys if len({repr(r["_key"].get(k)) for r in rows}) == 1]
     wanted = ("data.", "model.", "train.epochs", "train.batch_size", "sparsity.allocation",
-              "sparsity.update_every", "sparsity.start_epoch", "sparsity.end_epoch")
+              "sparsity.update_every", "sparsity.start_epoch", "sparsity.end_epoch", "sparsity.ramp_start",
+              "sparsity.ramp_end")
     lines = ["Shared by all runs: " + ", ".join(
-        f"`{k}={_cell(rows[0]['_key'][k])}`" for k in shared if k.startswith(wanted)) + "."]
+        f"`{k}={_cell(rows[0]['_key'][k])}`" for k in shared
+        if k.startswith(wanted) and rows[0]["_key"].get(k) is not None) + "."]
     methods = sorted({r["method"] for r in rows})
     recipe = [k for k in keys if k.startswith("train.") and k not in shared and k != "train.seed"]
     for method in methods if len(methods) > 1 and recipe else ():
@@ -200,3 +202,14 @@ def setting_lines(rows: list[dict]) -> list[str]:
         values = {k: sorted({_cell(key.get(k)) for key in own}) for k in recipe}  # several: swept
         lines.append(f"- {method}: " + ", ".join(f"`{k}={' / '.join(v)}`" for k, v in values.items()))
     return lines
+
+
+def ramp_window(config: dict) -> tuple[float, float]:
+    """(start, end) epoch of the density ramp (`synccp.sparsity.schedule.ramp_epochs`, which the
+    trainer uses); a config.json written before the fractional keys had end_epoch = -1 for 75%."""
+    from synccp.sparsity.schedule import ramp_epochs
+
+    s, epochs = config["sparsity"], float(config["train"]["epochs"])
+    end = s.get("end_epoch")
+    return ramp_epochs(start_epoch=s.get("start_epoch"), end_epoch=None if end is None or end < 0 else end,
+                       ramp_start=s.get("ramp_start"), ramp_end=s.get("ramp_end"), epochs=epochs)

@@ -20,13 +20,14 @@ def _in_range(key: str, value: float, low: float, high: float, *, closed_low: bo
 def check_arguments(*, online: dict, second: dict | None, density: float, initial_density: float,
                     density_gap: float, allocation: str, score_ema: float, update_every: int,
                     start_step: int, end_step: int, steps_per_epoch: int, total_steps: int,
-                    drop_fraction: float, sparse_branch: str) -> None:
+                    drop_fraction: float | None, sparse_branch: str) -> None:
     """Validate the Sparsifier's constructor arguments (granularity/algorithm: `Pattern`, policy)."""
     _in_range("sparsity.density", density, 0.0, 1.0, closed_low=False, closed_high=True)
     _in_range("sparsity.initial_density", initial_density, 0.0, 1.0, closed_low=False, closed_high=True)
     _in_range("sparsity.density_gap", density_gap, 0.0, 1.0, closed_low=True, closed_high=False)
     _in_range("sparsity.score_ema", score_ema, 0.0, 1.0, closed_low=True, closed_high=False)
-    _in_range("sparsity.drop_fraction", drop_fraction, 0.0, 1.0, closed_low=True, closed_high=False)
+    if drop_fraction is not None:
+        _in_range("sparsity.drop_fraction", drop_fraction, 0.0, 1.0, closed_low=True, closed_high=False)
     if allocation not in ALLOCATIONS:
         raise ValueError(f"sparsity.allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
     if sparse_branch not in ("online", "second"):
@@ -55,6 +56,24 @@ def _check_second(online: dict, second: dict) -> None:
                              f"online has {tuple(weight.shape)}")
 
 
+def check_regrow_end(regrow_end_step: int, *, total_steps: int) -> None:
+    if not 0 <= regrow_end_step <= total_steps:
+        raise ValueError(f"sparsity.regrow_end must end drop-and-grow inside training, got step "
+                         f"{regrow_end_step} of {total_steps}")
+
+
+def check_branch_rule(policy, *, algorithm: str, shared: bool, sparse_branch: str) -> None:
+    """SDCLR prunes the branch whose dense weights another branch keeps training: a momentum
+    method's online encoder has no such branch (its pruned entries would get no gradient and its
+    mask could never move), so SDCLR on BYOL/MoCo-v2 prunes the target."""
+    if not policy.zero_pruned and not shared and sparse_branch == "online":
+        raise ValueError(f"sparsity.sparse_branch='online' with sparsity.algorithm={algorithm!r} needs a "
+                         f"shared-encoder method (simclr, barlow, simsiam): a momentum method's pruned "
+                         f"online encoder has no dense branch training its pruned weights, so its mask "
+                         f"could never change (static pruning); use sparse_branch='second' (a sparse "
+                         f"target re-pruned every epoch from the dense EMA weights)")
+
+
 def log_choices(log: logging.Logger, unfit: dict[str, str], online: dict, *, granularity: str,
                 allocation: str, density: float, n: int, m: int, algorithm: str) -> None:
     """Tell people about layers left dense and settings that a granularity overrides."""
@@ -72,8 +91,9 @@ def log_choices(log: logging.Logger, unfit: dict[str, str], online: dict, *, gra
 def check_state(state: dict, *, algorithm: str, granularity: str, names: list[str],
                 weights: dict[str, Tensor]) -> None:
     """A Sparsifier state must come from the same algorithm, granularity and layers."""
-    if state.get("format") != 1:
-        raise ValueError(f"unknown Sparsifier state format {state.get('format')!r} (expected 1)")
+    if state.get("format") != 2:
+        raise ValueError(f"unknown Sparsifier state format {state.get('format')!r} (expected 2; format 1 "
+                         f"was written by a synccp whose momentum-target and SDCLR semantics differ)")
     for key, expected in (("algorithm", algorithm), ("granularity", granularity)):
         if state.get(key) != expected:
             raise ValueError(f"checkpoint has sparsity.{key}={state.get(key)!r}, this run has {expected!r}")

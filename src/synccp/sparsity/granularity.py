@@ -277,7 +277,8 @@ def pattern_report(name: str, mask: Tensor, granularity: str | Pattern, *, n: in
         counts = nm_groups(mask, pattern.m).sum(1)  # (G,)
         over = counts > pattern.n
         report.update(units=counts.numel(), violations=int(over.sum()), valid=not bool(over.any()),
-                      hybrid_valid=bool((~over | (counts == pattern.m)).all()))
+                      hybrid_valid=bool((~over | (counts == pattern.m)).all()),
+                      nm_group_share=float((counts <= pattern.n).float().mean()))
         return report
     kept = unit_scores(mask.float(), pattern)  # (U,) share of each unit kept
     partial = (kept > 0) & (kept < 1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 ALGORITHMS = ("dense", "static", "gmp", "sdclr", "rigl", "granet", "synccp")
-RAMP_ALGORITHMS = ("gmp", "granet", "synccp")
 
 
 def cubic_density(step: int, *, initial: float, final: float, start: int, end: int) -> float:
@@ -33,21 +32,51 @@ def constant_density(step: int, *, density: float) -> float:
     return float(density)
 
 
-def cosine_drop_fraction(step: int, *, initial: float, end: int) -> float:
-    """RigL's cosine-decayed drop fraction, 0 from `end` on.
+def cosine_drop_fraction(step: int, *, initial: float, end: int, final: float = 0.0) -> float:
+    """RigL's / GraNet's cosine-decayed drop (death) fraction, 0 from `end` on.
 
     Evci et al., "Rigging the Lottery" (ICML 2020), §3: "f_decay(t; α, T_end) = α/2 (1 +
-    cos(tπ/T_end))". Used by RigL and by GraNet's prune-and-regrow (Liu et al., NeurIPS 2021).
+    cos(tπ/T_end))" (`final` = 0). GraNet (VITA-Group/GraNet, `CIFAR/main.py` builds
+    `CosineDecay(prune_rate, T_max=all training steps, eta_min=0.005)`): the same cosine from
+    `initial` down to `final` instead of 0.
     """
     if end <= 0 or step >= end:
         return 0.0
-    return float(initial / 2.0 * (1.0 + math.cos(math.pi * max(step, 0) / end)))
+    return float(final + (initial - final) / 2.0 * (1.0 + math.cos(math.pi * max(step, 0) / end)))
+
+
+DEFAULT_RAMP = (0.0, 0.75)  # the density ramp as fractions of training when no key sets it
+
+
+def ramp_epochs(*, start_epoch: float | None, end_epoch: float | None, ramp_start: float | None,
+                ramp_end: float | None, epochs: float) -> tuple[float, float]:
+    """The density ramp in (fractional) epochs: `sparsity.start_epoch`/`end_epoch` (absolute) when
+    set, else `sparsity.ramp_start`/`ramp_end` (fractions of `train.epochs`), else DEFAULT_RAMP.
+    The one place the ramp keys are read, for the trainer, the cost model and the reports."""
+    start = start_epoch if start_epoch is not None else (
+        DEFAULT_RAMP[0] if ramp_start is None else ramp_start) * epochs
+    end = end_epoch if end_epoch is not None else (
+        DEFAULT_RAMP[1] if ramp_end is None else ramp_end) * epochs
+    return float(start), float(end)
 
 
 def ramp_steps(start_epoch: float, end_epoch: float, steps_per_epoch: int) -> tuple[int, int]:
-    """(start_step, end_step) of the ramp: `sparsity.start_epoch`/`end_epoch` (fractional) in
-    optimizer steps. The one rounding rule shared by the trainer and the cost model."""
+    """(start_step, end_step) of the ramp given in (fractional) epochs, in optimizer steps. The one
+    rounding rule shared by the trainer and the cost model."""
     return round(start_epoch * steps_per_epoch), round(end_epoch * steps_per_epoch)
+
+
+def sparsity_steps(sparsity, *, epochs: float, steps_per_epoch: int,
+                   total_steps: int) -> tuple[int, int, int | None]:
+    """(ramp start step, ramp end step, drop-and-grow end step or None for the algorithm's own)
+    from a `[sparsity]` config section (read by attribute): the one conversion of the window keys
+    into steps, shared by the trainer and the cost model. The ramp is clamped into the run."""
+    start, end = ramp_epochs(start_epoch=sparsity.start_epoch, end_epoch=sparsity.end_epoch,
+                             ramp_start=sparsity.ramp_start, ramp_end=sparsity.ramp_end, epochs=epochs)
+    start_step, end_step = ramp_steps(start, end, steps_per_epoch)
+    end_step = min(end_step, total_steps)
+    regrow = None if sparsity.regrow_end is None else round(sparsity.regrow_end * total_steps)
+    return min(start_step, end_step), end_step, regrow
 
 
 def is_update_step(step: int, *, start: int, end: int, every: int) -> bool:

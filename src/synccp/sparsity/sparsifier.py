@@ -1,4 +1,4 @@
-"""The Sparsifier: the only stateful sparsity object (masks, score EMAs, captured gradients).
+r"""The Sparsifier: the only stateful sparsity object (masks, score EMAs, captured gradients).
 
 It composes the pure pieces (schedule × scores × allocation × granularity × algorithm policy)
 and is driven by the training loop in DESIGN.md §2's order: `prepare_` once; every step
@@ -7,7 +7,16 @@ methods the EMA target update then `remask_second_`. Masks are keyed by paramete
 on the weights' device; models stay plain modules.
 
 Shared encoder (`second=None`): one tensor θ, two masks; θ is zero where both masks are off.
-Momentum methods: θ is zero outside the online mask, the target ξ outside the second mask.
+Momentum methods: θ is zero outside the online mask, the target ξ outside the second mask
+(SDCLR's sparse target excepted: ξ stays dense and the target forward runs ξ⊙M, so its mask
+can move). Nested policies (SyncCP) keep M_online ⊆ M_second on both kinds of method.
+
+The denser momentum target (SyncCP, DESIGN.md §1): θ is zero outside M_online, so on
+M_second \ M_online the EMA ξ ← τξ + (1 − τ)θ would decay as τ^t to nothing. The Sparsifier
+keeps, for each such entry, the last value the online weight had before it was pruned (the
+*shadow*), and `remask_second_(tau)` adds (1 − τ)·shadow there: the target averages θ on
+M_online and the pruned weight's last online value on M_second \ M_online, which is what the
+authors' code does implicitly by never zeroing θ (docs/sparsity.md, "The denser target").
 """
 
 from __future__ import annotations
@@ -18,8 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from synccp.sparsity import checks
-from synccp.sparsity.algorithms import (is_policy_update, policy_for, random_init_allocation,
-                                        regrow_masks, select_masks, unmasked_target_scores)
+from synccp.sparsity.algorithms import (is_policy_update, last_scored_step, policy_for, random_init_allocation,
+                                        regrow_masks, regrow_settings, select_masks, selected_branches,
+                                        tracked_branches)
 from synccp.sparsity.allocation import allocate_masks
 from synccp.sparsity.granularity import Pattern, unfit_reason
 from synccp.sparsity.masking import keep_only_, like_mask, prune_
@@ -39,8 +49,8 @@ class Sparsifier:
                  algorithm: str, granularity: str, density: float, initial_density: float,
                  density_gap: float, n: int, m: int, block: tuple[int, int], allocation: str,
                  score_ema: float, update_every: int, start_step: int, end_step: int,
-                 steps_per_epoch: int, total_steps: int, drop_fraction: float,
-                 sparse_branch: str, seed: int):
+                 steps_per_epoch: int, total_steps: int, drop_fraction: float | None,
+                 sparse_branch: str, seed: int, regrow_end_step: int | None = None):
         checks.check_arguments(online=online, second=second, density=density,
                                initial_density=initial_density, density_gap=density_gap,
                                allocation=allocation, score_ema=score_ema, update_every=update_every,
@@ -48,6 +58,11 @@ class Sparsifier:
                                total_steps=total_steps, drop_fraction=drop_fraction,
                                sparse_branch=sparse_branch)
         self.policy = policy_for(algorithm)
+        checks.check_branch_rule(self.policy, algorithm=algorithm, shared=second is None,
+                                 sparse_branch=sparse_branch)
+        drop_fraction, regrow_end_step = regrow_settings(  # None: the algorithm's own defaults
+            self.policy, drop_fraction=drop_fraction, regrow_end_step=regrow_end_step, total_steps=total_steps)
+        checks.check_regrow_end(regrow_end_step, total_steps=total_steps)
         self.pattern = Pattern(granularity, n=n, m=m, block=tuple(block))
         self.algorithm, self.allocation = algorithm, allocation
         self._schedule = dict(algorithm=algorithm, density=density, initial_density=initial_density,
@@ -55,7 +70,8 @@ class Sparsifier:
                               sparse_branch=sparse_branch, granularity=granularity, n=n, m=m,
                               update_every=update_every)
         self._cadence = dict(start_step=start_step, end_step=end_step, update_every=update_every,
-                             steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+                             steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                             regrow_end_step=regrow_end_step)
         self.score_ema, self.drop_fraction = score_ema, drop_fraction
         self._weights = {"online": dict(online), "second": dict(online if second is None else second)}
         self.shared = second is None
@@ -69,11 +85,14 @@ class Sparsifier:
         self._generator = torch.Generator().manual_seed(seed)
         self._masks: dict[str, Masks] = {"online": {}, "second": {}}
         self._union: Masks = {}
+        self._shadow: Masks = {}  # momentum + nested: last online value on M_second \ M_online
         self._scores: dict[str, Masks] = {"online": {}, "second": {}}
         self._grads: Masks = {}
         self._counts: dict = {}
         self._step = 0
         self._prepared = False
+        self.work = {"score_ema_updates": 0, "mask_selections": 0, "regrow_updates": 0,
+                     "shadow_steps": 0}  # per branch (and step): what the cost model charges
 
     # ----------------------------------------------------------------- schedule and scores
     def _densities(self, step: int) -> tuple[float, float]:
@@ -84,29 +103,22 @@ class Sparsifier:
 
     def _last_scored_step(self) -> int:
         """The last step whose update reads scores (EMAs need no updating after it)."""
-        if self.policy.cadence == "epoch":
-            return self._cadence["total_steps"]
-        if self.policy.cadence == "never":
-            return 0
-        return self._cadence["end_step"]
+        c = self._cadence
+        return last_scored_step(self.policy, end_step=c["end_step"], regrow_end_step=c["regrow_end_step"],
+                                total_steps=c["total_steps"])
 
     def _tracked(self) -> tuple[str, ...]:
-        if self.score_ema == 0.0 or self.policy.cadence == "never":
-            return ()
-        return ("online",) if self.shared else BRANCHES
+        return tracked_branches(self.policy, shared=self.shared, score_ema=self.score_ema)
 
     def _branch_scores(self, branch: str) -> Masks:
         """Scores of each fitting layer: EMA of |w| when score_ema > 0, else |w|. A shared encoder
-        scores θ for both branches; a momentum target scores ξ."""
+        scores θ for both branches; a momentum target scores ξ (dense for SDCLR's sparse target,
+        whose forward is masked, so a pruned entry keeps a live EMA value and can come back)."""
         source = "online" if self.shared else branch
         if self._scores[source]:
             scores = {name: self._scores[source][name] for name in self._fit}
         else:
             scores = {name: magnitude(self._weights[source][name]) for name in self._fit}
-        if source == "second" and not self.policy.shrink_only and self._masks["second"]:
-            online = self._branch_scores("online")  # the target is zero where pruned: estimate
-            scores = {name: unmasked_target_scores(s, online[name], self._masks["second"][name])
-                      for name, s in scores.items()}
         return scores
 
     def _initial_masks(self) -> tuple[Masks, Masks]:
@@ -129,18 +141,23 @@ class Sparsifier:
         online = self._branch_scores("online")
         second = online if self.shared or self.policy.second == "same" else self._branch_scores("second")
         return select_masks(self.policy, online, second, densities=densities, previous=previous,
-                            shared=self.shared, allocation=self.allocation, pattern=self.pattern)
+                            allocation=self.allocation, pattern=self.pattern)
 
     def _regrow(self, step: int, online: Masks) -> tuple[Masks, Masks]:
         """RigL/GraNet drop-and-grow of the online masks with the cosine-decayed fraction."""
-        fraction = cosine_drop_fraction(step, initial=self.drop_fraction, end=self._cadence["end_step"])
+        fraction = self._drop_fraction(step)
         if fraction <= 0.0:
             return online, {}
         if not self._grads:
             raise RuntimeError(f"sparsity.algorithm={self.algorithm!r} grows by dense gradient: call "
                                f"capture_({step}) after backward and before mask_gradients_()")
         return regrow_masks(online, self._branch_scores("online"), self._grads, fraction=fraction,
-                            pattern=self.pattern)
+                            pattern=self.pattern, ceil=self.policy.regrow.ceil)
+
+    def _drop_fraction(self, step: int) -> float:
+        regrow = self.policy.regrow
+        return cosine_drop_fraction(step, initial=self.drop_fraction, final=regrow.floor,
+                                    end=self._cadence["regrow_end_step"])
 
     # ----------------------------------------------------------------- applying masks
     def _install(self, online: Masks, second: Masks, *, grown: Masks | None = None,
@@ -151,12 +168,28 @@ class Sparsifier:
             weight = self._weights["online"][name]
             on = self._masks["online"][name] = like_mask(weight, online[name])
             sec = self._masks["second"][name] = on if second is online else like_mask(weight, second[name])
+            if self._keeps_shadow and sec is not on:
+                self._update_shadow(name, weight, on, sec)
             keep = self._union[name] = on | sec if self.shared and sec is not on else on
             prune_(weight, keep & ~grown[name] if name in grown else keep, optimizer)
             if name in grown and self._scores["online"]:  # grown weights restart from |w| = 0
                 self._scores["online"][name].masked_fill_(grown[name], 0.0)
-            if not self.shared:
+            if not self.shared and self.policy.zero_pruned:
                 prune_(self._weights["second"][name], sec, None)
+
+    @property
+    def _keeps_shadow(self) -> bool:
+        return not self.shared and self.policy.nested
+
+    def _update_shadow(self, name: str, weight: Tensor, on: Tensor, sec: Tensor) -> None:
+        """Before θ is pruned to `on`: shadow ← (θ + shadow) on `sec` \\ `on`, 0 elsewhere.
+
+        θ is zero where it was already pruned and the shadow zero where θ was active, so the sum
+        is the live value of a weight pruned now and the kept last value of one pruned before."""
+        with torch.no_grad():
+            previous = self._shadow.get(name)
+            value = weight.detach() if previous is None else weight.detach() + previous
+            self._shadow[name] = torch.where(sec & ~on, value, value.new_zeros(()))
 
     def _full_masks(self) -> dict[str, Masks]:
         """Masks of every prunable layer, in parameter order (unfit layers: all ones)."""
@@ -190,12 +223,18 @@ class Sparsifier:
 
     def branch_weights(self, branch: str) -> dict[str, Tensor] | None:
         """θ⊙M for the layers where the branch mask is not the union (shared encoder), for
-        `torch.func.functional_call`; None when plain θ is right (momentum methods, dense, ...)."""
+        `torch.func.functional_call`; None when the plain module is right (momentum methods,
+        dense, ...). SDCLR's sparse target (momentum, `branch="second"`): ξ⊙M, ξ left dense."""
         if branch not in BRANCHES:
             raise ValueError(f"branch must be online or second, got {branch!r}")
         self._require_prepared("branch_weights")
         if not self.shared:
-            return None
+            if self.policy.zero_pruned:
+                return None
+            source = self._weights[branch]  # SDCLR's sparse target: ξ stays dense, runs as ξ⊙M
+            weights = {name: source[name] * self._masks[branch][name] for name in self._fit
+                       if self._counts[branch][name][1] < self._counts["numel"][name]}
+            return weights or None
         # θ · M (bool): cheaper than torch.where(M, θ, 0), forward and backward, on CPU (docs/sparsity.md)
         weights = {name: self._weights["online"][name] * self._masks[branch][name]
                    for name in self._fit if not self._covers_union(branch, name)}
@@ -205,7 +244,7 @@ class Sparsifier:
         """After backward, before masking: keep |dense gradient| on RigL/GraNet update steps."""
         if not self.policy.regrow or not self._is_update(step):
             return
-        if cosine_drop_fraction(step, initial=self.drop_fraction, end=self._cadence["end_step"]) <= 0.0:
+        if self._drop_fraction(step) <= 0.0:
             return
         self._grads = {name: gradient_magnitude(self._weights["online"][name].grad,
                                                 self._weights["online"][name]) for name in self._fit}
@@ -232,6 +271,7 @@ class Sparsifier:
             for branch in self._tracked():
                 for name in self._fit:
                     ema_magnitude_(self._scores[branch][name], self._weights[branch][name], beta=self.score_ema)
+                self.work["score_ema_updates"] += 1
         if step <= self._step or not self._is_update(step):
             self._step = max(self._step, step)
             return None
@@ -239,30 +279,44 @@ class Sparsifier:
         density_online, density_second = self._densities(step)
         online = {name: self._masks["online"][name] for name in self._fit}
         second = online if self.policy.second == "same" else {n: self._masks["second"][n] for n in self._fit}
-        if self.policy.reselect:
+        if self.policy.reselect and (self.policy.cadence != "regrow" or step <= self._cadence["end_step"]):
             online, second = self._select((density_online, density_second), restrict=self.policy.shrink_only)
+            self.work["mask_selections"] += selected_branches(self.policy)
         grown: Masks = {}
         if self.policy.regrow:
             online, grown = self._regrow(step, online)
+            self.work["regrow_updates"] += 1 if grown else 0
             second = online if self.policy.second == "same" else second
         self._install(online, second, grown=grown, optimizer=optimizer)
         self._grads, self._step = {}, step
         return self._record(before)
 
-    def remask_second_(self) -> None:
-        """Momentum methods, after the EMA target update: ξ ← ξ ⊙ M_second.
+    def remask_second_(self, tau: float) -> None:
+        """Momentum methods, after the EMA target update ξ ← τξ + (1 − τ)θ with this `tau`.
 
-        Skipped where M_online ⊆ M_second: θ is exactly zero outside M_online, so the EMA
-        τ·0 + (1 − τ)·0 keeps ξ exactly zero outside M_second by itself.
+        Nested policies (SyncCP): ξ += (1 − τ)·shadow on M_second \\ M_online, so the target's
+        extra entries average the pruned weights' last online values instead of decaying to 0
+        (module docstring); θ is exactly zero outside M_online ⊆ M_second and the shadow outside
+        M_second, so ξ stays exactly zero outside M_second by itself. Other policies whose target
+        mask does not contain the online one: ξ ← ξ ⊙ M_second. SDCLR's sparse target stays dense.
         """
         self._require_prepared("remask_second_")
-        if self.shared:
+        if self.shared or not self.policy.zero_pruned:
             return
+        if not 0.0 <= tau <= 1.0:
+            raise ValueError(f"EMA tau must be in [0, 1], got {tau}")
+        shadowed = False
         with torch.no_grad():
             for name in self._fit:
                 online, second = self._counts["online"][name][1], self._counts["second"][name][1]
-                if second < self._counts["numel"][name] and self._counts["both"][name] < online:
-                    keep_only_(self._weights["second"][name], self._masks["second"][name])
+                target = self._weights["second"][name]
+                if self._keeps_shadow:
+                    if second > online and tau < 1.0:
+                        target.add_(self._shadow[name].to(target.dtype), alpha=1.0 - tau)
+                        shadowed = True
+                elif second < self._counts["numel"][name] and self._counts["both"][name] < online:
+                    keep_only_(target, self._masks["second"][name])
+        self.work["shadow_steps"] += shadowed
 
     def masks(self) -> dict[str, Tensor]:
         """{"online/<name>", "second/<name>"}: bool, CPU, contiguous copies (unfit layers: ones)."""
@@ -279,6 +333,7 @@ class Sparsifier:
             kept = {name: c[1] for name, c in self._counts[branch].items()}
             out[branch] = {"total": sum(kept.values()) / max(1, sum(numel.values())),
                            "layers": {name: k / numel[name] for name, k in kept.items()}}
+        out["work"] = dict(self.work)  # over the whole run (kept in the state across resumes)
         out["unfit_layers"] = [{"name": name, "shape": list(self._weights["online"][name].shape),
                                 "reason": reason} for name, reason in self._unfit.items()]
         return out
@@ -286,10 +341,12 @@ class Sparsifier:
     def state_dict(self) -> dict:
         """Everything needed to continue exactly: masks, score EMAs, step, generator state."""
         self._require_prepared("state_dict")
-        return {"format": 1, "algorithm": self.algorithm, "granularity": self.pattern.granularity,
+        return {"format": 2, "algorithm": self.algorithm, "granularity": self.pattern.granularity,
                 "step": self._step, "generator": self._generator.get_state(),
                 "masks": {b: {n: m.detach().clone() for n, m in self._masks[b].items()} for b in BRANCHES},
-                "scores": {b: {n: s.detach().clone() for n, s in self._scores[b].items()} for b in BRANCHES}}
+                "scores": {b: {n: s.detach().clone() for n, s in self._scores[b].items()} for b in BRANCHES},
+                "shadow": {n: s.detach().clone() for n, s in self._shadow.items()},
+                "work": dict(self.work)}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()` output (masks move to the weights' devices)."""
@@ -302,6 +359,9 @@ class Sparsifier:
         second = online if self.policy.second == "same" else {
             n: m.to(self._weights["online"][n].device) for n, m in state["masks"]["second"].items()}
         self._install(online, second)
+        self._shadow = {n: s.to(self._weights["online"][n].device).clone()
+                        for n, s in state.get("shadow", {}).items()}  # not re-derived from θ
+        self.work.update({k: int(v) for k, v in state.get("work", {}).items() if k in self.work})
         self._step, self._prepared, self._grads = int(state["step"]), True, {}
         self._record(self._full_masks())
 

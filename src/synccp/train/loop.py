@@ -17,6 +17,7 @@ exported, so bad weights are never written. Checkpoints are atomic with a fallba
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -29,14 +30,17 @@ from synccp.config import Config, config_to_dict
 from synccp.data.views import make_view
 from synccp.models import cosine_tau
 from synccp.results import rundir
+from synccp.results.lock import RunLock
 from synccp.results.loggers import with_live_loggers
-from synccp.train.checkpoint import LAST, first_nonfinite, has_checkpoint, load_checkpoint, save_checkpoint
+from synccp.train.checkpoint import (LAST, CheckpointError, find_checkpoint, first_line, first_nonfinite,
+                                     has_checkpoint, save_checkpoint)
 from synccp.train.export import encoder_description, export_model
 from synccp.train.schedules import scaled_lr, warmup_cosine
 from synccp.train.setup import TrainingSetup, augmentation_seed, build_setup, resolve_device
 
 LOG = logging.getLogger(__name__)
 Saved = tuple[Path, int] | None  # the last good checkpoint and its step
+REQUIRED = {"method": dict, "optimizer": dict, "sparsifier": dict, "generators": list}  # in every checkpoint
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -63,28 +67,45 @@ def pretrain(cfg: Config, run_dir: str | Path, *, resume: bool = False,
 def _pretrain(cfg: Config, run_dir: Path, *, resume: bool, stop_after: int | None) -> dict:
     config = config_to_dict(cfg)
     distributed.on_rank_zero(lambda: rundir.check_run_dir(run_dir, config, resume=resume))
+    finished = distributed.on_rank_zero(lambda: rundir.finished_summary(run_dir)) if resume else None
+    if finished is not None:
+        LOG.info("%s holds a finished run (%s): nothing to resume, left untouched", run_dir, rundir.SUMMARY)
+        return finished
     device = resolve_device(cfg.train.device)
     setup = build_setup(cfg, device)
-    distributed.on_rank_zero(lambda: rundir.prepare_run_dir(run_dir, config, resume=resume))
+    with contextlib.ExitStack() as held:  # rank 0 holds the run directory's lock until the end
+        distributed.on_rank_zero(lambda: held.enter_context(RunLock(run_dir)) and None)
+        identity = distributed.on_rank_zero(lambda: _prepare(run_dir, config, resume=resume))
+        return _train(cfg, setup, run_dir, resume=resume, stop_after=stop_after, identity=identity)
+
+
+def _prepare(run_dir: Path, config: dict, *, resume: bool) -> str:
+    """Create (or check) the run directory under its lock; return the run's identity."""
+    rundir.prepare_run_dir(run_dir, config, resume=resume)
+    return rundir.run_identity(run_dir)
+
+
+def _train(cfg: Config, setup: TrainingSetup, run_dir: Path, *, resume: bool, stop_after: int | None,
+           identity: str) -> dict:
     log = rundir.MetricsLog(run_dir, enabled=setup.rank == 0)
-    state = distributed.on_rank_zero(lambda: _checkpoint_to_resume(run_dir)) if resume else None
-    log = with_live_loggers(log, cfg.train.loggers, run_dir, config=config,
-                            first_step=int(state["step"]) if state else 0, enabled=setup.rank == 0)
-    if state is None:
+    found = distributed.on_rank_zero(lambda: _checkpoint_to_resume(run_dir, identity)) if resume else None
+    log = with_live_loggers(log, cfg.train.loggers, run_dir, config=config_to_dict(cfg),
+                            first_step=int(found[1]["step"]) if found else 0, enabled=setup.rank == 0)
+    if found is None:
         if resume:
             LOG.info("%s has no checkpoint yet: starting it at step 0", run_dir)
             log.truncate_after(-1)
         log.write({"kind": "mask_update", "step": 0, "epoch": 0.0, **setup.sparsifier.prepare_()})
         step, saved = 0, None
     else:
-        step = _restore(setup, state)
+        step = _restore(setup, *found)
         log.truncate_after(step)
-        saved = (run_dir / rundir.CHECKPOINTS, step)  # last.pt, or prev.pt after a fallback
-        LOG.info("resumed %s at step %d", run_dir, step)
+        saved = (found[0], step)
+        LOG.info("resumed %s at step %d from %s", run_dir, step, found[0])
     last = setup.clock.total_steps if stop_after is None else min(stop_after, setup.clock.total_steps)
     started = time.perf_counter()
     try:
-        step = _run_steps(cfg, setup, run_dir, log, first=step, last=last, saved=saved)
+        step = _run_steps(cfg, setup, run_dir, log, first=step, last=last, saved=saved, identity=identity)
     finally:
         log.close()
     if step < setup.clock.total_steps:
@@ -93,8 +114,9 @@ def _pretrain(cfg: Config, run_dir: Path, *, resume: bool, stop_after: int | Non
 
 
 def _run_steps(cfg: Config, setup: TrainingSetup, run_dir: Path, log: rundir.MetricsLog, *,
-               first: int, last: int, saved: Saved) -> int:
-    """Run optimizer steps `first`..`last`-1; checkpoint at every epoch end; return steps done."""
+               first: int, last: int, saved: Saved, identity: str | None = None) -> int:
+    """Run optimizer steps `first`..`last`-1; checkpoint (tagged with the run's `identity`) at every
+    epoch end; return steps done."""
     clock = setup.clock
     bar = tqdm(total=clock.total_steps, initial=first, unit="step", dynamic_ncols=True,
                disable=(not cfg.train.progress or setup.rank != 0) or None, desc="pretrain")
@@ -108,8 +130,9 @@ def _run_steps(cfg: Config, setup: TrainingSetup, run_dir: Path, log: rundir.Met
             _check_masks_agree(setup, step + 1)
             log.write({"kind": "mask_update", "step": step + 1, "epoch": clock.epoch(step + 1), **record})
         if not setup.method.shared_encoder:
-            setup.method.update_target(_tau(cfg, setup, step))
-            setup.sparsifier.remask_second_()
+            tau = _tau(cfg, setup, step)
+            setup.method.update_target(tau)
+            setup.sparsifier.remask_second_(tau)
         setup.method.after_step()
         if (step + 1) % cfg.train.log_every == 0 or step + 1 in (1, last):  # step 1: a first sign of life
             watch.raise_if_bad(saved)
@@ -122,7 +145,7 @@ def _run_steps(cfg: Config, setup: TrainingSetup, run_dir: Path, log: rundir.Met
         bar.update(1)
         if (step + 1) % clock.steps_per_epoch == 0 or step + 1 == clock.total_steps:
             watch.raise_if_bad(saved)
-            saved = _checkpoint(setup, run_dir, log, step + 1, saved)
+            saved = _checkpoint(setup, run_dir, log, step + 1, saved, identity)
     bar.close()
     return last
 
@@ -227,7 +250,7 @@ def _state(setup: TrainingSetup, step: int, generators: list[torch.Tensor]) -> d
 
 
 def _checkpoint(setup: TrainingSetup, run_dir: Path, log: rundir.MetricsLog, step: int,
-                saved: Saved) -> Saved:
+                saved: Saved, identity: str | None) -> Saved:
     """Check the state is finite on every rank, give every rank rank 0's buffers (BatchNorm
     statistics), and let rank 0 write the checkpoint; returns the new last good checkpoint."""
     distributed.broadcast_tensors_(list(setup.method.buffers()))
@@ -240,23 +263,31 @@ def _checkpoint(setup: TrainingSetup, run_dir: Path, log: rundir.MetricsLog, ste
 
     def write() -> None:
         log.sync()
-        save_checkpoint(run_dir, state)
+        save_checkpoint(run_dir, state, identity=identity)
 
     distributed.on_rank_zero(write)
     return (run_dir / rundir.CHECKPOINTS / LAST, step)
 
 
-def _checkpoint_to_resume(run_dir: Path) -> dict | None:
-    """The newest readable checkpoint, or None when the run stopped before writing any."""
-    return load_checkpoint(run_dir) if has_checkpoint(run_dir) else None
+def _checkpoint_to_resume(run_dir: Path, identity: str) -> tuple[Path, dict] | None:
+    """(file, state) of the newest usable checkpoint of this run, or None when the run stopped
+    before writing any."""
+    return find_checkpoint(run_dir, identity=identity, required=REQUIRED) if has_checkpoint(run_dir) else None
 
 
-def _restore(setup: TrainingSetup, state: dict) -> int:
-    setup.method.load_state_dict(state["method"])
-    setup.optimizer.load_state_dict(state["optimizer"])
-    setup.sparsifier.load_state_dict(state["sparsifier"])
-    step = int(state["step"])
-    generators = state.get("generators") or [state["generator"]]
+def _restore(setup: TrainingSetup, path: Path, state: dict) -> int:
+    """Load checkpoint `state` (read from `path`, checksum and identity verified) into the setup."""
+    step = state["step"]
+    if step > setup.clock.total_steps:
+        raise CheckpointError(f"{path} is at step {step}, beyond this run's {setup.clock.total_steps} steps")
+    try:
+        setup.method.load_state_dict(state["method"])
+        setup.optimizer.load_state_dict(state["optimizer"])
+        setup.sparsifier.load_state_dict(state["sparsifier"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as err:
+        raise CheckpointError(f"{path} does not fit this run's model ({type(err).__name__}: "
+                              f"{first_line(err)})") from err
+    generators = state["generators"]
     if len(generators) == setup.world_size:
         setup.generator.set_state(generators[setup.rank].cpu())
     else:

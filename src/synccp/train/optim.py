@@ -1,10 +1,18 @@
 """Optimizers: SGD with momentum and LARS, with bias/norm parameters excluded from weight decay.
 
-LARS follows You et al., "Large Batch Training of Convolutional Networks" (2017), as used by
-BYOL/Barlow Twins/solo-learn: for every parameter that is not a bias or a norm parameter the
-update direction g + λw is scaled by the trust ratio η‖w‖ / ‖g + λw‖ (1 when either norm is 0),
-then fed to heavy-ball momentum. Biases and norm parameters get neither weight decay nor the
-trust ratio.
+LARS is solo-learn's (vturrisi/solo-learn, `solo/utils/lars.py`, class `LARS`, as its CIFAR and
+ImageNet yamls use it: `eta: 0.02, clip_lr: True, exclude_bias_n_norm: True`), after You et al.,
+"Large Batch Training of Convolutional Networks" (2017). For every parameter that is not a bias or
+a norm parameter, with g the raw gradient and λ the weight decay:
+
+    local = η‖w‖ / (‖g‖ + λ‖w‖ + ε)                     (ε = 1e-8; only when ‖w‖ > 0 and ‖g‖ > 0)
+    local = min(local / lr, 1)                          (clip_lr)
+    u     = (g + λw) · local                            (else u = g: no decay, no scaling)
+    buf   = μ·buf + u;   w ← w − lr·buf
+
+so the effective step is min(trust, lr)·(g + λw). Biases and norm parameters (1-D) get u = g:
+neither weight decay nor scaling (`exclude_bias_n_norm`). Like solo-learn, a parameter whose
+weight or gradient norm is 0 gets u = g too.
 """
 
 from __future__ import annotations
@@ -36,11 +44,11 @@ def parameter_groups(modules: Iterable[nn.Module], *, weight_decay: float) -> li
 
 
 class LARS(torch.optim.Optimizer):
-    """SGD with momentum and layer-wise adaptive rate scaling (trust ratio η‖w‖/‖g + λw‖)."""
+    """SGD with momentum and solo-learn's clipped layer-wise trust ratio (module docstring)."""
 
     def __init__(self, params, *, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 0.02, lars_exclude: bool = False):
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
+                 eta: float = 0.02, eps: float = 1e-8, lars_exclude: bool = False):
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, eps=eps,
                         lars_exclude=lars_exclude)
         super().__init__(params, defaults)
 
@@ -54,9 +62,7 @@ class LARS(torch.optim.Optimizer):
             for param in group["params"]:
                 if param.grad is None:
                     continue
-                update = param.grad.add(param, alpha=group["weight_decay"])
-                if not group["lars_exclude"]:
-                    update.mul_(_trust_ratio(param, update, group["eta"]))
+                update = param.grad if group["lars_exclude"] else _lars_update(param, group)
                 state = self.state[param]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(param)
@@ -66,12 +72,17 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def _trust_ratio(param: torch.Tensor, update: torch.Tensor, eta: float) -> torch.Tensor:
-    """η‖w‖/‖u‖ as a 0-d tensor (stays on device, no host sync); 1 where either norm is zero."""
+def _lars_update(param: torch.Tensor, group: dict) -> torch.Tensor:
+    """(g + λw)·min(η‖w‖ / ((‖g‖ + λ‖w‖ + ε)·lr), 1); plain g where ‖w‖ or ‖g‖ is 0. The ratio stays
+    a 0-d tensor on the device (no host sync)."""
+    grad, decay, lr = param.grad, group["weight_decay"], group["lr"]
     w_norm = torch.linalg.vector_norm(param)
-    u_norm = torch.linalg.vector_norm(update)
-    ratio = eta * w_norm / u_norm
-    return torch.where((w_norm > 0) & (u_norm > 0), ratio, torch.ones_like(ratio))
+    g_norm = torch.linalg.vector_norm(grad)
+    local = group["eta"] * w_norm / (g_norm + decay * w_norm + group["eps"])
+    local = torch.clamp(local / lr, max=1.0) if lr > 0 else torch.ones_like(local)
+    live = (w_norm > 0) & (g_norm > 0)
+    scaled = grad.add(param, alpha=decay).mul_(local)
+    return torch.where(live, scaled, grad)
 
 
 def build_optimizer(name: str, modules: Iterable[nn.Module], *, lr: float, momentum: float,

@@ -24,10 +24,12 @@ from synccp import distributed
 from synccp.config import Config
 from synccp.data import ImageDataset, load_dataset
 from synccp.data.views import ViewRecipe, view_recipes
+from synccp.limits import check_totals
 from synccp.methods import SSLMethod, build_method, method_defaults
 from synccp.models import build_backbone, prunable_parameters
+from synccp.sparsity.algorithms import policy_for
 from synccp.sparsity.granularity import Pattern, unfit_reason
-from synccp.sparsity.schedule import ramp_steps
+from synccp.sparsity.schedule import sparsity_steps
 from synccp.sparsity.sparsifier import Sparsifier
 from synccp.train.optim import build_optimizer
 from synccp.train.schedules import Clock, make_clock
@@ -78,6 +80,7 @@ class TrainingSetup:
     world_size: int = 1
     global_augment: bool = False
     replica: nn.Module | None = None  # DistributedDataParallel(method) under torchrun
+    norm_branch: str | None = None  # the branch that runs the method's branch norms (SDCLR)
     _order: tuple[int, torch.Tensor] | None = None
 
     @property
@@ -123,9 +126,11 @@ class TrainingSetup:
         EMA target under no_grad (its weights are already re-masked)."""
         method = self.method
         if method.shared_encoder:
-            return (_masked(method.backbone, self.sparsifier.branch_weights("online")),
-                    _masked(method.backbone, self.sparsifier.branch_weights("second")))
-        target = method.target_backbone
+            norms = method.branch_norm_tensors()  # SDCLR: the pruned branch's own BatchNorm
+            return tuple(_masked(method.backbone, _overrides(self.sparsifier.branch_weights(branch),
+                                                             norms if branch == self.norm_branch else {}))
+                         for branch in ("online", "second"))
+        target = _masked(method.target_backbone, self.sparsifier.branch_weights("second"))
 
         def second(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
@@ -137,6 +142,13 @@ class TrainingSetup:
         if self.bf16:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+
+def _overrides(weights: dict[str, torch.Tensor] | None, norms: dict[str, torch.Tensor]
+               ) -> dict[str, torch.Tensor] | None:
+    if not norms:
+        return weights
+    return {**(weights or {}), **norms}
 
 
 def _masked(module: nn.Module, weights: dict[str, torch.Tensor] | None) -> Encode:
@@ -208,17 +220,18 @@ def build_model(cfg: Config, in_channels: int) -> SSLMethod:
                               in_channels=in_channels)
     kwargs = {k: v for k, v in dataclasses.asdict(cfg.method).items() if k != "name"}
     allowed = method_defaults(cfg.method.name)
-    return build_method(cfg.method.name, backbone, **{k: v for k, v in kwargs.items() if k in allowed})
+    method = build_method(cfg.method.name, backbone, **{k: v for k, v in kwargs.items() if k in allowed})
+    if method.shared_encoder and policy_for(cfg.sparsity.algorithm).branch_norms:
+        method.add_branch_norms()
+    return method
 
 
 def build_sparsifier(cfg: Config, method: SSLMethod, clock: Clock) -> Sparsifier:
     s = cfg.sparsity
-    final = s.n / s.m if s.granularity == "nm" else s.density
-    if s.algorithm == "synccp" and final + s.density_gap > 1.0:
-        LOG.warning("sparsity.density_gap=%s: the second branch keeps min(1, density + gap) and ends dense "
-                    "(%s + %s > 1), the sparse-dense geometry of sdclr", s.density_gap, final, s.density_gap)
     target = None if method.shared_encoder else prunable_parameters(method.target_backbone)
-    start_step, end_step = ramp_steps(s.start_epoch, s.end_epoch, clock.steps_per_epoch)
+    start_step, end_step, regrow_end = sparsity_steps(s, epochs=cfg.train.epochs,
+                                                      steps_per_epoch=clock.steps_per_epoch,
+                                                      total_steps=clock.total_steps)
     return Sparsifier(
         online=prunable_parameters(method.backbone), second=target, algorithm=s.algorithm,
         granularity=s.granularity, density=s.density, initial_density=s.initial_density,
@@ -226,7 +239,7 @@ def build_sparsifier(cfg: Config, method: SSLMethod, clock: Clock) -> Sparsifier
         allocation=s.allocation, score_ema=s.score_ema, update_every=s.update_every,
         start_step=start_step, end_step=end_step, steps_per_epoch=clock.steps_per_epoch,
         total_steps=clock.total_steps, drop_fraction=s.drop_fraction, sparse_branch=s.sparse_branch,
-        seed=cfg.train.seed)
+        seed=cfg.train.seed, regrow_end_step=regrow_end)
 
 
 def _replicate(method: SSLMethod, device: torch.device) -> nn.Module | None:
@@ -271,6 +284,7 @@ def build_setup(cfg: Config, device: torch.device, *, data: ImageDataset | None 
     torch.manual_seed(cfg.train.seed)
     data = load_pretrain_data(cfg) if data is None else data
     clock = make_clock(len(data.images), batch_size=cfg.train.batch_size, epochs=cfg.train.epochs)
+    check_totals(cfg, steps_per_epoch=clock.steps_per_epoch)  # image folders: size known only now
     method = build_model(cfg, in_channels=data.images.shape[1])
     check_sparsity_fits(cfg, method)
     method = _sync_batchnorm(cfg, method, device).to(device)
@@ -291,4 +305,5 @@ def build_setup(cfg: Config, device: torch.device, *, data: ImageDataset | None 
         seed=cfg.train.seed, batch_size=cfg.train.batch_size,
         bf16=bf16, channels_last=channels_last, rank=rank,
         world_size=world, global_augment=t.global_augment and world > 1,
-        replica=_replicate(method, device))
+        replica=_replicate(method, device),
+        norm_branch=cfg.sparsity.sparse_branch if method.branch_norms is not None else None)
