@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save
 
 import synccp
 
@@ -59,17 +58,18 @@ def file_metadata(encoder: dict, sparsity: dict) -> dict[str, str]:
             ENCODER_KEY: json.dumps(encoder), SPARSITY_KEY: json.dumps(sparsity)}
 
 
-def safetensors_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
-    """A safetensors file of `state` whose header has sorted keys: the same bytes in every process.
+def canonicalize(path: str | Path) -> None:
+    """Rewrite a safetensors file's header with sorted keys: the same bytes in every process.
 
     safetensors keeps metadata in a hash map whose order changes from process to process, and a
-    resumed run must export byte-identical files; the header is rewritten with sorted keys and
+    resumed run must export byte-identical files; the header is re-serialized with sorted keys and
     padded with spaces to 8 bytes, as the format allows (tensor offsets are relative to the data)."""
-    raw = save(state, metadata=metadata)
+    path = Path(path)
+    raw = path.read_bytes()
     (length,) = struct.unpack("<Q", raw[:8])
     header = json.dumps(json.loads(raw[8:8 + length]), sort_keys=True, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)
-    return struct.pack("<Q", len(header)) + header + raw[8 + length:]
+    path.write_bytes(struct.pack("<Q", len(header)) + header + raw[8 + length:])
 
 
 def read_metadata(path: str | Path) -> tuple[dict, dict]:

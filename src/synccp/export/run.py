@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from synccp.export.compact import compact_encoder, parameter_count
 from synccp.export.encoder import KEPT_FEATURES, load_encoder
-from synccp.export.metadata import ENCODER_KEY, SPARSITY_KEY, file_metadata, read_metadata, safetensors_bytes
+from synccp.export.metadata import ENCODER_KEY, SPARSITY_KEY, canonicalize, file_metadata, read_metadata
 from synccp.results.rundir import MODEL, atomic_write
 
 FORMATS = ("onnx", "compact", "compact-onnx")
@@ -43,8 +44,7 @@ def export_run(run_dir: str | Path, fmt: str, *, out: str | Path | None = None) 
         state = {**model.trunk.state_dict(), KEPT_FEATURES: model.kept_features}
         state = {k: v.contiguous() for k, v in state.items()}
         meta = file_metadata({**encoder, "compact": True}, sparsity)
-        payload = safetensors_bytes(state, meta)
-        atomic_write(out, lambda tmp: Path(tmp).write_bytes(payload))
+        atomic_write(out, lambda tmp: (save_file(state, str(tmp), metadata=meta), canonicalize(tmp)))
         with torch.no_grad():
             report["max_abs_diff"] = float((load_encoder(out)(images) - dense(images)).abs().max())
     else:

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from synccp.export.metadata import file_metadata, safetensors_bytes, sparsity_metadata
+from synccp.export.metadata import canonicalize, file_metadata, sparsity_metadata
 from synccp.results.files import check_masks, check_state_dict, read_tensors
 from synccp.results.rundir import MASKS, MODEL, atomic_write
 from synccp.sparsity.sparsifier import Sparsifier
@@ -30,10 +30,15 @@ def export_model(run_dir: Path, backbone: nn.Module, sparsifier: Sparsifier, *,
         branch, name = key.split("/", 1)
         if branch == "online" and sparsifier.policy.zero_pruned:
             state[name] = state[name] * mask
-    payload = safetensors_bytes(state, _metadata(sparsifier, state, masks, encoder))
+    metadata = _metadata(sparsifier, state, masks, encoder)
+
+    def write_model(tmp: Path) -> None:
+        save_file(state, str(tmp), metadata=metadata)
+        canonicalize(tmp)  # byte-identical in every process (a resumed run exports the same file)
+
     atomic_write(Path(run_dir) / MASKS, lambda tmp: save_file(masks, str(tmp)))
     try:
-        atomic_write(Path(run_dir) / MODEL, lambda tmp: Path(tmp).write_bytes(payload))
+        atomic_write(Path(run_dir) / MODEL, write_model)
     except BaseException:  # e.g. a full disk: no masks without their model (resume exports again)
         (Path(run_dir) / MASKS).unlink(missing_ok=True)
         raise
