@@ -10,7 +10,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from synccp import distributed
+from synccp import __version__, distributed
 from synccp.config import ConfigError, apply_overrides, config_to_dict, load_config, load_resolved
 
 LOG = logging.getLogger("synccp")
@@ -23,7 +23,9 @@ EPILOG = """examples:
   torchrun --standalone --nproc_per_node=2 -m synccp pretrain --out runs/ddp   # one process per GPU
   synccp eval runs/x --probe both
   synccp inspect runs/x
-  synccp cost runs/x"""
+  synccp cost runs/x
+  synccp export runs/x --format onnx                 # encoder.onnx, checked with onnxruntime
+  synccp config                                      # every config key with its default"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,9 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="synccp", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Sparse training from scratch of self-supervised vision encoders (SyncCP).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"synccp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    pre = sub.add_parser("pretrain", help="self-supervised (sparse) pretraining into a run directory")
+    pre = sub.add_parser("pretrain", help="self-supervised (sparse) pretraining into a run directory",
+                         epilog="every config key with its default and choices: synccp config "
+                                "(--format markdown|toml)")
     pre.add_argument("--config", type=Path, help="TOML file or a run's config.json (default: the embedded demo)")
     pre.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set train.epochs=50 (repeatable)")
@@ -47,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dir", type=Path)
     ev.add_argument("--probe", choices=("linear", "knn", "both"), default="both")
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ev.add_argument("--subset", type=int, metavar="N",
+                    help="quick protocol: probe on the first N train and N test images (default: the "
+                         "run's eval.subset; 0 = the full protocol, the one results use)")
 
     ins = sub.add_parser("inspect", help="per-layer shapes and densities of both branches")
     ins.add_argument("run_dir", type=Path)
@@ -63,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a key in every cell (repeatable)")
     sweep.add_argument("--out", type=Path, help="folder of the runs (default: the grid's [sweep] out)")
+
+    export = sub.add_parser("export", help="deployable encoder files: ONNX, channel-compacted")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--format", required=True, choices=("onnx", "compact", "compact-onnx"),
+                        help="onnx: the encoder for onnxruntime/TensorRT; compact: channel-"
+                             "sparse filters physically removed (safetensors, synccp.load_encoder); "
+                             "compact-onnx: both")
+    export.add_argument("--out", type=Path, help="output file (default DIR/export/encoder[_compact].*)")
+
+    config = sub.add_parser("config", help="print every config key with its default and choices")
+    config.add_argument("--format", dest="style", choices=("text", "markdown", "toml"), default="text")
 
     report = sub.add_parser("report", help="tables (CSV, Markdown) and plots from run directories")
     report.add_argument("run_dirs", type=Path, nargs="+", help="run directories or folders of them")
@@ -82,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     commands = {"pretrain": _pretrain, "eval": _eval, "inspect": _inspect, "cost": _cost,
-                "sweep": _sweep, "report": _report}
+                "sweep": _sweep, "report": _report, "export": _export, "config": _config}
     try:
         return commands[args.command](args)
     except distributed.RankZeroError:  # rank 0 failed and reports the error itself: give it the time
@@ -169,7 +188,7 @@ def _check_test_split(cfg) -> None:
 def _eval(args) -> int:
     from synccp.eval.run import evaluate
 
-    result = evaluate(args.run_dir, probe=args.probe, device=args.device)
+    result = evaluate(args.run_dir, probe=args.probe, device=args.device, subset=args.subset)
     print(_format_eval(result, load_resolved(args.run_dir / "config.json")))
     return 0
 
@@ -207,6 +226,20 @@ def _sweep(args) -> int:
     return 0 if ok else 1
 
 
+def _export(args) -> int:
+    from synccp.export.run import export_run, format_export
+
+    print(format_export(export_run(args.run_dir, args.format, out=args.out)))
+    return 0
+
+
+def _config(args) -> int:
+    from synccp.config_reference import reference
+
+    print(reference(args.style))
+    return 0
+
+
 def _report(args) -> int:
     from synccp.results.report import build_report
 
@@ -240,6 +273,8 @@ def _format_eval(result: dict, cfg) -> str:
         lin = values.get("linear_top1")
         lines.append(f"{name:{width}s} {_pct(knn):>10s} {_pct(lin):>13s}")
     lines.append(f"online encoder density (prunable weights): {result['online_density']:.3f}")
+    if result.get("protocol", "full") != "full":
+        lines.append(f"protocol: {result['protocol']}: development numbers, not results")
     return "\n".join(lines)
 
 

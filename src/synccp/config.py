@@ -10,12 +10,17 @@ import dataclasses
 import functools
 import json
 import math
-import tomllib
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, packaged (a dependency there, see pyproject.toml)
+    import tomli as tomllib
 
 
 class ConfigError(ValueError):
@@ -71,11 +76,12 @@ class TrainConfig:
     progress: bool = True
     sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch
     global_augment: bool = False  # torchrun: every process augments the whole global batch (views of a 1-process run)
+    loggers: str = ""  # comma-separated live loggers beside metrics.jsonl: tensorboard, wandb
 
 
 @dataclass(frozen=True)
 class SparsityConfig:
-    algorithm: str = "dense"
+    algorithm: str = "synccp"  # what `synccp pretrain` runs with no arguments, and any TOML without it
     granularity: str = "unstructured"
     density: float = 0.1
     initial_density: float = 1.0
@@ -106,6 +112,8 @@ class EvalConfig:
     linear_lr: float = 0.1
     linear_batch_size: int = 512
     raw_baseline: bool = True
+    subset: int = 0  # probe on the first N train and test images (0 = the full protocol)
+    batch_size: int = 1024  # images per feature-extraction batch
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+LOGGERS = ("tensorboard", "wandb")  # train.loggers: synccp.results.loggers
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.name": ("fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder"),
@@ -164,11 +173,12 @@ def _check_ranges(cfg: Config) -> None:
                 "train.log_every": t.log_every, "eval.knn_k": cfg.eval.knn_k,
                 "eval.linear_epochs": cfg.eval.linear_epochs, "eval.linear_lr": cfg.eval.linear_lr,
                 "eval.knn_temperature": cfg.eval.knn_temperature,
-                "eval.linear_batch_size": cfg.eval.linear_batch_size}
+                "eval.linear_batch_size": cfg.eval.linear_batch_size,
+                "eval.batch_size": cfg.eval.batch_size}
     for key, value in positive.items():
         if not value > 0:
             raise _bad(key, value, "must be > 0")
-    for key, value in (("data.subset", d.subset), ("data.image_size", d.image_size),
+    for key, value in (("data.subset", d.subset), ("data.image_size", d.image_size), ("eval.subset", cfg.eval.subset),
                        ("train.weight_decay", t.weight_decay), ("train.warmup_epochs", t.warmup_epochs),
                        ("train.min_lr", t.min_lr)):
         if value < 0:
@@ -178,6 +188,9 @@ def _check_ranges(cfg: Config) -> None:
     _check_sparse_branch(cfg)
     if not 0.0 <= t.momentum < 1.0:
         raise _bad("train.momentum", t.momentum, "must be in [0, 1)")
+    unknown = [name for name in t.loggers.split(",") if name.strip() not in ("", *LOGGERS)]
+    if unknown:
+        raise _bad("train.loggers", t.loggers, f"lists unknown logger(s) {unknown} (known: {', '.join(LOGGERS)})")
 
 
 RAMP_ALGORITHMS = ("gmp", "granet", "synccp")  # the algorithms whose density follows the ramp keys

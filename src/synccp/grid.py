@@ -28,7 +28,6 @@ from __future__ import annotations
 import itertools
 import logging
 import shlex
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 
 from synccp.cells import (LABELS, Cell, SweepError, _legacy_digest, _resolve, _reuse_legacy, _toml_literal,
                           cell_identity, cell_name)
-from synccp.config import ConfigError, default_config_dict, parse_override
+from synccp.config import ConfigError, default_config_dict, parse_override, tomllib
 from synccp.results import rundir
 
 __all__ = ["Cell", "Grid", "LABELS", "SubGrid", "SweepError", "cell_identity", "cell_name", "load_grid",

@@ -147,7 +147,7 @@ def build_study(root):
     return root
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_run():
     return fake_run
 

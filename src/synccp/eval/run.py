@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -41,9 +42,15 @@ def probe_features(train_x, train_y, test_x, test_y, *, cfg: Config, num_classes
     return result
 
 
-def _splits(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
+def _splits(cfg: Config, subset: int = 0) -> tuple[ImageDataset, ImageDataset]:
+    """Train and test splits; `subset` > 0 keeps the first N images of each (a quick protocol
+    for development runs, never for results)."""
     kwargs = dict(root=cfg.data.root or None, image_size=cfg.data.image_size or None)
-    return load_dataset(cfg.data.name, "train", **kwargs), load_dataset(cfg.data.name, "test", **kwargs)
+    splits = load_dataset(cfg.data.name, "train", **kwargs), load_dataset(cfg.data.name, "test", **kwargs)
+    if subset:
+        splits = tuple(dataclasses.replace(d, images=d.images[:subset], labels=d.labels[:subset])
+                       for d in splits)
+    return splits
 
 
 def raw_pixel_baseline(cfg: Config, train: ImageDataset, test: ImageDataset, *, probe: str) -> dict:
@@ -79,22 +86,29 @@ def _cached_baseline(path: Path, probe: str) -> dict | None:
     return None
 
 
-def evaluate(run_dir: str | Path, *, probe: str = "both", device: str = "auto") -> dict:
-    """Probe the run's exported online encoder; write and return `eval.json`."""
+def evaluate(run_dir: str | Path, *, probe: str = "both", device: str = "auto",
+             subset: int | None = None) -> dict:
+    """Probe the run's exported online encoder; write and return `eval.json`.
+
+    `subset` (default: the run's `eval.subset`, 0 = the full protocol) probes on the first N train
+    and test images only; eval.json records it, and reports mark such numbers as quick."""
     if probe not in PROBES:
         raise ValueError(f"--probe must be one of {', '.join(PROBES)}, got {probe!r}")
     run_dir = Path(run_dir)
     cfg = load_resolved(run_dir / rundir.CONFIG)
-    train, test = _splits(cfg)
+    subset = cfg.eval.subset if subset is None else subset
+    if subset < 0:
+        raise ValueError(f"--subset must be >= 0, got {subset}")
+    train, test = _splits(cfg, subset)
     backbone = build_backbone(cfg.model.backbone, stem=cfg.model.stem, width=cfg.model.width,
                               in_channels=train.images.shape[1])
     load_backbone_weights(run_dir, backbone)
     target = resolve_device(device)
     bf16 = use_bf16(cfg.train.precision, target)
-    backbone.to(target, memory_format=torch.channels_last if bf16 else torch.preserve_format)
     size = train.images.shape[-1]
     feats = [extract_features(backbone, d.images, image_size=size, mean=train.mean, std=train.std,
-                              device=target, bf16=bf16) for d in (train, test)]
+                              batch_size=cfg.eval.batch_size, device=target, bf16=bf16)
+             for d in (train, test)]
     result = {
         "encoder": probe_features(feats[0], train.labels, feats[1], test.labels, cfg=cfg,
                                   num_classes=train.num_classes, probe=probe),
@@ -102,6 +116,7 @@ def evaluate(run_dir: str | Path, *, probe: str = "both", device: str = "auto") 
         "online_density": _density(backbone),
         "feature_precision": "bf16" if bf16 else "fp32",
         "train_images": len(train.images), "test_images": len(test.images),
+        "protocol": f"quick (eval.subset={subset})" if subset else "full",
         "knn": {"k": cfg.eval.knn_k, "temperature": cfg.eval.knn_temperature},
         "linear": {"epochs": cfg.eval.linear_epochs, "lr": cfg.eval.linear_lr, "features": "cached, standardized"},
     }

@@ -2,7 +2,8 @@
 
 Reads only files (config.json, summary.json, eval.json, cost.json, metrics.jsonl), never logs.
 Writes `results.csv` (one row per run), `results.md` (mean ± std over seeds, the raw-pixel
-baseline, the plots) and the PNG plots into R.
+baseline, the plots) and the PNG plots into R; for a single run also `metrics.csv` (every record
+of its metrics.jsonl) and `training_curves.png` (results/run_report.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from synccp.config import normalized_config_dict
 from synccp.results import rundir
 from synccp.results.plots import make_plots
+from synccp.results.run_report import run_report
 from synccp.results.tables import (ramp_window, raw_pixel_table, results_table, setting_lines, with_dense_differences,
                                    write_csv)
 
@@ -216,8 +218,9 @@ def _markdown(rows: list[dict], figures: dict[str, Path | str], inputs: list[Pat
              "and density. Online / second density: final fraction of prunable weights kept in "
              "each branch.", "", "## Baseline", "", raw_pixel_table(rows), "", "## Plots", ""]
     for title, figure in figures.items():
-        lines += [f"### {title}", "", f"![{title}]({figure.name})" if isinstance(figure, Path)
-                  else f"_Not drawn: {figure}._", ""]
+        link = f"[{figure.name}]({figure.name})" if isinstance(figure, Path) and figure.suffix == ".csv" \
+            else f"![{title}]({figure.name})" if isinstance(figure, Path) else f"_Not drawn: {figure}._"
+        lines += [f"### {title}", "", link, ""]
     if unfinished:
         lines += ["## Unfinished runs (not in the tables)", ""] + [f"- `{p}`" for p in unfinished] + [""]
     lines += ["Regenerate: `synccp report " + " ".join(str(p) for p in inputs) + " --out <dir>`", ""]
@@ -237,9 +240,16 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = with_dense_differences([run_row(run) for run in runs])
+    runs_by_path = {run.path: run for run in runs}
     write_csv(rows, out / "results.csv")
     figures = make_plots(rows, out)
+    if len(runs) == 1:  # one run: its metrics as a CSV and its training curves too
+        figures.update(run_report(runs[0].path, out))
     text = _markdown(rows, figures, inputs, [p for p, run in loaded.items() if run is None])
+    quick = [run.path for run in runs if (run.eval or {}).get("protocol", "full") != "full"]
+    if quick:  # eval.subset: development numbers, never results
+        text += "\n".join(["", "## Quick-protocol evaluations (eval.subset: not results)", "",
+                           *(f"- `{p}`: {get(runs_by_path[p].eval, 'protocol')}" for p in quick), ""])
     (out / "results.md").write_text(text)
     LOG.info("report of %d runs written to %s", len(rows), out)
     return out / "results.md"

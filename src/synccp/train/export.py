@@ -8,30 +8,51 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from synccp.export.metadata import canonicalize, file_metadata, sparsity_metadata
 from synccp.results.files import check_masks, check_state_dict, read_tensors
 from synccp.results.rundir import MASKS, MODEL, atomic_write
 from synccp.sparsity.sparsifier import Sparsifier
 
 
-def export_model(run_dir: Path, backbone: nn.Module, sparsifier: Sparsifier) -> None:
+def export_model(run_dir: Path, backbone: nn.Module, sparsifier: Sparsifier, *,
+                 encoder: dict | None = None) -> None:
     """Write `model.safetensors` (the online encoder θ⊙M_online) and `masks.safetensors`.
 
     For shared-encoder methods θ is nonzero inside the denser second mask too (DESIGN.md §1), so
     the export applies the online mask: the saved encoder is exactly the sparse online network.
     SDCLR's product is its dense encoder (its masks act in the forward only): exported unmasked;
-    the pruned branch is θ⊙M_second from masks.safetensors (with its own BatchNorm, not exported)."""
+    the pruned branch is θ⊙M_second from masks.safetensors (with its own BatchNorm, not exported).
+    `encoder` (synccp.export.metadata.encoder_metadata) and the measured densities and mask layout
+    go into the file's metadata, so `synccp.load_encoder` needs nothing else."""
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     masks = sparsifier.masks()
     for key, mask in masks.items():
         branch, name = key.split("/", 1)
         if branch == "online" and sparsifier.policy.zero_pruned:
             state[name] = state[name] * mask
+    metadata = _metadata(sparsifier, state, masks, encoder)
+
+    def write_model(tmp: Path) -> None:
+        save_file(state, str(tmp), metadata=metadata)
+        canonicalize(tmp)  # byte-identical in every process (a resumed run exports the same file)
+
     atomic_write(Path(run_dir) / MASKS, lambda tmp: save_file(masks, str(tmp)))
     try:
-        atomic_write(Path(run_dir) / MODEL, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+        atomic_write(Path(run_dir) / MODEL, write_model)
     except BaseException:  # e.g. a full disk: no masks without their model (resume exports again)
         (Path(run_dir) / MASKS).unlink(missing_ok=True)
         raise
+
+
+def _metadata(sparsifier: Sparsifier, state: dict, masks: dict, encoder: dict | None) -> dict[str, str]:
+    if encoder is None:
+        return {"format": "pt"}
+    pattern = sparsifier.pattern
+    sparsity = sparsity_metadata(
+        algorithm=sparsifier.algorithm, granularity=pattern.granularity, n=pattern.n, m=pattern.m,
+        block=pattern.block, state=state,
+        prunable=[key.split("/", 1)[1] for key in masks if key.startswith("online/")])
+    return file_metadata(encoder, sparsity)
 
 
 def load_backbone_weights(run_dir: Path, backbone: nn.Module) -> nn.Module:
@@ -53,3 +74,12 @@ def load_masks(run_dir: Path) -> dict[str, torch.Tensor]:
     masks = read_tensors(path, what="the masks")
     check_masks(masks, path)
     return masks
+
+
+def encoder_description(cfg, data, backbone: nn.Module) -> dict:
+    """The ``synccp.encoder`` metadata of a run's backbone trained on the dataset split `data`."""
+    from synccp.export.metadata import encoder_metadata
+
+    return encoder_metadata(backbone=cfg.model.backbone, stem=cfg.model.stem, width=cfg.model.width,
+                            in_channels=data.images.shape[1], out_dim=backbone.out_dim,
+                            image_size=data.images.shape[-1], mean=data.mean, std=data.std)

@@ -31,9 +31,10 @@ from synccp.data.views import make_view
 from synccp.models import cosine_tau
 from synccp.results import rundir
 from synccp.results.lock import RunLock
+from synccp.results.loggers import with_live_loggers
 from synccp.train.checkpoint import (LAST, CheckpointError, find_checkpoint, first_line, first_nonfinite,
                                      has_checkpoint, save_checkpoint)
-from synccp.train.export import export_model
+from synccp.train.export import encoder_description, export_model
 from synccp.train.schedules import scaled_lr, warmup_cosine
 from synccp.train.setup import TrainingSetup, augmentation_seed, build_setup, resolve_device
 
@@ -88,6 +89,8 @@ def _train(cfg: Config, setup: TrainingSetup, run_dir: Path, *, resume: bool, st
            identity: str) -> dict:
     log = rundir.MetricsLog(run_dir, enabled=setup.rank == 0)
     found = distributed.on_rank_zero(lambda: _checkpoint_to_resume(run_dir, identity)) if resume else None
+    log = with_live_loggers(log, cfg.train.loggers, run_dir, config=config_to_dict(cfg),
+                            first_step=int(found[1]["step"]) if found else 0, enabled=setup.rank == 0)
     if found is None:
         if resume:
             LOG.info("%s has no checkpoint yet: starting it at step 0", run_dir)
@@ -101,7 +104,10 @@ def _train(cfg: Config, setup: TrainingSetup, run_dir: Path, *, resume: bool, st
         LOG.info("resumed %s at step %d from %s", run_dir, step, found[0])
     last = setup.clock.total_steps if stop_after is None else min(stop_after, setup.clock.total_steps)
     started = time.perf_counter()
-    step = _run_steps(cfg, setup, run_dir, log, first=step, last=last, saved=saved, identity=identity)
+    try:
+        step = _run_steps(cfg, setup, run_dir, log, first=step, last=last, saved=saved, identity=identity)
+    finally:
+        log.close()
     if step < setup.clock.total_steps:
         return {"stopped_at": step}
     return _finish(cfg, setup, run_dir, wall_s=time.perf_counter() - started)
@@ -128,7 +134,7 @@ def _run_steps(cfg: Config, setup: TrainingSetup, run_dir: Path, log: rundir.Met
             setup.method.update_target(tau)
             setup.sparsifier.remask_second_(tau)
         setup.method.after_step()
-        if (step + 1) % cfg.train.log_every == 0 or step + 1 == last:
+        if (step + 1) % cfg.train.log_every == 0 or step + 1 in (1, last):  # step 1: a first sign of life
             watch.raise_if_bad(saved)
             value = distributed.mean(loss).item()
             rate = (step + 1 - window[1]) * cfg.train.batch_size / (time.perf_counter() - window[0])
@@ -317,7 +323,8 @@ def _finish(cfg: Config, setup: TrainingSetup, run_dir: Path, *, wall_s: float) 
         raise NonFiniteLossError(f"{bad} is NaN/Inf at the end of training; nothing was exported")
 
     def write() -> dict:
-        export_model(run_dir, setup.method.backbone, setup.sparsifier)
+        export_model(run_dir, setup.method.backbone, setup.sparsifier,
+                     encoder=encoder_description(cfg, setup.data, setup.method.backbone))
         train = rundir.read_metrics(run_dir, "train")
         summary = {
             "total_steps": setup.clock.total_steps,
