@@ -27,6 +27,9 @@ class DataConfig:
     root: str = ""
     subset: int = 0
     image_size: int = 0
+    stream: bool = False  # image_folder: decode from disk per batch (imagenet, imagenet100 always do)
+    workers: int = 4  # streaming: DataLoader decoding processes per training process
+    on_corrupt: str = "error"  # streaming: an unreadable image stops the run, or is skipped by name
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,8 @@ class Config:
 DEFAULT_RAMP_END = 0.75  # sparsity.end_epoch < 0 means this fraction of train.epochs (masks frozen after)
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.name": ("fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder"),
+    "data.name": ("fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder", "imagenet", "imagenet100"),
+    "data.on_corrupt": ("error", "skip"),
     "model.backbone": ("resnet18", "resnet34", "resnet50"),
     "model.stem": ("cifar", "imagenet"),
     "method.name": ("simclr", "mocov2", "byol", "barlow", "simsiam"),
@@ -161,7 +165,7 @@ def _check_ranges(cfg: Config) -> None:
     for key, value in positive.items():
         if not value > 0:
             raise _bad(key, value, "must be > 0")
-    for key, value in (("data.subset", d.subset), ("data.image_size", d.image_size),
+    for key, value in (("data.subset", d.subset), ("data.image_size", d.image_size), ("data.workers", d.workers),
                        ("train.weight_decay", t.weight_decay), ("train.warmup_epochs", t.warmup_epochs),
                        ("train.min_lr", t.min_lr), ("sparsity.start_epoch", s.start_epoch)):
         if value < 0:
