@@ -265,10 +265,13 @@ def _replicate(method: SSLMethod, device: torch.device) -> nn.Module | None:
 
 
 def _sync_batchnorm(cfg: Config, method: SSLMethod, device: torch.device) -> SSLMethod:
-    """`train.sync_bn`: BatchNorm statistics over the global batch (every BatchNorm, targets too)."""
+    """`train.sync_bn`: BatchNorm statistics over the global batch (every BatchNorm, targets too).
+
+    Applied inside any process group, one of a single process too (there it computes plain
+    batch statistics: how benchmarks/gpu_check.sh checks it on one GPU)."""
     if not cfg.train.sync_bn or not distributed.is_distributed():
         return method
-    if device.type != "cuda" and distributed.world_size() > 1:
+    if device.type != "cuda":
         raise ValueError("train.sync_bn=true needs CUDA devices: torch.nn.SyncBatchNorm has no CPU "
                          "kernel (with gloo on CPU, BatchNorm statistics stay per process)")
     return nn.SyncBatchNorm.convert_sync_batchnorm(method)
