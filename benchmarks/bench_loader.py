@@ -1,7 +1,7 @@
 """Streaming loader throughput and memory: decode (+ on-device augmentation) images/s, resident memory.
 
-Writes a folder of real JPEG photos-sized files (`--photo` W×H, default 500×375, about ImageNet's
-mean; random smooth colour fields plus noise, quality 90), then streams it through
+Writes a folder of real JPEG photo-sized files (`--photo` W×H, default 500×375, about ImageNet's
+mean; smooth random colour fields plus noise, quality 90), then streams it through
 `synccp.data.loader.StreamBatches` exactly as training does (uint8 batches of `--image-size`,
 pinned and moved to `--device`) with each `--workers` count. Reported per count: the median over
 `--repeats` windows of `--batches` batches of (a) decode → device images/s and (b) the same plus
@@ -25,6 +25,7 @@ import platform
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,19 +39,29 @@ from synccp.data.views import make_view, view_recipes
 
 
 def write_jpegs(root: Path, count: int, size: tuple[int, int], *, classes: int = 10, seed: int = 0) -> None:
-    """`count` JPEGs of `size` (W, H) in root/train/c<k>/, skipped when already there."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    for i in range(count):
-        path = root / "train" / f"c{i % classes}" / f"{i:07d}.JPEG"
-        if path.exists():
-            continue
+    """`count` JPEGs of `size` (W, H) in root/train/c<k>/ (existing files kept), written by a
+    process pool: a random 8×6 colour field upscaled bicubically, plus a shifted noise texture."""
+    todo = [i for i in range(count) if not _jpeg_path(root, i, classes).exists()]
+    chunks = [todo[k::os.cpu_count() or 1] for k in range(os.cpu_count() or 1)]
+    with ProcessPoolExecutor(max_workers=len(chunks)) as pool:
+        list(pool.map(_write_chunk, [(root, c, size, classes, seed) for c in chunks if c]))
+
+
+def _jpeg_path(root: Path, i: int, classes: int) -> Path:
+    return root / "train" / f"c{i % classes}" / f"{i:07d}.JPEG"
+
+
+def _write_chunk(job) -> None:
+    root, indices, (w, h), classes, seed = job
+    noise = np.random.default_rng(seed).integers(-24, 24, (h + 64, w + 64, 3), dtype=np.int16)
+    for i in indices:
+        rng = np.random.default_rng((seed, i))
+        field = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+        dy, dx = rng.integers(0, 64, 2)
+        pixels = np.clip(np.asarray(field, dtype=np.int16) + noise[dy:dy + h, dx:dx + w], 0, 255)
+        path = _jpeg_path(root, i, classes)
         path.parent.mkdir(parents=True, exist_ok=True)
-        f = rng.uniform(0.005, 0.05, 3)
-        field = 127 + 100 * np.sin(xx[..., None] * f + yy[..., None] * f[::-1] + rng.uniform(0, 6, 3))
-        pixels = np.clip(field + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(path, quality=90)
+        Image.fromarray(pixels.astype(np.uint8)).save(path, quality=90)
 
 
 def rss_mb(pid: int) -> float:
