@@ -11,7 +11,8 @@
 #   2. bench_throughput: BYOL ResNet-18 width 64, 32x32, batch 512, dense vs SyncCP, bf16, MFU;
 #      and ResNet-50 at 224 px (ImageNet stem), batch 128
 #   3. bench_sparsity: mask update + metrics share of training time
-#   4. bench_loader: streaming JPEG decode (+ augmentation) into the GPU, 1..14 workers
+#   4. bench_loader: streaming JPEG decode (+ augmentation) into the GPU, 2/8/14 workers, and the
+#      resident memory for folders of 1k vs 20k images
 #   5. bench_cost_gpu: 2:4 semi-structured kernels vs the cost model
 #   6. a 10-epoch CIFAR-10-shaped BYOL ResNet-18 SyncCP run through the CLI: seconds per epoch
 # Nothing is installed: python3 must have torch; numpy, safetensors, tqdm, Pillow and pytest are
@@ -69,26 +70,34 @@ if [[ $DRY == 1 ]]; then
   stage loader 300 $PY benchmarks/bench_loader.py --device cpu --dir "$WORK/loader" --images 96 --batch 16 --workers 1 2 --batches 2 --repeats 2 --memory 200 --memory-batches 3
   stage cost_gpu 60 bash -c "$PY benchmarks/bench_cost_gpu.py --device cpu; test \$? -eq 2"  # CUDA only: must refuse clearly
   stage make_cifar 120 $PY benchmarks/make_cifar_like.py "$WORK/cifar" --train 1024 --test 256
-  RUN_SETS=(--set data.subset=512 --set model.width=8 --set train.batch_size=64 --set train.epochs=2 --set train.log_every=2
-            --set sparsity.update_every=2 --set sparsity.start_epoch=0.5 --set sparsity.end_epoch=1.5 --set train.device='"cpu"')
+  RUN_LIMIT=300
+  RUN_SETS=(--set data.subset=128 --set model.width=4 --set train.batch_size=16 --set train.epochs=2 --set train.log_every=2
+            --set method.proj_hidden_dim=64 --set method.pred_hidden_dim=64 --set sparsity.update_every=2
+            --set sparsity.start_epoch=0.5 --set sparsity.end_epoch=1.5 --set train.device='"cpu"')
 else
   DEV=cuda
   stage cuda_tests 120 $PY -m pytest -q -m cuda -p no:cacheprovider tests/test_cuda.py
   stage throughput_cifar 60 $PY benchmarks/bench_throughput.py --device cuda --width 64 --size 32 --batch 512 --precision bf16 --steps 10 --repeats 5
   stage throughput_r50_224 60 $PY benchmarks/bench_throughput.py --device cuda --backbone resnet50 --stem imagenet --width 64 --size 224 --batch 128 --precision bf16 --steps 5 --repeats 3
   stage sparsity_share 45 $PY benchmarks/bench_sparsity.py --device cuda --models resnet18,resnet50 --width 64 --batch 256 --repeats 5
-  stage loader 75 $PY benchmarks/bench_loader.py --device cuda --dir "$WORK/loader" --images 1500 --batch 128 --workers 1 4 8 14 --batches 4 --repeats 3 --memory 1000 20000 --memory-batches 10
+  stage loader 90 $PY benchmarks/bench_loader.py --device cuda --dir "$WORK/loader" --images 1500 --batch 128 --workers 2 8 14 --batches 3 --repeats 3 --memory 1000 20000 --memory-batches 10
   stage cost_gpu 60 $PY benchmarks/bench_cost_gpu.py --device cuda --backbone resnet18 --width 64 --image-size 32 --batch 256 --out "$LOGS/cost_gpu.json"
   stage make_cifar 30 $PY benchmarks/make_cifar_like.py "$WORK/cifar"
+  RUN_LIMIT=120
   RUN_SETS=(--set train.epochs=10 --set train.log_every=20 --set sparsity.start_epoch=1 --set sparsity.end_epoch=7
             --set train.device='"cuda"')
 fi
-stage cifar_10_epochs 120 $PY -m synccp pretrain --config configs/cifar10_byol_r18_synccp.toml \
-  --set data.root="\"$WORK/cifar\"" --set train.progress=false "${RUN_SETS[@]}" --out "$WORK/cifar_run" --no-eval
+stage cifar_10_epochs $RUN_LIMIT $PY -m synccp pretrain --config configs/cifar10_byol_r18_synccp.toml \
+  --set data.root="\"$WORK/cifar\"" --set train.progress=false --set train.warmup_epochs=1 "${RUN_SETS[@]}" --out "$WORK/cifar_run" --no-eval
 
 $PY benchmarks/gpu_report.py "$LOGS" --run "$WORK/cifar_run" --out "$REPORT" $([[ $DRY == 1 ]] && echo --dry-run)
 echo "report: $REPORT (logs in $LOGS)"
 if [[ -n "${OUT:-}" && -d "${OUT:-}" ]]; then
   cp "$REPORT" "$OUT/gpu.md"
   tar czf "$OUT/gpu_check_logs.tar.gz" -C "$WORK" logs
+fi
+failed=$(awk -F'\t' '$2 != "0" {print $1}' "$LOGS/stages.tsv" | tr '\n' ' ')
+if [[ -n "$failed" ]]; then
+  echo "gpu_check: stages not passed: $failed(see $REPORT)" >&2
+  exit 1
 fi

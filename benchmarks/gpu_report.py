@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -42,7 +43,8 @@ def versions() -> list[str]:
     rows = [f"- date (UTC): {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}",
             f"- python {platform.python_version()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
             f"cuDNN {torch.backends.cudnn.version()}, numpy {numpy.__version__}, Pillow {PIL.__version__}",
-            f"- CPU: {cpu_model()}, {len(__import__('os').sched_getaffinity(0))} cores available"]
+            f"- CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} cores available, load average "
+            f"{os.getloadavg()[0]:.1f} at the end (other work on the machine slows every stage)"]
     if cuda:
         rows.append(f"- GPU: {torch.cuda.get_device_name()} "
                     f"({torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB), "
