@@ -115,7 +115,8 @@ def decode(path: Path, size: int, *, draft: bool = True) -> np.ndarray:
     """One image as uint8 (S, S, 3): EXIF-oriented RGB, shorter side → `size`, center crop.
 
     With `draft`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both
-    sides ≥ `size` (Pillow's `Image.draft`), which is several times faster on large photos."""
+    sides ≥ `size` (Pillow's `Image.draft`): 1.8x faster on 1200×900 photos at 224 px, no change
+    on photos smaller than twice `size` (docs/scale.md)."""
     try:
         with Image.open(path) as image:
             if draft and image.format == "JPEG":
