@@ -14,7 +14,8 @@
 #   4. bench_loader: streaming JPEG decode (+ augmentation) into the GPU, 2/8/14 workers, and the
 #      resident memory for folders of 1k vs 20k images
 #   5. bench_cost_gpu: 2:4 semi-structured kernels vs the cost model
-#   6. a 10-epoch CIFAR-10-shaped BYOL ResNet-18 SyncCP run through the CLI: seconds per epoch
+#   6. a 10-epoch CIFAR-10-shaped BYOL ResNet-18 SyncCP run through the CLI (batch 512, the ramp over
+#      epochs 1 -> 7, a checkpoint per epoch): seconds per epoch
 # Nothing is installed: python3 must have torch; numpy, safetensors, tqdm, Pillow and pytest are
 # checked first (matplotlib is optional). synccp is used from src/ (PYTHONPATH).
 # Environment: PYTHON (default python3), GPU_CHECK_OUT (report path, default docs/gpu.md),
@@ -79,12 +80,12 @@ else
   stage cuda_tests 120 $PY -m pytest -q -m cuda -p no:cacheprovider tests/test_cuda.py
   stage throughput_cifar 60 $PY benchmarks/bench_throughput.py --device cuda --width 64 --size 32 --batch 512 --precision bf16 --steps 10 --repeats 5
   stage throughput_r50_224 60 $PY benchmarks/bench_throughput.py --device cuda --backbone resnet50 --stem imagenet --width 64 --size 224 --batch 128 --precision bf16 --steps 5 --repeats 3
-  stage sparsity_share 45 $PY benchmarks/bench_sparsity.py --device cuda --models resnet18,resnet50 --width 64 --batch 256 --repeats 5
+  stage sparsity_share 45 $PY benchmarks/bench_sparsity.py --device cuda --models resnet18 --width 64 --batch 256 --repeats 5
   stage loader 90 $PY benchmarks/bench_loader.py --device cuda --dir "$WORK/loader" --images 1500 --batch 128 --workers 2 8 14 --batches 3 --repeats 3 --memory 1000 20000 --memory-batches 10
   stage cost_gpu 60 $PY benchmarks/bench_cost_gpu.py --device cuda --backbone resnet18 --width 64 --image-size 32 --batch 256 --out "$LOGS/cost_gpu.json"
   stage make_cifar 30 $PY benchmarks/make_cifar_like.py "$WORK/cifar"
   RUN_LIMIT=120
-  RUN_SETS=(--set train.epochs=10 --set train.log_every=20 --set sparsity.start_epoch=1 --set sparsity.end_epoch=7
+  RUN_SETS=(--set train.epochs=10 --set train.batch_size=512 --set train.log_every=10 --set sparsity.start_epoch=1 --set sparsity.end_epoch=7
             --set train.device='"cuda"')
 fi
 stage cifar_10_epochs $RUN_LIMIT $PY -m synccp pretrain --config configs/cifar10_byol_r18_synccp.toml \
