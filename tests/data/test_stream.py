@@ -136,3 +136,23 @@ def test_a_streamed_run_resumes_exactly(tmp_path):
     for name in ("model.safetensors", "masks.safetensors"):
         one, two = (load_file(str(tmp_path / d / name)) for d in ("whole", "cut"))
         assert [k for k in one if not torch.equal(one[k], two[k])] == [], name
+
+
+@pytest.mark.parametrize("name, data, backbone, granularity, final", [
+    ("imagenet_byol_r50_synccp.toml", "imagenet", "resnet50", "unstructured", 0.2),
+    ("imagenet_byol_r50_synccp_nm.toml", "imagenet", "resnet50", "nm", 0.5),
+    ("cifar10_byol_r18_synccp.toml", "cifar10", "resnet18", "unstructured", 0.2),
+    ("cifar100_byol_r18_synccp.toml", "cifar100", "resnet18", "unstructured", 0.2),
+])
+def test_scale_presets_are_the_authors_recipe(name, data, backbone, granularity, final):
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / name)
+    s = cfg.sparsity
+    assert (cfg.data.name, cfg.model.backbone, cfg.model.width, s.algorithm) == (data, backbone, 64, "synccp")
+    assert s.granularity == granularity and s.density_gap == 0.3 and s.score_ema == 0.99
+    assert (s.n / s.m if granularity == "nm" else s.density) == final
+    assert granularity == "nm" or s.initial_density == 0.7
+    imagenet = data == "imagenet"
+    assert cfg.model.stem == ("imagenet" if imagenet else "cifar") and cfg.train.sync_bn == imagenet
+    assert (cfg.train.epochs, cfg.train.batch_size) == ((100, 2048) if imagenet else (1000, 256))
