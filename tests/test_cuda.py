@@ -170,6 +170,7 @@ def _worker(out: Path, root: Path) -> None:
             "backend": backend, "sync_bn_layers": sync_counts[0], "plain_bn_layers": sync_counts[1],
             "max_relative_difference": worst}))
     dist.destroy_process_group()
+    distributed.end_worker(0)  # as the CLI does under torchrun: no interpreter teardown
 
 
 if __name__ == "__main__":
