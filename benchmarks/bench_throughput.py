@@ -15,6 +15,8 @@ to 790 TFLOP/s, the bf16 dense matmul rate measured on an H100 here (DESIGN.md Â
     .venv/bin/python benchmarks/bench_throughput.py --precision fp32 bf16 # CPU: bf16 autocast
     .venv/bin/python benchmarks/bench_throughput.py --method simclr --width 16 --size 28 --channels 1 --batch 256
     .venv/bin/python benchmarks/bench_throughput.py --device cuda --width 64 --batch 512
+    .venv/bin/python benchmarks/bench_throughput.py --device cuda --backbone resnet50 --stem imagenet \
+        --width 64 --size 224 --batch 128
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from synccp.train.setup import TrainingSetup, build_setup
 
 def make_setup(algorithm: str, precision: str, args, device: torch.device) -> TrainingSetup:
     cfg = load_config(None, [f"sparsity.algorithm={algorithm}", f"model.width={args.width}",
-                             f'method.name="{args.method}"',
+                             f'method.name="{args.method}"', f'model.backbone="{args.backbone}"',
+                             f'model.stem="{args.stem}"',
                              f"train.batch_size={args.batch}", "train.epochs=100",
                              f"train.precision={precision}",
                              "sparsity.start_epoch=0", "sparsity.end_epoch=50"])
@@ -77,6 +80,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--method", default="byol", choices=["byol", "simclr", "mocov2", "barlow", "simsiam"])
+    parser.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet34", "resnet50"])
+    parser.add_argument("--stem", default="cifar", choices=["cifar", "imagenet"])
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--size", type=int, default=32)
@@ -106,7 +111,7 @@ def main() -> None:
             times[name].append((time.perf_counter() - start) / args.steps)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"device {device}, threads {torch.get_num_threads()}")
-    print(f"{args.method} ResNet-18 width {args.width}, {args.size}x{args.size}x{args.channels}, batch {args.batch}; "
+    print(f"{args.method} {args.backbone} ({args.stem} stem) width {args.width}, {args.size}x{args.size}x{args.channels}, batch {args.batch}; "
           f"model FLOPs/step {flops / 1e9:.2f} GFLOP")
     base = statistics.median(times[first])
     for name, values in times.items():

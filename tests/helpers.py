@@ -35,3 +35,27 @@ def tiny_overrides(root, **extra):
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
+
+
+def write_image_folder(root, classes, *, per_class=4, size=(20, 14), split="train", ext=".JPEG",
+                       corrupt=(), seed=0):
+    """Write `root/split/<class>/<i>ext` real image files (JPEG or PNG by `ext`) of class-dependent
+    colours plus noise; names in `corrupt` (e.g. "cls/1.JPEG") get truncated, undecodable bytes.
+    Returns the paths written, in class-then-name order."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for c, name in enumerate(classes):
+        directory = root / split / name
+        directory.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            colour = np.array([(37 * c) % 256, (91 * c + 40) % 256, (53 * i) % 256])
+            noise = rng.integers(0, 60, (size[1], size[0], 3))
+            pixels = np.clip(colour + noise, 0, 255).astype(np.uint8)
+            path = directory / f"{i:04d}{ext}"
+            Image.fromarray(pixels).save(path, format="PNG" if ext.lower() == ".png" else "JPEG")
+            if f"{name}/{path.name}" in corrupt:
+                path.write_bytes(path.read_bytes()[:40])
+            paths.append(path)
+    return paths

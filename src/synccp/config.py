@@ -33,6 +33,9 @@ class DataConfig:
     root: str = ""
     subset: int = 0
     image_size: int = 0
+    stream: bool = False  # image_folder: decode from disk per batch (imagenet, imagenet100 always do)
+    workers: int = 4  # streaming: DataLoader decoding processes per training process
+    on_corrupt: str = "error"  # streaming: an unreadable image stops the run, or is skipped by name
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,8 @@ class Config:
 LOGGERS = ("tensorboard", "wandb")  # train.loggers: synccp.results.loggers
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.name": ("fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder"),
+    "data.name": ("fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder", "imagenet", "imagenet100"),
+    "data.on_corrupt": ("error", "skip"),
     "model.backbone": ("resnet18", "resnet34", "resnet50"),
     "model.stem": ("cifar", "imagenet"),
     "method.name": ("simclr", "mocov2", "byol", "barlow", "simsiam"),
@@ -179,6 +183,7 @@ def _check_ranges(cfg: Config) -> None:
         if not value > 0:
             raise _bad(key, value, "must be > 0")
     for key, value in (("data.subset", d.subset), ("data.image_size", d.image_size), ("eval.subset", cfg.eval.subset),
+                       ("data.workers", d.workers),
                        ("train.weight_decay", t.weight_decay), ("train.warmup_epochs", t.warmup_epochs),
                        ("train.min_lr", t.min_lr)):
         if value < 0:

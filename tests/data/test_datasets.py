@@ -467,7 +467,8 @@ def test_image_folder_corrupt_image_names_file(tmp_path):
 # ---------------------------------------------------------------- dispatcher and helpers
 
 @pytest.mark.parametrize("kwargs, pattern", [
-    (dict(name="imagenet", split="train"), "data.name must be one of"),
+    (dict(name="imagenet21k", split="train"), "data.name must be one of"),
+    (dict(name="imagenet", split="train"), "data.name='imagenet' is streamed from disk"),
     (dict(name="cifar10", split="unlabeled"), "split of data.name='cifar10' must be one of"),
     (dict(name="stl10", split="train", image_size=0), "data.image_size must be a positive"),
     (dict(name="image_folder", split="train"), "data.root must name the image folder"),

@@ -20,8 +20,9 @@ from synccp.sparsity.granularity import Pattern, fits
 from synccp.sparsity.schedule import branch_densities, sparsity_steps
 from synccp.train.schedules import Clock, make_clock
 
-TRAIN_IMAGES = {"fashion_mnist": 60000, "cifar10": 50000, "cifar100": 50000, "stl10": 105000}
-NATIVE_SIZE = {"fashion_mnist": 28, "cifar10": 32, "cifar100": 32, "stl10": 96}
+TRAIN_IMAGES = {"fashion_mnist": 60000, "cifar10": 50000, "cifar100": 50000, "stl10": 105000,
+                "imagenet": 1281167, "imagenet100": 126689}
+NATIVE_SIZE = {"fashion_mnist": 28, "cifar10": 32, "cifar100": 32, "stl10": 96, "imagenet": 224, "imagenet100": 224}
 
 
 @dataclass(frozen=True)

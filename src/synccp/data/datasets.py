@@ -73,6 +73,14 @@ class ImageDataset:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.images.shape[-1]
+
 
 def load_dataset(name: str, split: str, *, root: str | None = None,
                  image_size: int | None = None) -> ImageDataset:
@@ -83,6 +91,10 @@ def load_dataset(name: str, split: str, *, root: str | None = None,
     (bilinear, antialiased) when it differs from the native size; for image folders it is the
     decode size (default 64).
     """
+    if name in ("imagenet", "imagenet100"):
+        raise DatasetError(f"data.name={name!r} is streamed from disk (synccp.data.stream.load_stream) and "
+                           "cannot be loaded into memory; pretrain with --no-eval and probe its encoder "
+                           "on a smaller labelled set")
     if name not in _LOADERS:
         raise DatasetError(f"data.name must be one of {sorted(_LOADERS)}, got {name!r}")
     module_name, function_name, splits = _LOADERS[name]

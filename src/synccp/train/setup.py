@@ -23,6 +23,8 @@ from torch import nn
 from synccp import distributed
 from synccp.config import Config
 from synccp.data import ImageDataset, load_dataset
+from synccp.data.loader import StreamBatches
+from synccp.data.stream import STREAMED, StreamingDataset, load_stream
 from synccp.data.views import ViewRecipe, view_recipes
 from synccp.limits import check_totals
 from synccp.methods import SSLMethod, build_method, method_defaults
@@ -63,8 +65,8 @@ def augmentation_seed(seed: int, rank: int) -> int:
 class TrainingSetup:
     """The state of a run: data on device, method, optimizer, Sparsifier, RNG and step clock."""
 
-    data: ImageDataset
-    images: torch.Tensor  # (N, C, H, W) uint8 on device
+    data: ImageDataset | StreamingDataset
+    images: torch.Tensor | None  # (N, C, H, W) uint8 on device; None when streamed from disk
     method: SSLMethod
     optimizer: torch.optim.Optimizer
     sparsifier: Sparsifier
@@ -81,11 +83,12 @@ class TrainingSetup:
     global_augment: bool = False
     replica: nn.Module | None = None  # DistributedDataParallel(method) under torchrun
     norm_branch: str | None = None  # the branch that runs the method's branch norms (SDCLR)
+    stream: StreamBatches | None = None  # the batches of a streamed dataset (data.stream, imagenet)
     _order: tuple[int, torch.Tensor] | None = None
 
     @property
     def num_images(self) -> int:
-        return len(self.images)
+        return len(self.data)
 
     @property
     def model(self) -> nn.Module:
@@ -102,7 +105,10 @@ class TrainingSetup:
 
         Epoch `e` visits a permutation drawn from (seed, e) — the same on every rank — so a
         resumed run sees exactly the batches an uninterrupted one would; rank r takes the r-th
-        slice of each global batch; the last partial global batch is dropped."""
+        slice of each global batch; the last partial global batch is dropped. A streamed dataset
+        yields the same batches, decoded from disk by its DataLoader workers."""
+        if self.stream is not None:
+            return self.stream.batch(step)
         epoch, index = divmod(step, self.clock.steps_per_epoch)
         if self._order is None or self._order[0] != epoch:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -157,18 +163,30 @@ def _masked(module: nn.Module, weights: dict[str, torch.Tensor] | None) -> Encod
     return lambda x: torch.func.functional_call(module, weights, (x,))
 
 
-def load_pretrain_data(cfg: Config) -> ImageDataset:
-    """The pretraining split of `data.name`, cut to the first `data.subset` images when set."""
+def load_pretrain_data(cfg: Config) -> ImageDataset | StreamingDataset:
+    """The pretraining split of `data.name`, cut to the first `data.subset` images when set
+    (a streamed dataset keeps `data.subset` images evenly spaced over its file index)."""
+    d = cfg.data
+    if d.name in STREAMED or d.stream:
+        data = load_stream(d.name, "train", root=d.root or None, image_size=d.image_size or None,
+                           subset=d.subset, on_corrupt=d.on_corrupt)
+        _check_enough_images(len(data), cfg)
+        check_image_size(data.image_size, cfg)
+        return data
     data = load_dataset(cfg.data.name, PRETRAIN_SPLIT.get(cfg.data.name, "train"),
                         root=cfg.data.root or None, image_size=cfg.data.image_size or None)
     if cfg.data.subset:
         data = dataclasses.replace(data, images=data.images[:cfg.data.subset],
                                    labels=data.labels[:cfg.data.subset])
-    if len(data.images) < cfg.train.batch_size:
-        raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the "
-                         f"{len(data.images)} training images of data.name={cfg.data.name!r}")
+    _check_enough_images(len(data.images), cfg)
     check_image_size(data.images.shape[-1], cfg)
     return data
+
+
+def _check_enough_images(count: int, cfg: Config) -> None:
+    if count < cfg.train.batch_size:
+        raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the "
+                         f"{count} training images of data.name={cfg.data.name!r}")
 
 
 def check_image_size(size: int, cfg: Config) -> None:
@@ -260,8 +278,11 @@ def _replicate(method: SSLMethod, device: torch.device) -> nn.Module | None:
 
 
 def _sync_batchnorm(cfg: Config, method: SSLMethod, device: torch.device) -> SSLMethod:
-    """`train.sync_bn`: BatchNorm statistics over the global batch (every BatchNorm, targets too)."""
-    if not cfg.train.sync_bn or distributed.world_size() == 1:
+    """`train.sync_bn`: BatchNorm statistics over the global batch (every BatchNorm, targets too).
+
+    Applied inside any process group, one of a single process too (there it computes plain
+    batch statistics: how benchmarks/gpu_check.sh checks it on one GPU)."""
+    if not cfg.train.sync_bn or not distributed.is_distributed():
         return method
     if device.type != "cuda":
         raise ValueError("train.sync_bn=true needs CUDA devices: torch.nn.SyncBatchNorm has no CPU "
@@ -275,7 +296,8 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
-def build_setup(cfg: Config, device: torch.device, *, data: ImageDataset | None = None) -> TrainingSetup:
+def build_setup(cfg: Config, device: torch.device, *,
+                data: ImageDataset | StreamingDataset | None = None) -> TrainingSetup:
     """Seed, load data, build the model, optimizer and Sparsifier for `cfg` on `device` (one
     replica of a torchrun run when a process group is open). `data` replaces the configured
     dataset (benchmarks on synthetic images)."""
@@ -283,9 +305,9 @@ def build_setup(cfg: Config, device: torch.device, *, data: ImageDataset | None 
     check_batch(cfg.train.batch_size, world)
     torch.manual_seed(cfg.train.seed)
     data = load_pretrain_data(cfg) if data is None else data
-    clock = make_clock(len(data.images), batch_size=cfg.train.batch_size, epochs=cfg.train.epochs)
+    clock = make_clock(len(data), batch_size=cfg.train.batch_size, epochs=cfg.train.epochs)
     check_totals(cfg, steps_per_epoch=clock.steps_per_epoch)  # image folders: size known only now
-    method = build_model(cfg, in_channels=data.images.shape[1])
+    method = build_model(cfg, in_channels=data.channels)
     check_sparsity_fits(cfg, method)
     method = _sync_batchnorm(cfg, method, device).to(device)
     t = cfg.train
@@ -295,15 +317,25 @@ def build_setup(cfg: Config, device: torch.device, *, data: ImageDataset | None 
         method = method.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(t.optimizer, [method], lr=t.lr, momentum=t.momentum,
                                 weight_decay=t.weight_decay, eta=t.eta)
-    size = data.images.shape[-1]
     generator_seed = cfg.train.seed if t.global_augment else augmentation_seed(cfg.train.seed, rank)
+    streamed = isinstance(data, StreamingDataset)
     return TrainingSetup(
-        data=data, images=data.images.to(device), method=method, optimizer=optimizer,
-        sparsifier=build_sparsifier(cfg, method, clock),
-        recipes=view_recipes(cfg.method.name, image_size=size, channels=data.images.shape[1]),
+        data=data, images=None if streamed else data.images.to(device), method=method,
+        optimizer=optimizer, sparsifier=build_sparsifier(cfg, method, clock),
+        recipes=view_recipes(cfg.method.name, image_size=data.image_size, channels=data.channels),
         generator=torch.Generator(device).manual_seed(generator_seed), clock=clock, device=device,
         seed=cfg.train.seed, batch_size=cfg.train.batch_size,
         bf16=bf16, channels_last=channels_last, rank=rank,
         world_size=world, global_augment=t.global_augment and world > 1,
         replica=_replicate(method, device),
-        norm_branch=cfg.sparsity.sparse_branch if method.branch_norms is not None else None)
+        norm_branch=cfg.sparsity.sparse_branch if method.branch_norms is not None else None,
+        stream=_stream(cfg, data, device, clock, rank, world) if streamed else None)
+
+
+def _stream(cfg: Config, data: StreamingDataset, device: torch.device, clock: Clock, rank: int,
+            world: int) -> StreamBatches:
+    """The batches of a streamed dataset in `TrainingSetup.batch`'s order, for this rank."""
+    batch, whole = cfg.train.batch_size, cfg.train.global_augment and world > 1
+    return StreamBatches(data, device=device, seed=cfg.train.seed, batch_size=batch,
+                         take=batch if whole else batch // world, offset=0 if whole else rank * (batch // world),
+                         steps_per_epoch=clock.steps_per_epoch, workers=cfg.data.workers)
