@@ -77,3 +77,20 @@ def test_method_passes_follow_the_method_contract():
     assert [(p.branch, p.view, p.backward) for p in simclr] == [("online", "a", True), ("second", "b", True)]
     with pytest.raises(ValueError, match="method.name"):
         method_passes("dino")
+
+
+@pytest.mark.parametrize("shape, block", [((16, 8, 3, 3), (1, 1)), ((16, 8, 3, 3), (4, 4)), ((32, 64), (1, 1))])
+def test_random_mask_counts_equal_a_fresh_draw_at_every_density(shape, block):
+    """The cached sorted draw gives exactly the counts of {u < d} for the same u, at any d."""
+    import math
+
+    from synccp.cost.structure import RandomMask
+
+    rows, cols = shape[0], math.prod(shape[1:])
+    sampler = RandomMask(shape, block, torch.Generator().manual_seed(7))
+    for density in (0.05, 0.2, 0.5, 0.93):
+        u = torch.rand((rows // block[0], cols // block[1]), generator=torch.Generator().manual_seed(7))
+        mask = (u < density).repeat_interleave(block[0], 0).repeat_interleave(block[1], 1)
+        got_rows, got_cols = sampler.counts(density)
+        assert torch.equal(got_rows, mask.sum(1, dtype=torch.float64))
+        assert torch.equal(got_cols, mask.sum(0, dtype=torch.float64))

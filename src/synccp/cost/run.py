@@ -86,6 +86,7 @@ class _Evaluator:
         self.workload, self.cfg, self.accel, self.masks = workload, cfg, accel, masks or {}
         self._states: dict[tuple[str, str, float], structure.LayerSparsity | None] = {}
         self._costs: dict[tuple, PhaseCost] = {}
+        self._samplers: dict[str, structure.RandomMask] = {}  # one random draw per layer, every density
 
     def state(self, layer: Layer, branch: str, density: float) -> structure.LayerSparsity | None:
         key = (layer.name, branch, density)
@@ -101,8 +102,12 @@ class _Evaluator:
             if density >= final.density - 1.0 / layer.numel:
                 return final if density <= final.density + 1.0 / layer.numel else structure.interpolate(final, density)
         generator = torch.Generator().manual_seed(self.cfg.train.seed + zlib.crc32(layer.name.encode()))
+        block = (s.block_out, s.block_in) if s.granularity == "block" else (1, 1)
+        if s.granularity in ("unstructured", "block") and layer.name not in self._samplers:
+            self._samplers[layer.name] = structure.RandomMask(layer.weight_shape, block, generator)
         return structure.from_density(layer.weight_shape, density, granularity=s.granularity, n=s.n,
-                                      m=s.m, block=(s.block_out, s.block_in), generator=generator)
+                                      m=s.m, block=(s.block_out, s.block_in), generator=generator,
+                                      sampler=self._samplers.get(layer.name))
 
     def state_of_mask(self, layer: Layer, branch: str, mask: torch.Tensor) -> structure.LayerSparsity:
         key = (layer.name, branch, -1.0)

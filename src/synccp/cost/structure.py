@@ -105,12 +105,14 @@ def interpolate(final: LayerSparsity, density: float) -> LayerSparsity:
 
 
 def from_density(shape: tuple[int, ...], density: float, *, granularity: str, n: int, m: int,
-                 block: tuple[int, int], generator: torch.Generator) -> LayerSparsity:
+                 block: tuple[int, int], generator: torch.Generator,
+                 sampler: RandomMask | None = None) -> LayerSparsity:
     """Statistics of a random mask of `density` when no real mask exists (cost before training).
 
     unstructured: each weight kept independently (binomial column counts); block: each
     (block_out × block_in) block kept independently; channel: the first round(d·C_out) filters;
     nm: exact n/m counts, N:M along C_in once the density reaches n/m, not assumed transposable.
+    A `sampler` (a `RandomMask` of this layer) is reused across densities instead of a new draw.
     """
     if density >= 1.0:
         return dense(shape)
@@ -125,7 +127,33 @@ def from_density(shape: tuple[int, ...], density: float, *, granularity: str, n:
         return LayerSparsity(density, torch.full((rows,), density * cols, dtype=torch.float64),
                              torch.full((cols,), density * rows, dtype=torch.float64), at_nm, False)
     b_out, b_in = block if granularity == "block" else (1, 1)
-    keep = torch.rand((math.ceil(rows / b_out), math.ceil(cols / b_in)), generator=generator) < density
-    mask = keep.repeat_interleave(b_out, 0).repeat_interleave(b_in, 1)[:rows, :cols]
-    return LayerSparsity(density, mask.sum(1, dtype=torch.float64), mask.sum(0, dtype=torch.float64),
-                         False, False)
+    sampler = sampler or RandomMask(shape, (b_out, b_in), generator)  # (the same draw for every density)
+    row_counts, col_counts = sampler.counts(density)
+    return LayerSparsity(density, row_counts, col_counts, False, False)
+
+
+class RandomMask:
+    """One uniform draw u per (block of a) layer, kept sorted by row and by column, so the kept
+    counts of the random mask {u < d} come out for any density d by binary search: the cost model
+    evaluates a layer at every density of the ramp without drawing (or summing) a new mask each
+    time. Each density's mask is Bernoulli(d) per unit, as an independent draw would be."""
+
+    def __init__(self, shape: tuple[int, ...], block: tuple[int, int], generator: torch.Generator):
+        rows, cols = shape[0], math.prod(shape[1:])
+        assert rows % block[0] == 0 and cols % block[1] == 0, "only fitting layers are pruned by blocks"
+        self.rows, self.cols, self.block = rows, cols, block
+        u = torch.rand((math.ceil(rows / block[0]), math.ceil(cols / block[1])), generator=generator)
+        self._by_row = u.sort(dim=1).values  # (R_blocks, C_blocks)
+        self._by_col = u.t().sort(dim=1).values.contiguous()  # (C_blocks, R_blocks)
+
+    def counts(self, density: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Kept weights per row and per column of the (C_out, rest) matrix at `density`."""
+        b_out, b_in = self.block
+        def below(sorted_rows: torch.Tensor) -> torch.Tensor:  # per row: how many u < density
+            target = torch.full((len(sorted_rows), 1), density, dtype=sorted_rows.dtype)
+            return torch.searchsorted(sorted_rows, target).squeeze(1)
+
+        row_blocks, col_blocks = below(self._by_row), below(self._by_col)
+        rows = (row_blocks.to(torch.float64) * b_in).repeat_interleave(b_out)[:self.rows]
+        cols = (col_blocks.to(torch.float64) * b_out).repeat_interleave(b_in)[:self.cols]
+        return rows, cols
