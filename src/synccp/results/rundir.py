@@ -164,6 +164,8 @@ def resume_config(run_dir: str | Path, requested: Config | None) -> Config:
     """The config a `--resume` of `run_dir` runs: the stored `config.json`. A `requested` config
     (from --config/--set) may differ from it only in `HARMLESS_KEYS`, which it then sets."""
     run_dir = Path(run_dir)
+    if run_dir.is_dir():  # a writer that has locked the directory but not written config.json yet
+        raise_if_locked(run_dir)
     if not (run_dir / CONFIG).exists():
         raise RunDirError(f"--resume: {run_dir} holds no run ({CONFIG} is missing)")
     stored = read_config(run_dir)
