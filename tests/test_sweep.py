@@ -30,6 +30,13 @@ sparsity.end_epoch = 1
 """
 
 
+@pytest.fixture(autouse=True)
+def _evaluation_data(fmnist_root):
+    """A sweep reads each evaluation split before it launches anything: give it the fixture data
+    (SYNCCP_DATA), so no test depends on the machine's own Fashion-MNIST."""
+    return fmnist_root
+
+
 def _grid(tmp_path, body, name="g.toml"):
     path = tmp_path / name
     path.write_text(body)
@@ -377,3 +384,12 @@ def test_cli_runs_several_grids_validating_all_first(tmp_path, monkeypatch, caps
     assert plans.count("new ") == 4 and "g.toml" in plans and "c.toml" in plans
     assert main(["sweep", str(first), str(third), "--out", str(tmp_path / "runs"), "--jobs", "1"]) == 1
     assert len(calls) == 4  # every cell of both grids was tried (each pretrain "failed": exit 1)
+
+
+def test_a_broken_test_split_stops_the_sweep_before_anything_trains(tmp_path, fmnist_root):
+    (fmnist_root / "t10k-images-idx3-ubyte.gz").write_bytes(b"not a gzip file")
+    calls = []
+    with pytest.raises(SweepError, match="t10k-images") as err:
+        run_sweep(_small_grid(tmp_path), out=tmp_path / "runs", runner=lambda *a: calls.append(a) or 0,
+                  progress=False)
+    assert "nothing was run" in str(err.value) and calls == [] and not (tmp_path / "runs").exists()

@@ -116,9 +116,33 @@ def run_sweep(path: str | Path, *, jobs: int | None = None, dry_run: bool = Fals
             result.reasons[cell.name] = reason
     if dry_run:
         return result
+    check_test_splits(resolved, result.actions)
     execute(result, jobs=jobs or grid.jobs, want_cost=want_cost, runner=runner, progress=progress,
             python=sys.executable)
     return result
+
+
+IN_MEMORY_EVAL = ("fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder")
+
+
+def check_test_splits(resolved: dict[str, dict], actions: dict[str, str]) -> None:
+    """Load each distinct evaluation split once before any cell trains: the cells pretrain with
+    `--no-eval`, so a broken test file would otherwise surface only after their training."""
+    from synccp.data import load_dataset
+
+    seen: set[tuple] = set()
+    for name, config in resolved.items():
+        data = config["data"]
+        key = (data["name"], data["root"], data["image_size"])
+        if actions.get(name) not in ("new", "restart", "resume") or key in seen:
+            continue
+        seen.add(key)
+        if data["name"] not in IN_MEMORY_EVAL or data.get("stream"):
+            continue  # streamed datasets are not probed by `synccp eval`
+        try:
+            load_dataset(data["name"], "test", root=data["root"] or None, image_size=data["image_size"] or None)
+        except (ValueError, OSError) as err:
+            raise SweepError(f"cell {name}: the evaluation split cannot be read, nothing was run: {err}") from None
 
 
 def _executable(argv: list[str], env: dict[str, str]) -> list[str]:
