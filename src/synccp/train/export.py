@@ -81,5 +81,5 @@ def encoder_description(cfg, data, backbone: nn.Module) -> dict:
     from synccp.export.metadata import encoder_metadata
 
     return encoder_metadata(backbone=cfg.model.backbone, stem=cfg.model.stem, width=cfg.model.width,
-                            in_channels=data.images.shape[1], out_dim=backbone.out_dim,
-                            image_size=data.images.shape[-1], mean=data.mean, std=data.std)
+                            in_channels=data.channels, out_dim=backbone.out_dim,
+                            image_size=data.image_size, mean=data.mean, std=data.std)
