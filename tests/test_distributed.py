@@ -116,19 +116,24 @@ def test_two_processes_are_bitwise_replicas_and_match_one_process(fmnist_root, t
         assert ranks[0][name]["updates"] >= 8  # the last mask update step: several updates happened
     single = tmp_path / "single"
     for name in ("simclr", "mocov2"):  # same views (global_augment), one process, same global batch
-        one, two = _tensors(_train_eval_bn(fmnist_root, single, name)), _tensors(ranks[0][name])
-        for key, value in one.items():
-            if value.dtype == torch.bool:
-                assert torch.equal(value, two[key]), (name, key)
-            elif value.is_floating_point():
-                scale = value.abs().max().clamp_min(1e-6)
-                assert float((value - two[key]).abs().max() / scale) < 1e-4, (name, key)
+        assert_matches_one_process(_tensors(_train_eval_bn(fmnist_root, single, name)),
+                                   _tensors(ranks[0][name]), name)
     errors = ranks[1]["errors"]
     assert "train.batch_size=15" in errors["odd_batch"] and "divisible" in errors["odd_batch"]
     assert "train.sync_bn" in errors["sync_bn"] and "CUDA" in errors["sync_bn"]
     assert ranks[0]["errors"]["mismatch"] == errors["mismatch"] == "differs"
     assert ranks[0]["errors"]["rank_zero"] == "ValueError: disk full"
     assert errors["rank_zero"] == "RankZeroError: rank 0 failed: ValueError: disk full"
+
+
+def assert_matches_one_process(one: dict, two: dict, name: str) -> None:
+    """Masks bit for bit, float state within 1e-4 of its scale: a torchrun run against one process."""
+    for key, value in one.items():
+        if value.dtype == torch.bool:
+            assert torch.equal(value, two[key]), (name, key)
+        elif value.is_floating_point():
+            scale = value.abs().max().clamp_min(1e-6)
+            assert float((value - two[key]).abs().max() / scale) < 1e-4, (name, key)
 
 
 def test_sweep_launches_torchrun_and_matches_one_process(fmnist_root, tmp_path, monkeypatch):
