@@ -187,9 +187,12 @@ class Sparsifier:
         θ is zero where it was already pruned and the shadow zero where θ was active, so the sum
         is the live value of a weight pruned now and the kept last value of one pruned before."""
         with torch.no_grad():
+            extra = sec & ~on
             previous = self._shadow.get(name)
+            if previous is None and not bool(extra.any()):  # no extras yet (d_i = 1): no memory spent
+                return
             value = weight.detach() if previous is None else weight.detach() + previous
-            self._shadow[name] = torch.where(sec & ~on, value, value.new_zeros(()))
+            self._shadow[name] = torch.where(extra, value, value.new_zeros(()))
 
     def _full_masks(self) -> dict[str, Masks]:
         """Masks of every prunable layer, in parameter order (unfit layers: all ones)."""
