@@ -15,8 +15,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -203,12 +201,7 @@ def _cache_problem(state: object, shape: tuple[int, int], num_classes: int) -> s
 
 
 def _save_atomic(state: dict, path: Path) -> None:
-    """torch.save `state` to `path` via a temp file in the same directory and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    """torch.save `state` to `path` through `rundir.atomic_write` (temporary file, fsync, rename)."""
+    from synccp.results.rundir import atomic_write
+
+    atomic_write(path, lambda tmp: torch.save(state, tmp))

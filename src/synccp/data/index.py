@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,12 +105,12 @@ def _load(path: Path, root: Path, classes: list[str]) -> FileIndex | None:
 
 
 def _save_atomic(path: Path, index: FileIndex) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """The index as .npz through `rundir.atomic_write` (temporary file, fsync, rename)."""
+    from synccp.results.rundir import atomic_write
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path
             np.savez(f, blob=index.blob, offsets=index.offsets, labels=index.labels,
                      classes=np.array(json.dumps(list(index.classes))))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    atomic_write(path, write)
