@@ -122,13 +122,11 @@ def run_sweep(path: str | Path, *, jobs: int | None = None, dry_run: bool = Fals
     return result
 
 
-IN_MEMORY_EVAL = ("fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder")
-
-
 def check_test_splits(resolved: dict[str, dict], actions: dict[str, str]) -> None:
     """Load each distinct evaluation split once before any cell trains: the cells pretrain with
     `--no-eval`, so a broken test file would otherwise surface only after their training."""
     from synccp.data import load_dataset
+    from synccp.data.stream import STREAMED
 
     seen: set[tuple] = set()
     for name, config in resolved.items():
@@ -137,7 +135,7 @@ def check_test_splits(resolved: dict[str, dict], actions: dict[str, str]) -> Non
         if actions.get(name) not in ("new", "restart", "resume") or key in seen:
             continue
         seen.add(key)
-        if data["name"] not in IN_MEMORY_EVAL or data.get("stream"):
+        if data["name"] in STREAMED or data.get("stream"):
             continue  # streamed datasets are not probed by `synccp eval`
         try:
             load_dataset(data["name"], "test", root=data["root"] or None, image_size=data["image_size"] or None)
