@@ -198,9 +198,6 @@ def _check_ranges(cfg: Config) -> None:
         raise _bad("train.loggers", t.loggers, f"lists unknown logger(s) {unknown} (known: {', '.join(LOGGERS)})")
 
 
-RAMP_ALGORITHMS = ("gmp", "granet", "synccp")  # the algorithms whose density follows the ramp keys
-
-
 def _check_ramp(cfg: Config) -> None:
     """The ramp keys, checked only for algorithms that have a ramp (a dense run ignores them)."""
     from synccp.sparsity.schedule import ramp_epochs
@@ -214,7 +211,9 @@ def _check_ramp(cfg: Config) -> None:
         value = getattr(s, fraction)
         if value is not None and not 0.0 <= value <= 1.0:
             raise _bad(f"sparsity.{fraction}", value, "must be in [0, 1] (a fraction of train.epochs)")
-    if s.algorithm not in RAMP_ALGORITHMS:
+    from synccp.sparsity import policy_for
+
+    if not policy_for(s.algorithm).has_ramp:  # the algorithm's row says whether it has a ramp
         return
     start, end = ramp_epochs(start_epoch=s.start_epoch, end_epoch=s.end_epoch, ramp_start=s.ramp_start,
                              ramp_end=s.ramp_end, epochs=epochs)

@@ -52,7 +52,9 @@ def check_totals(cfg: Config, *, steps_per_epoch: int) -> None:
 
     start, end = ramp_epochs(start_epoch=s.start_epoch, end_epoch=s.end_epoch, ramp_start=s.ramp_start,
                              ramp_end=s.ramp_end, epochs=cfg.train.epochs)
-    window = total if s.algorithm in ("rigl", "granet") else (end - start) * steps_per_epoch
+    from synccp.sparsity import policy_for
+
+    window = total if policy_for(s.algorithm).regrow is not None else (end - start) * steps_per_epoch
     updates = math.ceil(cfg.train.epochs) if s.algorithm == "sdclr" else int(window // s.update_every)
     if updates > MAX_MASK_UPDATES:
         raise ConfigError(f"sparsity.update_every={s.update_every} makes up to {updates} mask updates "

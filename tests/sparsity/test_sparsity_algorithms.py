@@ -57,3 +57,8 @@ def test_policies_compose_switches():
     assert set(POLICIES) == {"dense", "static", "gmp", "sdclr", "rigl", "granet", "synccp"}
     with pytest.raises(ValueError, match="sparsity.algorithm.*'snip'"):
         policy_for("snip")
+
+
+def test_the_rows_say_which_algorithms_ramp_and_regrow():
+    assert {name for name, p in POLICIES.items() if p.has_ramp} == {"gmp", "granet", "synccp"}
+    assert {name for name, p in POLICIES.items() if p.regrow is not None} == {"rigl", "granet"}

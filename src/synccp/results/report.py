@@ -85,14 +85,16 @@ def study_key(config: dict) -> dict[str, Any]:
     algorithm, granularity = flat.get("sparsity.algorithm"), flat.get("sparsity.granularity")
     if algorithm == "dense":
         return {k: v for k, v in flat.items() if not k.startswith("sparsity.") or k == "sparsity.algorithm"}
+    from synccp.sparsity import policy_for
+
+    policy = policy_for(algorithm)
     unused = {"sparsity.n": granularity != "nm", "sparsity.m": granularity != "nm",
               "sparsity.block_out": granularity != "block", "sparsity.block_in": granularity != "block",
               "sparsity.density_gap": algorithm != "synccp",
               "sparsity.sparse_branch": algorithm != "sdclr",
-              "sparsity.drop_fraction": algorithm not in ("rigl", "granet"),
-              "sparsity.regrow_end": algorithm not in ("rigl", "granet")}
+              "sparsity.drop_fraction": policy.regrow is None, "sparsity.regrow_end": policy.regrow is None}
     for key in ("sparsity.ramp_start", "sparsity.ramp_end", "sparsity.start_epoch", "sparsity.end_epoch"):
-        unused[key] = algorithm not in ("gmp", "granet", "synccp")
+        unused[key] = not policy.has_ramp
     return {k: v for k, v in flat.items() if not unused.get(k, False)}
 
 

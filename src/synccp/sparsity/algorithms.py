@@ -87,6 +87,11 @@ class Policy:
     #                           forward only and every entry keeps training (SDCLR)
     branch_norms: bool = False  # shared encoder: the pruned branch has its own BatchNorm (SDCLR)
 
+    @property
+    def has_ramp(self) -> bool:
+        """Masks follow the density ramp (`sparsity.ramp_*` / `start_epoch` / `end_epoch`)."""
+        return self.reselect and self.cadence in ("ramp", "regrow")
+
 
 POLICIES: dict[str, Policy] = {
     #                init         cadence   reselect shrink  regrow  second  nested
