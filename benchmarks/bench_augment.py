@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from synccp.data import augment as A
 from synccp.data import color as C
-from synccp.data.views import make_view, view_recipes
+from synccp.data.views import make_view
+from synccp.methods import view_recipes
 
 MEAN = {1: (0.2860,), 3: (0.4914, 0.4822, 0.4465)}
 STD = {1: (0.3530,), 3: (0.2470, 0.2435, 0.2616)}

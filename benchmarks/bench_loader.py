@@ -35,7 +35,8 @@ from PIL import Image
 
 from synccp.data.loader import StreamBatches
 from synccp.data.stream import load_stream
-from synccp.data.views import make_view, view_recipes
+from synccp.data.views import make_view
+from synccp.methods import view_recipes
 
 
 def write_jpegs(root: Path, count: int, size: tuple[int, int], *, classes: int = 10, seed: int = 0) -> None:

@@ -24,15 +24,24 @@ def write_idx_fashion_mnist(root, *, n_train=96, n_test=48, size=16, seed=0):
     return root
 
 
+TINY_METHOD = {"method.queue_size": 64, "method.proj_hidden_dim": 32, "method.proj_output_dim": 16}
+
+
 def tiny_overrides(root, **extra):
-    """`--set` overrides for a seconds-long run on the fixture data."""
+    """`--set` overrides for a seconds-long run on the fixture data; of `TINY_METHOD`, only the
+    keys the run's method has (keys of another method are an error)."""
+    from synccp.config import default_config_dict
+    from synccp.methods import method_defaults
+
     values = {
         "data.root": f'"{root}"', "model.width": 4, "train.batch_size": 16, "train.epochs": 2,
         "train.log_every": 2, "train.progress": "false", "train.warmup_epochs": 0.5,
         "sparsity.update_every": 2, "sparsity.start_epoch": 0, "sparsity.end_epoch": 1.5,
-        "eval.linear_epochs": 2, "eval.knn_k": 5, "method.queue_size": 64,
-        "method.proj_hidden_dim": 32, "method.proj_output_dim": 16,
+        "eval.linear_epochs": 2, "eval.knn_k": 5,
     }
+    name = str(extra.get("method.name", default_config_dict()["method"]["name"])).strip('"')
+    own = method_defaults(name)
+    values.update({key: value for key, value in TINY_METHOD.items() if key.split(".")[1] in own})
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
 

@@ -1,5 +1,6 @@
 """Config schema: defaults resolve, overrides parse, bad input names the key and the value."""
 
+import dataclasses
 import json
 
 import pytest
@@ -145,3 +146,63 @@ def test_the_demo_prints_its_dense_reference_in_aligned_columns():
     reference = next(line for line in lines if line.startswith("dense reference"))
     assert reference.endswith("73.06%        75.94%")
     assert len({len(line) for line in lines[:4]}) == 1  # header and three rows line up
+
+
+@pytest.mark.parametrize("method, key", [("simclr", "queue_size"), ("byol", "temperature"),
+                                         ("barlow", "base_tau"), ("simsiam", "lambda_offdiag")])
+def test_a_key_of_another_method_is_refused_naming_key_method_and_its_options(method, key):
+    from synccp.methods import method_defaults
+
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"method.name={method}", f"method.{key}=1"])
+    text = str(err.value)
+    assert f"method.{key}" in text and repr(method) in text
+    assert all(option in text for option in method_defaults(method))
+
+
+def test_every_method_key_belongs_to_a_method_and_defaults_only_its_own():
+    from synccp.config import MethodConfig
+    from synccp.methods import METHODS
+
+    keys = {f.name for f in dataclasses.fields(MethodConfig)} - {"name"}
+    assert keys == set().union(*(row.options for row in METHODS.values()))
+    for name, row in METHODS.items():
+        resolved = dataclasses.asdict(load_config(None, [f"method.name={name}"]).method)
+        assert {k for k, v in resolved.items() if v is not None} == {"name", *row.options}
+
+
+def test_a_stored_run_with_another_methods_key_loads_with_a_warning(tmp_path, caplog):
+    cfg = load_config(None, ["method.name=simclr", "train.seed=5"])
+    stored = config_to_dict(cfg)
+    stored["method"]["queue_size"] = 64  # written, unused, by versions before issue 12
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    with caplog.at_level("WARNING"):
+        assert load_resolved(tmp_path / "config.json") == cfg
+        assert normalized_config_dict(stored) == config_to_dict(cfg)
+        assert load_config(tmp_path / "config.json") == cfg  # a run's config.json as --config
+    assert "method.queue_size" in caplog.text and "ignored" in caplog.text
+    with pytest.raises(ConfigError, match="queue_size"):  # set by a user: an error
+        load_config(tmp_path / "config.json", ["method.temperature=0.5", "method.queue_size=8"])
+
+
+def _outside(key):
+    from synccp.config import RANGES
+
+    bound = RANGES[key]
+    return int(bound.low - 1 if bound.high == float("inf") or bound.low > 0 else bound.high * 2 + 1)
+
+
+@pytest.mark.parametrize("key", sorted(__import__("synccp.config", fromlist=["RANGES"]).RANGES))
+def test_each_range_is_checked_in_one_place(key, monkeypatch):
+    """Out of its range, a key fails in `checks.check_range`; with that one check switched off,
+    loading the config raises no range error of the key (no second copy of the range)."""
+    import synccp.config.checks as checks
+
+    sets = [f"{key}={_outside(key)}"] + (["method.name=mocov2"] if key == "method.queue_size" else [])
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, sets)
+    monkeypatch.setattr(checks, "check_range", lambda key, value: None)
+    try:  # may still fail: joint checks (density <= initial_density), or arithmetic on the value
+        load_config(None, sets)
+    except Exception as err:  # noqa: BLE001 - any error but a second range check of `key`
+        assert f"{key} must be" not in str(err), f"a second check of {key}: {err}"

@@ -1,8 +1,5 @@
-"""Bounds of the size-like config keys and of a run's totals.
+"""Bounds of a run's totals (the bounds of single keys are `synccp.config.checks.RANGES`).
 
-A value that passes the type check must not reach the allocator or the step loop unbounded
-(`train.epochs = 1e15` once allocated 20 GB in `synccp cost` before it was killed): each limit is
-far above any published setting and fails at load time with a `ConfigError` naming the key.
 Totals (optimizer steps, mask updates) are checked where the dataset size is known: at load
 time for the datasets of fixed size, and again once the data is loaded (`train/setup.py`).
 """
@@ -11,27 +8,15 @@ from __future__ import annotations
 
 import math
 
-from synccp.config import Config, ConfigError
+from synccp.config.schema import Config, ConfigError
 
-SIZE_LIMITS: dict[str, tuple[int, int]] = {
-    "train.seed": (0, 2**32 - 1), "train.batch_size": (1, 65536), "train.epochs": (0, 10_000),
-    "model.width": (1, 256), "data.image_size": (0, 512), "data.subset": (0, 100_000_000),
-    "method.queue_size": (1, 2**20), "method.proj_hidden_dim": (1, 16384),
-    "method.proj_output_dim": (1, 16384), "method.pred_hidden_dim": (1, 16384),
-    "eval.linear_epochs": (1, 10_000), "eval.knn_k": (1, 10_000), "eval.linear_batch_size": (1, 65536),
-    "sparsity.m": (2, 256), "sparsity.block_out": (1, 256), "sparsity.block_in": (1, 256)}
 MAX_TOTAL_STEPS = 10_000_000  # 5x ImageNet for 1000 epochs at batch 256
 MAX_MASK_UPDATES = 100_000
 KNOWN_TRAIN_IMAGES = {"fashion_mnist": 60000, "cifar10": 50000, "cifar100": 50000, "stl10": 105000}
 
 
-def check_sizes(cfg: Config) -> None:
-    """Every size-like key within `SIZE_LIMITS`; for datasets of known size, the totals too."""
-    for key, (low, high) in SIZE_LIMITS.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value is not None and not low <= value <= high:
-            raise ConfigError(f"{key} must be in [{low}, {high}], got {value!r}")
+def check_known_totals(cfg: Config) -> None:
+    """For datasets of known size, the totals of `check_totals` at load time."""
     images = KNOWN_TRAIN_IMAGES.get(cfg.data.name)
     if images is not None:
         images = min(images, cfg.data.subset or images)

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from synccp.data import augment as A
 from synccp.data import color as C
-from synccp.data.views import ViewRecipe, eval_transform, make_view, view_recipes
+from synccp.data.views import ViewRecipe, eval_transform, make_view
+from synccp.methods import view_recipes
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from synccp.methods.rows import EncoderPass, method_row
+
 PHASES = ("forward", "dgrad", "wgrad")
 
 
@@ -67,14 +69,7 @@ class Layer:
         return math.prod(self.weight_shape)
 
 
-@dataclass(frozen=True)
-class Pass:
-    """One encoder pass of a step: which mask (`branch`), which view, and whether it backpropagates."""
-
-    branch: str
-    view: str
-    backward: bool
-    parts: tuple[str, ...]
+Pass = EncoderPass  # one encoder pass of a step: the method row's (synccp.methods.rows)
 
 
 def phase_gemm(layer: Layer, phase: str, batch: int) -> Gemm:
@@ -97,23 +92,8 @@ def pass_phases(layer: Layer, training_pass: Pass) -> tuple[str, ...]:
 
 
 def method_passes(method: str) -> tuple[Pass, ...]:
-    """The encoder passes of one step of `method` (DESIGN.md §1, docs/architecture.md).
-
-    Shared encoder: view a through the online mask, view b through the second mask, both with
-    backward through backbone and heads. Momentum: the online encoder (backbone, projector,
-    predictor) on both views with backward; the EMA target (backbone + target projector, second
-    mask) on both views, forward only.
-    """
-    from synccp.methods import METHODS  # the method's own row says whether it shares its encoder
-
-    if method not in METHODS:
-        raise ValueError(f"method.name must be one of {', '.join(METHODS)}, got {method!r}")
-    heads = ("backbone", "projector", "predictor")
-    if METHODS[method].shared_encoder:
-        return (Pass("online", "a", True, heads), Pass("second", "b", True, heads))
-    online = tuple(Pass("online", view, True, heads) for view in ("a", "b"))
-    target = tuple(Pass("second", view, False, ("backbone", "projector")) for view in ("a", "b"))
-    return online + target
+    """The encoder passes of one step of `method`: its row's (`MethodRow.passes`, DESIGN.md §1)."""
+    return method_row(method).passes
 
 
 def trace_layers(module: nn.Module, input_shape: tuple[int, ...], *, part: str = "backbone",

@@ -1,4 +1,5 @@
-"""Per-method two-view augmentation recipes and the functions that turn uint8 batches into views.
+"""The named view augmentations of the SSL methods and the functions that turn uint8 batches into
+views. Which method uses which pair of augmentations is the method's row (`synccp.methods.rows`).
 
 The recipes are solo-learn's CIFAR defaults (github.com/vturrisi/solo-learn,
 `scripts/pretrain/cifar/<method>.yaml` and the `augmentations/*.yaml` file each one names). The
@@ -15,9 +16,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from synccp.data import augment, color
-
-METHODS = ("simclr", "mocov2", "byol", "barlow", "simsiam")
-
 
 @dataclass(frozen=True)
 class ViewRecipe:
@@ -59,32 +57,33 @@ _ASYMMETRIC = dict(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, jitter
 # Note: solo-learn's older bash scripts (scripts/pretrain/cifar/{simclr,mocov2plus,simsiam}.sh)
 # passed `--gaussian_prob 0.0 0.0`; the current YAML configs above enable blur with p = 0.5.
 # We follow the YAML. BYOL/Barlow have no blur in both.
-_RECIPES = {
-    "simclr": (_SYMMETRIC, _SYMMETRIC),
-    "mocov2": (_SYMMETRIC_WEAK, _SYMMETRIC_WEAK),
-    "simsiam": (_SYMMETRIC_WEAK, _SYMMETRIC_WEAK),
-    "byol": (_ASYMMETRIC, dict(_ASYMMETRIC, solarize_prob=0.2)),
-    "barlow": (_ASYMMETRIC, dict(_ASYMMETRIC, solarize_prob=0.2)),
+AUGMENTATIONS: dict[str, dict[str, float]] = {
+    "symmetric": _SYMMETRIC,  # simclr (both views)
+    "symmetric_weak": _SYMMETRIC_WEAK,  # mocov2, simsiam (both views)
+    "asymmetric": _ASYMMETRIC,  # byol, barlow: first view
+    "asymmetric_solarized": dict(_ASYMMETRIC, solarize_prob=0.2),  # byol, barlow: second view
 }
 
 
-def view_recipes(method: str, *, image_size: int,
+def view_recipes(views: tuple[str, str], *, image_size: int,
                  channels: int) -> tuple[ViewRecipe, ViewRecipe]:
-    """The two view recipes of `method` with solo-learn's CIFAR values, crops of `image_size`.
+    """The two view recipes named `views` (keys of `AUGMENTATIONS`), crops of `image_size`.
 
     For 1-channel data saturation, hue and grayscale cannot act, so they are set to 0 and the
     recipe states what is actually applied.
     """
-    if method not in _RECIPES:
-        raise ValueError(f"method.name must be one of {', '.join(METHODS)}, got {method!r}")
+    unknown = [name for name in views if name not in AUGMENTATIONS]
+    if unknown or len(views) != 2:
+        raise ValueError(f"views must be two of {', '.join(AUGMENTATIONS)}, got {views!r}")
     if image_size < 1:
         raise ValueError(f"image_size must be >= 1, got {image_size}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    views = tuple(ViewRecipe(crop_size=image_size, **values) for values in _RECIPES[method])
+    first, second = (ViewRecipe(crop_size=image_size, **AUGMENTATIONS[name]) for name in views)
     if channels == 1:
-        views = tuple(replace(v, saturation=0.0, hue=0.0, grayscale_prob=0.0) for v in views)
-    return views
+        first, second = (replace(v, saturation=0.0, hue=0.0, grayscale_prob=0.0)
+                         for v in (first, second))
+    return first, second
 
 
 def make_view(images: Tensor, recipe: ViewRecipe, *, mean, std,

@@ -25,9 +25,9 @@ from synccp.config import Config
 from synccp.data import ImageDataset, load_dataset
 from synccp.data.loader import StreamBatches
 from synccp.data.stream import STREAMED, StreamingDataset, load_stream
-from synccp.data.views import ViewRecipe, view_recipes
+from synccp.data.views import ViewRecipe
 from synccp.limits import check_totals
-from synccp.methods import SSLMethod, build_method, method_defaults
+from synccp.methods import SSLMethod, build_method, method_defaults, view_recipes
 from synccp.models import build_backbone, prunable_parameters
 from synccp.sparsity.algorithms import policy_for
 from synccp.sparsity.granularity import Pattern, unfit_reason

@@ -1,0 +1,132 @@
+"""The configuration schema: one frozen dataclass per TOML section, and the closed choices.
+
+Every user-facing key lives here (DESIGN.md §3); `synccp.config.load` reads files and overrides
+into it and `synccp.config.checks` validates it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the key and the value."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "fashion_mnist"
+    root: str = ""
+    subset: int = 0
+    image_size: int = 0
+    stream: bool = False  # image_folder: decode from disk per batch (imagenet, imagenet100 always do)
+    workers: int = 4  # streaming: DataLoader decoding processes per training process
+    on_corrupt: str = "error"  # streaming: an unreadable image stops the run, or is skipped by name
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "resnet18"
+    width: int = 64
+    stem: str = "cifar"
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """SSL method; `None` fields take the method's paper defaults and are resolved at load time."""
+
+    name: str = "byol"
+    proj_hidden_dim: int | None = None
+    proj_output_dim: int | None = None
+    pred_hidden_dim: int | None = None
+    temperature: float | None = None
+    queue_size: int | None = None
+    base_tau: float | None = None
+    final_tau: float | None = None
+    lambda_offdiag: float | None = None
+    scale: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: float = 10.0
+    batch_size: int = 256
+    seed: int = 0
+    optimizer: str = "lars"
+    lr: float = 1.0
+    weight_decay: float = 1e-5
+    momentum: float = 0.9
+    eta: float = 0.02
+    warmup_epochs: float = 1.0
+    min_lr: float = 0.0
+    device: str = "auto"
+    precision: str = "auto"
+    log_every: int = 10
+    progress: bool = True
+    sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch
+    global_augment: bool = False  # torchrun: every process augments the whole global batch (views of a 1-process run)
+    loggers: str = ""  # comma-separated live loggers beside metrics.jsonl: tensorboard, wandb
+
+
+@dataclass(frozen=True)
+class SparsityConfig:
+    algorithm: str = "synccp"  # what `synccp pretrain` runs with no arguments, and any TOML without it
+    granularity: str = "unstructured"
+    density: float = 0.1
+    initial_density: float = 1.0
+    density_gap: float = 0.1
+    n: int = 2
+    m: int = 4
+    block_out: int = 4
+    block_in: int = 4
+    allocation: str = "global"
+    score_ema: float = 0.0
+    update_every: int = 50
+    # The density ramp (gmp, granet, synccp): fractions of train.epochs, or absolute epochs
+    # (start_epoch/end_epoch win when set; setting both forms of one end is an error).
+    ramp_start: float | None = None  # default 0.0 (sparsity.schedule.DEFAULT_RAMP)
+    ramp_end: float | None = None  # default 0.75
+    start_epoch: float | None = None
+    end_epoch: float | None = None
+    drop_fraction: float | None = None  # drop-and-grow: RigL 0.3, GraNet 0.5 (their papers' defaults)
+    regrow_end: float | None = None  # fraction of training where drop-and-grow stops: RigL 0.75, GraNet 1.0
+    sparse_branch: str = "second"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    linear_epochs: int = 100
+    linear_lr: float = 0.1
+    linear_batch_size: int = 512
+    raw_baseline: bool = True
+    subset: int = 0  # probe on the first N train and test images (0 = the full protocol)
+    batch_size: int = 1024  # images per feature-extraction batch
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+LOGGERS = ("tensorboard", "wandb")  # train.loggers: synccp.results.loggers
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.name": ("fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder", "imagenet", "imagenet100"),
+    "data.on_corrupt": ("error", "skip"),
+    "model.backbone": ("resnet18", "resnet34", "resnet50"),
+    "model.stem": ("cifar", "imagenet"),
+    "method.name": ("simclr", "mocov2", "byol", "barlow", "simsiam"),
+    "train.optimizer": ("sgd", "lars"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.precision": ("auto", "fp32", "bf16"),
+    "sparsity.algorithm": ("dense", "static", "gmp", "sdclr", "rigl", "granet", "synccp"),
+    "sparsity.granularity": ("unstructured", "nm", "block", "channel"),
+    "sparsity.allocation": ("global", "uniform", "erk"),
+    "sparsity.sparse_branch": ("online", "second"),
+}
