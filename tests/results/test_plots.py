@@ -9,7 +9,7 @@ from synccp.results.plot_layout import DPI, RC
 from synccp.results.plots import draw_all
 from synccp.results.report import find_run_dirs, load_run, run_row
 from synccp.results.tables import with_dense_differences
-from synccp.sparsity.schedule import ALGORITHMS
+from synccp.sparsity.registry import ALGORITHMS
 
 
 def test_palette_covers_every_algorithm_with_distinct_colours_and_markers():

@@ -10,7 +10,8 @@ import math
 import pytest
 import torch
 
-from synccp.sparsity.algorithms import POLICIES, is_policy_update, policy_update_steps, regrow_masks
+from synccp.sparsity.algorithms import is_policy_update, policy_update_steps, regrow_masks
+from synccp.sparsity.registry import POLICIES
 from synccp.sparsity.granularity import Pattern
 from synccp.sparsity.schedule import cosine_drop_fraction
 

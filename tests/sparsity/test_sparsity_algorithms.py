@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from synccp.sparsity.algorithms import POLICIES, active_units, drop_and_grow, policy_for
+from synccp.sparsity.algorithms import active_units, drop_and_grow
+from synccp.sparsity.registry import POLICIES, policy_for
 from synccp.sparsity.granularity import Pattern, granularity_mask, nm_mask
 
 

@@ -26,8 +26,9 @@ from synccp.cost.flops import DENSE_GRADIENT_ALGORITHMS, WGRAD_RULES
 from synccp.cost.gemms import Layer, Pass, method_passes, pass_phases, training_layers
 from synccp.cost.report import format_cost, layer_entries, totals, write_cost_json
 from synccp.methods import METHODS
-from synccp.sparsity.algorithms import (last_scored_step, policy_for, regrow_settings, selected_branches,
+from synccp.sparsity.algorithms import (last_scored_step, regrow_settings, selected_branches,
                                         tracked_branches)
+from synccp.sparsity.registry import policy_for
 from synccp.sparsity.schedule import cosine_drop_fraction, sparsity_steps
 from synccp.cost.timeline import (Clock, Interval, config_clock, image_geometry, interval_at,
                                   records_timeline, schedule_timeline)

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass
 
 from synccp.config import Config
-from synccp.sparsity.algorithms import policy_for, policy_update_steps, regrow_settings
+from synccp.sparsity.algorithms import policy_update_steps, regrow_settings
+from synccp.sparsity.registry import policy_for
 from synccp.sparsity.granularity import Pattern, fits
 from synccp.sparsity.schedule import branch_densities, sparsity_steps
 from synccp.train.schedules import Clock, make_clock

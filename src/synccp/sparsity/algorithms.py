@@ -1,9 +1,7 @@
-"""Per-algorithm mask policies (frozen descriptions) and the pure mask-update steps they compose.
+"""The pure mask-update steps the algorithms' registry rows (`synccp.sparsity.registry`) compose.
 
-An algorithm is a combination of independent switches, never a subclass: how masks start
-(`init`), when they change (`cadence`), whether they are re-selected by score (`reselect`) and
-only shrink (`shrink_only`), whether a drop-and-grow step follows (`regrow`), and how the second
-branch's mask relates to the online one (`second`, `nested`).
+An algorithm is a combination of independent switches, never a subclass (the row's fields).
+The papers behind each row:
 
 - dense: no masks.
 - static: random ERK masks at the final density, fixed (pruning at initialisation; the "Static"
@@ -39,7 +37,6 @@ branch's mask relates to the online one (`second`, `nested`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -47,70 +44,8 @@ from torch import Tensor
 from synccp.sparsity.allocation import allocate_masks
 from synccp.sparsity.granularity import (Pattern, from_nm_groups, keep_top, mask_from_units, nm_groups,
                                          unit_all, unit_scores)
-from synccp.sparsity.schedule import ALGORITHMS, is_update_step
-
-
-@dataclass(frozen=True)
-class Regrow:
-    """Drop-and-grow of a cosine-decayed fraction by dense gradient (RigL; GraNet's regeneration).
-
-    The fraction decays from `drop_fraction` (unless `sparsity.drop_fraction` sets it) to `floor`
-    over [0, `end` × training] (unless `sparsity.regrow_end` sets it); per layer, `ceil` or floor
-    of fraction × active units are dropped by magnitude and as many grown by |dense gradient|.
-    Updates every `sparsity.update_every` steps from `from_ramp_start` (GraNet: from its pruning
-    start) or from step 0 (RigL) until `end`.
-    """
-
-    drop_fraction: float
-    floor: float
-    end: float
-    ceil: bool
-    from_ramp_start: bool
-
-
-RIGL = Regrow(drop_fraction=0.3, floor=0.0, end=0.75, ceil=False, from_ramp_start=False)
-GRANET = Regrow(drop_fraction=0.5, floor=0.005, end=1.0, ceil=True, from_ramp_start=True)
-
-
-@dataclass(frozen=True)
-class Policy:
-    """How one algorithm sets masks (see the module docstring for the papers)."""
-
-    init: str          # "dense" | "magnitude" (of the initial weights) | "random" (seeded, ERK)
-    cadence: str       # "never" | "ramp" (update_every within [start, end]) | "epoch" | "regrow"
-    reselect: bool     # at updates, keep the top target density of the branch's scores
-    shrink_only: bool  # re-selection only among currently active units: no weight comes back
-    regrow: Regrow | None  # then drop-and-grow (cadence "regrow": until Regrow.end of training)
-    second: str        # "same": the second branch uses the online mask; "own": its own density
-    nested: bool       # the second mask is forced to contain the online mask (both kinds of method)
-    zero_pruned: bool = True  # pruned entries are zeroed in storage; False: masks act in the
-    #                           forward only and every entry keeps training (SDCLR)
-    branch_norms: bool = False  # shared encoder: the pruned branch has its own BatchNorm (SDCLR)
-
-    @property
-    def has_ramp(self) -> bool:
-        """Masks follow the density ramp (`sparsity.ramp_*` / `start_epoch` / `end_epoch`)."""
-        return self.reselect and self.cadence in ("ramp", "regrow")
-
-
-POLICIES: dict[str, Policy] = {
-    #                init         cadence   reselect shrink  regrow  second  nested
-    "dense":  Policy("dense",     "never",  False,   False,  None,   "same", False),
-    "static": Policy("random",    "never",  False,   False,  None,   "same", False),
-    "gmp":    Policy("magnitude", "ramp",   True,    True,   None,   "same", False),
-    "sdclr":  Policy("magnitude", "epoch",  True,    False,  None,   "own",  False, zero_pruned=False,
-                      branch_norms=True),
-    "rigl":   Policy("random",    "regrow", False,   False,  RIGL,   "same", False),
-    "granet": Policy("random",    "regrow", True,    True,   GRANET, "same", False),
-    "synccp": Policy("magnitude", "ramp",   True,    True,   None,   "own",  True),
-}
-assert set(POLICIES) == set(ALGORITHMS)
-
-
-def policy_for(algorithm: str) -> Policy:
-    if algorithm not in POLICIES:
-        raise ValueError(f"sparsity.algorithm must be one of {', '.join(POLICIES)}, got {algorithm!r}")
-    return POLICIES[algorithm]
+from synccp.sparsity.registry import Policy
+from synccp.sparsity.schedule import is_update_step
 
 
 def random_init_allocation(allocation: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-ALGORITHMS = ("dense", "static", "gmp", "sdclr", "rigl", "granet", "synccp")
+from synccp.sparsity.registry import policy_for
 
 
 def cubic_density(step: int, *, initial: float, final: float, start: int, end: int) -> float:
@@ -119,21 +119,20 @@ def branch_densities(step: int, *, algorithm: str, density: float, initial_densi
     `granularity="nm"` the final density is n/m whatever `density` says. Targets are over the layers
     that fit the granularity; unfit layers stay dense (see `Sparsifier.summary`).
     """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"sparsity.algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    targets = policy_for(algorithm).targets  # the algorithm's row (synccp.sparsity.registry)
     final, initial = _final_and_initial(density=density, initial_density=initial_density,
                                         granularity=granularity, n=n, m=m)
-    if algorithm == "dense":
+    if targets == "dense":
         return 1.0, 1.0
-    if algorithm in ("static", "rigl"):
+    if targets == "final":
         return final, final
-    if algorithm == "sdclr":
+    if targets == "one_branch":
         if sparse_branch not in ("online", "second"):
             raise ValueError(f"sparsity.sparse_branch must be online or second, got {sparse_branch!r}")
         return (final, 1.0) if sparse_branch == "online" else (1.0, final)
     last = last_update_step(step, start=start_step, end=end_step, every=update_every)
     online = cubic_density(0 if last is None else last, initial=initial, final=final,
                            start=start_step, end=end_step)
-    if algorithm == "synccp":
+    if targets == "ramp_gap":
         return online, min(1.0, online + density_gap)
     return online, online

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from synccp.sparsity import checks
-from synccp.sparsity.algorithms import (is_policy_update, last_scored_step, policy_for, random_init_allocation,
+from synccp.sparsity.registry import policy_for
+from synccp.sparsity.algorithms import (is_policy_update, last_scored_step, random_init_allocation,
                                         regrow_masks, regrow_settings, select_masks, selected_branches,
                                         tracked_branches)
 from synccp.sparsity.allocation import allocate_masks

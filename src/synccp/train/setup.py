@@ -29,7 +29,7 @@ from synccp.data.views import ViewRecipe
 from synccp.limits import check_totals
 from synccp.methods import SSLMethod, build_method, method_defaults, view_recipes
 from synccp.models import build_backbone, prunable_parameters
-from synccp.sparsity.algorithms import policy_for
+from synccp.sparsity.registry import policy_for
 from synccp.sparsity.granularity import Pattern, unfit_reason
 from synccp.sparsity.schedule import sparsity_steps
 from synccp.sparsity.sparsifier import Sparsifier
