@@ -206,3 +206,23 @@ def test_each_range_is_checked_in_one_place(key, monkeypatch):
         load_config(None, sets)
     except Exception as err:  # noqa: BLE001 - any error but a second range check of `key`
         assert f"{key} must be" not in str(err), f"a second check of {key}: {err}"
+
+
+SPEC_OWNED = {"sparsity.score_ema": 1.0, "sparsity.update_every": 0, "sparsity.n": 4,
+              "sparsity.density": 0.0, "sparsity.density_gap": 1.0, "sparsity.drop_fraction": 1.0}
+
+
+@pytest.mark.parametrize("key", sorted(SPEC_OWNED))
+def test_sparsity_ranges_are_checked_by_the_sparsity_spec_alone(key, monkeypatch):
+    """The config reports `SparsitySpec`'s own error; with the spec's check switched off, the
+    config has no copy of the range (score_ema, update_every, n < m were checked 2-3 times)."""
+    from synccp.sparsity.spec import SparsitySpec
+
+    sets = [f"{key}={SPEC_OWNED[key]}", "sparsity.initial_density=1.0"]
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + " must be"):
+        load_config(None, sets)
+    monkeypatch.setattr(SparsitySpec, "__post_init__", lambda self: None)
+    try:
+        load_config(None, sets)
+    except Exception as err:  # noqa: BLE001 - any error but a second range check of `key`
+        assert f"{key} must be" not in str(err), f"a second check of {key}: {err}"

@@ -8,26 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from synccp.specs import DataSpec, EvalSpec, ModelSpec, SparsitySettings
+
+# Sections that need no resolving are their specs (synccp.specs): one definition of their keys.
+DataConfig = DataSpec
+ModelConfig = ModelSpec
+SparsityConfig = SparsitySettings
+EvalConfig = EvalSpec
+
 class ConfigError(ValueError):
     """A configuration key or value is invalid; the message names the key and the value."""
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    name: str = "fashion_mnist"
-    root: str = ""
-    subset: int = 0
-    image_size: int = 0
-    stream: bool = False  # image_folder: decode from disk per batch (imagenet, imagenet100 always do)
-    workers: int = 4  # streaming: DataLoader decoding processes per training process
-    on_corrupt: str = "error"  # streaming: an unreadable image stops the run, or is skipped by name
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    backbone: str = "resnet18"
-    width: int = 64
-    stem: str = "cifar"
 
 
 @dataclass(frozen=True)
@@ -65,43 +55,6 @@ class TrainConfig:
     sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch
     global_augment: bool = False  # torchrun: every process augments the whole global batch (views of a 1-process run)
     loggers: str = ""  # comma-separated live loggers beside metrics.jsonl: tensorboard, wandb
-
-
-@dataclass(frozen=True)
-class SparsityConfig:
-    algorithm: str = "synccp"  # what `synccp pretrain` runs with no arguments, and any TOML without it
-    granularity: str = "unstructured"
-    density: float = 0.1
-    initial_density: float = 1.0
-    density_gap: float = 0.1
-    n: int = 2
-    m: int = 4
-    block_out: int = 4
-    block_in: int = 4
-    allocation: str = "global"
-    score_ema: float = 0.0
-    update_every: int = 50
-    # The density ramp (gmp, granet, synccp): fractions of train.epochs, or absolute epochs
-    # (start_epoch/end_epoch win when set; setting both forms of one end is an error).
-    ramp_start: float | None = None  # default 0.0 (sparsity.schedule.DEFAULT_RAMP)
-    ramp_end: float | None = None  # default 0.75
-    start_epoch: float | None = None
-    end_epoch: float | None = None
-    drop_fraction: float | None = None  # drop-and-grow: RigL 0.3, GraNet 0.5 (their papers' defaults)
-    regrow_end: float | None = None  # fraction of training where drop-and-grow stops: RigL 0.75, GraNet 1.0
-    sparse_branch: str = "second"
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    knn_k: int = 200
-    knn_temperature: float = 0.1
-    linear_epochs: int = 100
-    linear_lr: float = 0.1
-    linear_batch_size: int = 512
-    raw_baseline: bool = True
-    subset: int = 0  # probe on the first N train and test images (0 = the full protocol)
-    batch_size: int = 1024  # images per feature-extraction batch
 
 
 @dataclass(frozen=True)
