@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from synccp.models import build_backbone
-from synccp.train import checkpoint as new
+from synccp.rundir import checkpoint as new
 
 
 def _state() -> dict:

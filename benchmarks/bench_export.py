@@ -28,7 +28,7 @@ from synccp.export.metadata import encoder_metadata
 from synccp.export.run import export_run
 from synccp.models import build_backbone, prunable_parameters
 from synccp.sparsity.sparsifier import Sparsifier
-from synccp.train.export import export_model
+from synccp.rundir.artifacts import export_model
 
 
 def channel_sparse(width: int, density: float, bn_bias: str, seed: int = 0):

@@ -27,6 +27,16 @@ def write_idx_fashion_mnist(root, *, n_train=96, n_test=48, size=16, seed=0):
 TINY_METHOD = {"method.queue_size": 64, "method.proj_hidden_dim": 32, "method.proj_output_dim": 16}
 
 
+def method_keys(method, **values):
+    """`values` ("method.<key>" -> value) restricted to the keys `method` has, plus method.name:
+    for tests run over several methods (a key of another method is an error)."""
+    from synccp.methods import method_defaults
+
+    own = method_defaults(method)
+    kept = {key: value for key, value in values.items() if key.split(".", 1)[1] in own}
+    return {"method.name": f'"{method}"', **kept}
+
+
 def tiny_overrides(root, **extra):
     """`--set` overrides for a seconds-long run on the fixture data; of `TINY_METHOD`, only the
     keys the run's method has (keys of another method are an error)."""

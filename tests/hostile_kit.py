@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from synccp.cli import main
-from synccp.train.checkpoint import content_checksum
+from synccp.rundir.checkpoint import content_checksum
 
 OUTPUTS = ("summary.json", "model.safetensors", "masks.safetensors", "eval.json")
 

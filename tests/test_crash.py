@@ -26,8 +26,8 @@ import torch
 from helpers import tiny_overrides
 from synccp.cli import main
 from synccp.config import load_config
-from synccp.results.rundir import read_metrics
-from synccp.train.checkpoint import load_checkpoint, save_checkpoint
+from synccp.rundir import read_metrics
+from synccp.rundir.checkpoint import load_checkpoint, save_checkpoint
 from synccp.train.loop import pretrain
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -44,7 +44,7 @@ def _env(**extra) -> dict[str, str]:
 def _train_eval_bn(root: Path, out: Path, name: str) -> dict:
     """One case through the loop with BatchNorm in eval mode; this rank's final state."""
     from synccp.config import load_config
-    from synccp.results.rundir import MetricsLog
+    from synccp.rundir import MetricsLog
     from synccp.train import loop
     from synccp.train.setup import build_setup
 

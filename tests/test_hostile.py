@@ -24,12 +24,12 @@ from PIL import Image
 from helpers import tiny_overrides
 from synccp.cli import main
 from synccp.config import CHOICES, Config, ConfigError, config_from_dict, config_to_dict, load_config
-from synccp.results.rundir import read_metrics
+from synccp.rundir import read_metrics
 from synccp.sparsity.allocation import allocate_masks
 from synccp.sparsity.granularity import Pattern, keep_top
 from synccp.sparsity.oscillation import oscillation
 from synccp.sparsity.schedule import branch_densities, ramp_epochs
-from synccp.train.checkpoint import NonFiniteStateError, first_nonfinite, load_checkpoint, save_checkpoint
+from synccp.rundir.checkpoint import NonFiniteStateError, first_nonfinite, load_checkpoint, save_checkpoint
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 QUICK = {"train.epochs": 1, "sparsity.end_epoch": 1}

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hostile_kit import flip_tensor_byte, payload_file, resign, resume, run_copy, short, snapshot
-from synccp.train.checkpoint import content_checksum, load_checkpoint, save_checkpoint
+from synccp.rundir.checkpoint import content_checksum, load_checkpoint, save_checkpoint
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 

@@ -149,7 +149,7 @@ def _full_disk(monkeypatch, module, name_part):
 
 @pytest.mark.parametrize("which", ["model", "masks"])
 def test_a_full_disk_during_export_leaves_no_export(finished_template, tmp_path, capsys, monkeypatch, hostile, which):
-    import synccp.train.export as export
+    import synccp.rundir.artifacts as export
 
     run = run_copy(finished_template, tmp_path, interrupted=True)
     _full_disk(monkeypatch, export, f".{which}.safetensors.")
@@ -161,7 +161,7 @@ def test_a_full_disk_during_export_leaves_no_export(finished_template, tmp_path,
 
 
 def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch, hostile):
-    from synccp.train import checkpoint
+    from synccp.rundir import checkpoint
 
     checkpoint.save_checkpoint(tmp_path, {"step": 1, "w": torch.ones(3)})
     before = snapshot(tmp_path)

@@ -16,8 +16,8 @@ import pytest
 from helpers import tiny_overrides
 from hostile_kit import cli, resume, run_copy, short, snapshot
 from synccp.grid import SweepError, load_grid, plan
-from synccp.results.lock import LOCK, RunLock, holder
-from synccp.results.rundir import read_metrics
+from synccp.rundir.lock import LOCK, RunLock, holder
+from synccp.rundir import read_metrics
 from synccp.sweep import run_state, run_sweep
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
@@ -101,7 +101,7 @@ def test_a_lock_path_that_is_a_directory_exits_2(run, capsys, hostile):
 def test_a_file_system_without_locks_exits_2_naming_the_lock(run, capsys, monkeypatch, hostile):
     import errno
 
-    import synccp.results.lock as lock
+    import synccp.rundir.lock as lock
 
     def unsupported(fd, operation):
         if operation & lock.fcntl.LOCK_EX:

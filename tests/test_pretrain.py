@@ -6,11 +6,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import tiny_overrides
+from helpers import method_keys, tiny_overrides
 from synccp.cli import main
 from synccp.config import load_config
 from synccp.eval.run import evaluate
-from synccp.results.rundir import read_metrics
+from synccp.rundir import read_metrics
 from synccp.train.loop import pretrain
 from synccp.train.setup import build_setup, use_bf16
 
@@ -48,8 +48,8 @@ def test_synccp_byol_run_directory_is_complete_and_pruned(fmnist_root, tmp_path)
 
 @pytest.mark.parametrize("method", ["simclr", "byol"])
 def test_bf16_on_cpu_trains_sparse_and_evaluates_in_bf16(fmnist_root, tmp_path, method):
-    cfg = _cfg(fmnist_root, **{"method.name": f'"{method}"', "train.precision": '"bf16"',
-                               "sparsity.density": 0.2, "method.pred_hidden_dim": 16})
+    cfg = _cfg(fmnist_root, **{**method_keys(method, **{"method.pred_hidden_dim": 16}),
+                               "train.precision": '"bf16"', "sparsity.density": 0.2})
     setup = build_setup(cfg, torch.device("cpu"))
     assert setup.bf16 and setup.channels_last
     with setup.autocast():
@@ -87,8 +87,8 @@ def test_resume_mid_ramp_equals_uninterrupted_run(fmnist_root, tmp_path, method)
 
 @pytest.mark.parametrize("method", ["simclr", "mocov2", "byol", "barlow", "simsiam"])
 def test_every_method_trains_sparse_through_the_loop(fmnist_root, tmp_path, method):
-    cfg = _cfg(fmnist_root, **{"method.name": f'"{method}"', "train.epochs": 1, "sparsity.end_epoch": 1,
-                               "sparsity.granularity": '"nm"', "method.pred_hidden_dim": 16})
+    cfg = _cfg(fmnist_root, **{**method_keys(method, **{"method.pred_hidden_dim": 16}),
+                               "train.epochs": 1, "sparsity.end_epoch": 1, "sparsity.granularity": '"nm"'})
     summary = pretrain(cfg, tmp_path / method)
     assert summary["final_loss"] is not None and summary["final_loss"] == summary["final_loss"]
     assert abs(summary["sparsity"]["online"]["total"] - 0.5) < 0.02

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from synccp.results.rundir import MetricsLog, RunDirError, atomic_write, prepare_run_dir, read_metrics
-from synccp.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from synccp.rundir import MetricsLog, RunDirError, atomic_write, prepare_run_dir, read_metrics
+from synccp.rundir.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from synccp.config import apply_overrides
-from synccp.results import rundir
+from synccp import rundir
 
 LOG = logging.getLogger(__name__)
 

@@ -121,11 +121,12 @@ def _run(args) -> int:
 
 def _pretrain(args) -> int:
     """Pretrain (every torchrun process runs this); rank 0 prints and evaluates afterwards."""
+    from synccp import rundir
     from synccp.eval.run import evaluate
     from synccp.train.loop import pretrain
 
     cfg = _pretrain_config(args)
-    if args.resume and (args.out / "summary.json").exists():  # finished: touch nothing, not even eval.json
+    if args.resume and rundir.is_finished(args.out):  # finished: touch nothing, not even eval.json
         return _finished(args, cfg)
     if not args.no_eval:
         _check_test_split(cfg)
@@ -152,7 +153,7 @@ def _pretrain(args) -> int:
 def _pretrain_config(args):
     """The config to pretrain: --config/--set, or with --resume the run's stored config.json
     (which --config/--set may only repeat, or change in keys that cannot change the result)."""
-    from synccp.results.rundir import resume_config
+    from synccp.rundir import resume_config
 
     if not args.resume:
         return load_config(args.config, args.overrides)
@@ -168,7 +169,7 @@ def _pretrain_config(args):
 
 def _finished(args, cfg) -> int:
     """`--resume` of a finished run: say so and leave every file as it is."""
-    from synccp.results.rundir import finished_summary
+    from synccp.rundir import finished_summary
 
     summary = finished_summary(args.out)
     print(f"synccp pretrain: {args.out} holds a finished run (summary.json); nothing to resume, "

@@ -36,7 +36,7 @@ from typing import Any
 from synccp.cells import (LABELS, Cell, SweepError, _legacy_digest, _resolve, _reuse_legacy, _toml_literal,
                           cell_identity, cell_name)
 from synccp.config import ConfigError, default_config_dict, parse_override, tomllib
-from synccp.results import rundir
+from synccp import rundir
 
 __all__ = ["Cell", "Grid", "LABELS", "SubGrid", "SweepError", "cell_identity", "cell_name", "load_grid",
            "plan", "validate"]

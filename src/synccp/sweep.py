@@ -24,8 +24,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from synccp.grid import Cell, Grid, SweepError, load_grid, plan, validate
-from synccp.results import rundir
-from synccp.results.lock import RunLock, RunLockedError, holder
+from synccp import rundir
+from synccp.rundir.lock import RunLock, RunLockedError, holder
 
 LOG = logging.getLogger(__name__)
 Runner = Callable[[list[str], Path, dict[str, str]], int]
@@ -71,10 +71,8 @@ def run_state(run_dir: Path, expected: dict | None = None, *, want_cost: bool = 
             return "conflict", str(err)
         if changed:
             return "conflict", f"{run_dir} holds a different run (differs in {', '.join(changed)})"
-    if not (run_dir / rundir.SUMMARY).is_file():
-        folder = run_dir / rundir.CHECKPOINTS
-        has_checkpoint = folder.is_dir() and any(folder.glob("*.pt*"))
-        return ("resume", "") if has_checkpoint else ("restart", "")
+    if not rundir.is_finished(run_dir):
+        return ("resume", "") if rundir.has_checkpoint(run_dir) else ("restart", "")
     if not (run_dir / rundir.EVAL).is_file():
         return "eval", ""
     if want_cost and not (run_dir / rundir.COST).is_file():

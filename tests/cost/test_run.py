@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from synccp.config.specs import run_spec
 from synccp.config import (Config, DataConfig, MethodConfig, SparsityConfig, TrainConfig,
                            config_from_dict, config_to_dict)
 from synccp.cost import config_report, cost_report, format_cost, run_report, write_cost_json
@@ -70,7 +71,7 @@ def test_run_directory_integrates_logged_densities_exactly(tmp_path, tiny_net):
 
 def test_config_integrates_the_schedule_exactly(tiny_net):
     cfg = tiny_config(algorithm="gmp", density=0.2, start_epoch=1.0, end_epoch=6.0, update_every=4)
-    report = config_report(cfg, backbone=tiny_net)
+    report = config_report(run_spec(cfg), backbone=tiny_net)
     s = cfg.sparsity
     expected = sum(step_macs(branch_densities(
         step, algorithm="gmp", density=0.2, initial_density=1.0, density_gap=s.density_gap,
@@ -81,7 +82,7 @@ def test_config_integrates_the_schedule_exactly(tiny_net):
 
 
 def test_speedup_of_the_dense_config_is_one(tiny_net):
-    report = config_report(tiny_config(algorithm="dense"), backbone=tiny_net)
+    report = config_report(run_spec(tiny_config(algorithm="dense")), backbone=tiny_net)
     assert report["speedup"] == {"cycles": 1.0, "energy": 1.0, "macs": 1.0}
     assert report["run"]["mask_updates"] == 0
 
@@ -148,7 +149,7 @@ def test_config_update_steps_are_the_trainers(fmnist_root, tmp_path, algorithm, 
 
     from synccp.config import load_config
     from synccp.cost.timeline import config_clock, update_steps
-    from synccp.results import rundir
+    from synccp import rundir
     from synccp.train.loop import pretrain
 
     sets = tiny_overrides(fmnist_root, **{"sparsity.algorithm": f'"{algorithm}"', "sparsity.update_every": 3,
@@ -158,9 +159,9 @@ def test_config_update_steps_are_the_trainers(fmnist_root, tmp_path, algorithm, 
     cfg = load_config(None, sets)
     summary = pretrain(cfg, tmp_path / "run")
     logged = [r["step"] for r in rundir.read_metrics(tmp_path / "run", "mask_update") if r["step"] > 0]
-    assert logged and update_steps(cfg, config_clock(cfg)) == logged
+    assert logged and update_steps(run_spec(cfg), config_clock(run_spec(cfg))) == logged
     did = summary["sparsity"]["work"]
-    modelled = config_report(cfg)["elementwise"]
+    modelled = config_report(run_spec(cfg))["elementwise"]
     branches = 1 if method == "simclr" or algorithm == "gmp" else 2
     assert modelled["score_ema"]["times"] * branches == did["score_ema_updates"]
     assert modelled.get("mask_update", {}).get("times", 0) == did["mask_selections"]

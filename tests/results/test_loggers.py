@@ -8,7 +8,7 @@ import pytest
 from helpers import tiny_overrides
 from synccp.config import ConfigError, load_config
 from synccp.results.loggers import scalars
-from synccp.results.rundir import read_metrics
+from synccp.rundir import read_metrics
 from synccp.train.loop import pretrain
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

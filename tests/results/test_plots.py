@@ -82,7 +82,7 @@ def test_report_of_one_run_writes_its_metrics_csv_and_training_curves(tmp_path, 
     from PIL import Image
 
     from synccp.results.report import build_report
-    from synccp.results.rundir import read_metrics
+    from synccp.rundir import read_metrics
 
     run = make_run(tmp_path / "runs" / "one", algorithm="granet")
     text = build_report([run], tmp_path / "out").read_text()

@@ -7,7 +7,7 @@ import torch
 from helpers import tiny_overrides
 
 from synccp.config import ConfigError, load_config
-from synccp.results import rundir
+from synccp import rundir
 from synccp.train.loop import pretrain
 from synccp.train.setup import build_setup
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from synccp.config.checks import check_config
-from synccp.methods.rows import METHODS, foreign_options
 from synccp.config.schema import CHOICES, Config, ConfigError, MethodConfig
 
 if sys.version_info >= (3, 11):
@@ -219,6 +218,8 @@ def _drop_removed(raw: dict[str, Any]) -> dict[str, Any]:
         table = raw.get(section)
         if isinstance(table, dict) and key in table and table[key] == harmless:
             del table[key]
+    from synccp.methods.rows import METHODS, foreign_options
+
     method = raw.get("method")
     if isinstance(method, dict) and method.get("name", MethodConfig.name) in METHODS:
         name = method.get("name", MethodConfig.name)

@@ -44,7 +44,7 @@ def layer_entries(workload, final_step: dict, run: dict, dense_step: dict, evalu
 def _mask_facts(layer, evaluator, last_interval) -> dict:
     """Final density per branch; N:M transposability of the final masks (run directories)."""
     facts = {"density": {b: d.get(layer.name, 1.0) for b, d in last_interval.densities.items()}}
-    if evaluator.cfg.sparsity.granularity == "nm" and evaluator.masks:
+    if evaluator.spec.sparsity.granularity == "nm" and evaluator.masks:
         facts["transposable"] = {
             branch: evaluator.state_of_mask(layer, branch, evaluator.masks[f"{branch}/{layer.name}"]).transposable
             for branch in ("online", "second") if f"{branch}/{layer.name}" in evaluator.masks}
@@ -114,6 +114,6 @@ def _totals_lines(report: dict) -> list[str]:
 
 def write_cost_json(report: dict, path: str | Path) -> None:
     """Write `report` as indented JSON atomically (temporary sibling file + os.replace)."""
-    from synccp.results.rundir import write_json
+    from synccp.rundir.atomic import write_json
 
     write_json(path, report)

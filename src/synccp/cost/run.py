@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from synccp.config import Config, load_config, load_resolved
+from synccp import rundir
+from synccp.specs import RunSpec
 from synccp.cost import structure
 from synccp.cost.accelerator import DEFAULT_ACCELERATOR, Accelerator, PhaseCost, elementwise_cost, phase_cost
 from synccp.cost.flops import DENSE_GRADIENT_ALGORITHMS, WGRAD_RULES
@@ -55,25 +56,23 @@ class Workload:
         return {l.name: l.weight_shape for l in self.layers if l.part == "backbone" and not l.first}
 
 
-def build_workload(cfg: Config, *, backbone: nn.Module | None = None,
+def build_workload(spec: RunSpec, *, backbone: nn.Module | None = None,
                    heads: dict[str, nn.Module] | None = None) -> Workload:
-    """Trace `backbone` + `heads` (built from `cfg` by synccp.models / synccp.methods if None)."""
-    channels, size = image_geometry(cfg)
+    """Trace `backbone` + `heads` (built from `spec` by synccp.models / synccp.methods if None)."""
+    channels, size = image_geometry(spec)
     if backbone is None:
-        backbone, heads = _build_model(cfg, channels)
+        backbone, heads = _build_model(spec, channels)
     layers = training_layers(backbone, in_channels=channels, image_size=size, heads=heads)
-    return Workload(cfg.method.name, cfg.train.batch_size, tuple(layers), method_passes(cfg.method.name))
+    return Workload(spec.method.name, spec.train.batch_size, tuple(layers), method_passes(spec.method.name))
 
 
-def _build_model(cfg: Config, channels: int) -> tuple[nn.Module, dict[str, nn.Module]]:
-    from synccp.methods import build_method, method_defaults
+def _build_model(spec: RunSpec, channels: int) -> tuple[nn.Module, dict[str, nn.Module]]:
+    from synccp.methods import build_method
     from synccp.models import build_backbone
 
-    backbone = build_backbone(cfg.model.backbone, stem=cfg.model.stem, width=cfg.model.width,
+    backbone = build_backbone(spec.model.backbone, stem=spec.model.stem, width=spec.model.width,
                               in_channels=channels)
-    allowed = method_defaults(cfg.method.name)
-    kwargs = {k: v for k, v in dataclasses.asdict(cfg.method).items() if k in allowed and v is not None}
-    method = build_method(cfg.method.name, backbone, **kwargs)
+    method = build_method(spec.method.name, backbone, **spec.method.options)
     heads = {part: getattr(method, part) for part in ("projector", "predictor")
              if isinstance(getattr(method, part, None), nn.Module)}
     return backbone, heads
@@ -82,9 +81,9 @@ def _build_model(cfg: Config, channels: int) -> tuple[nn.Module, dict[str, nn.Mo
 class _Evaluator:
     """Per-step phase costs of a workload, cached by (layer, branch, density, dense gradient)."""
 
-    def __init__(self, workload: Workload, cfg: Config, accel: Accelerator,
+    def __init__(self, workload: Workload, spec: RunSpec, accel: Accelerator,
                  masks: dict[str, torch.Tensor] | None):
-        self.workload, self.cfg, self.accel, self.masks = workload, cfg, accel, masks or {}
+        self.workload, self.spec, self.accel, self.masks = workload, spec, accel, masks or {}
         self._states: dict[tuple[str, str, float], structure.LayerSparsity | None] = {}
         self._costs: dict[tuple, PhaseCost] = {}
         self._samplers: dict[str, structure.RandomMask] = {}  # one random draw per layer, every density
@@ -96,13 +95,13 @@ class _Evaluator:
         return self._states[key]
 
     def _new_state(self, layer: Layer, branch: str, density: float) -> structure.LayerSparsity:
-        s = self.cfg.sparsity
+        s = self.spec.sparsity
         mask = self.masks.get(f"{branch}/{layer.name}")
         if mask is not None and s.granularity != "channel":
             final = self.state_of_mask(layer, branch, mask)
             if density >= final.density - 1.0 / layer.numel:
                 return final if density <= final.density + 1.0 / layer.numel else structure.interpolate(final, density)
-        generator = torch.Generator().manual_seed(self.cfg.train.seed + zlib.crc32(layer.name.encode()))
+        generator = torch.Generator().manual_seed(self.spec.train.seed + zlib.crc32(layer.name.encode()))
         block = (s.block_out, s.block_in) if s.granularity == "block" else (1, 1)
         if s.granularity in ("unstructured", "block") and layer.name not in self._samplers:
             self._samplers[layer.name] = structure.RandomMask(layer.weight_shape, block, generator)
@@ -114,7 +113,7 @@ class _Evaluator:
         key = (layer.name, branch, -1.0)
         if key not in self._states:
             self._states[key] = structure.from_mask(mask.reshape(layer.weight_shape),
-                                                    n=self.cfg.sparsity.n, m=self.cfg.sparsity.m)
+                                                    n=self.spec.sparsity.n, m=self.spec.sparsity.m)
         return self._states[key]
 
     def step(self, densities: dict[str, dict[str, float]], *, dense_gradients: bool = False
@@ -136,7 +135,7 @@ class _Evaluator:
                ) -> PhaseCost:
         key = (layer.name, phase, branch, density, dense_gradients)
         if key not in self._costs:
-            s = self.cfg.sparsity
+            s = self.spec.sparsity
             self._costs[key] = phase_cost(layer, phase, self.workload.batch,
                                           self.state(layer, branch, density), granularity=s.granularity,
                                           n=s.n, m=s.m, dense_gradients=dense_gradients, accel=self.accel)
@@ -167,7 +166,7 @@ def _add(total: dict[str, float], cost: PhaseCost, times: int) -> None:
     total["energy_pj"] += cost.energy_pj * times
 
 
-def elementwise(workload: Workload, cfg: Config, *, clock: Clock, updates: list[int],
+def elementwise(workload: Workload, spec: RunSpec, *, clock: Clock, updates: list[int],
                 intervals: list[Interval], accel: Accelerator) -> dict[str, dict]:
     """Whole-run element-wise work (each op one lane-cycle, traffic at DRAM bandwidth), counted
     with the Sparsifier's own rules (`synccp.sparsity.algorithms`): the EMA target update
@@ -177,7 +176,7 @@ def elementwise(workload: Workload, cfg: Config, *, clock: Clock, updates: list[
     threshold selection + mask write for each selected branch (`selected_branches`, 4 ops per
     weight; read weights and scores, write 1-bit masks) and the drop-and-grow of RigL/GraNet on
     the online branch (reading the dense gradient too)."""
-    size, work, s = accel.bytes_per_element, {}, cfg.sparsity
+    size, work, s = accel.bytes_per_element, {}, spec.sparsity
     ema = sum(l.numel for l in workload.layers if l.part in ("backbone", "projector"))
     prunable = sum(l.numel for l in workload.layers if l.name in workload.prunable)
     policy, shared = policy_for(s.algorithm), METHODS[workload.method].shared_encoder
@@ -186,7 +185,7 @@ def elementwise(workload: Workload, cfg: Config, *, clock: Clock, updates: list[
         denser = _shadow_steps(intervals, clock.total_steps) if policy.nested else 0
         if denser:
             work["target_shadow"] = _times(elementwise_cost(2 * prunable, 3 * prunable * size, accel), denser)
-    start, end, regrow_end = sparsity_steps(s, epochs=cfg.train.epochs, steps_per_epoch=clock.steps_per_epoch,
+    start, end, regrow_end = sparsity_steps(s, epochs=spec.train.epochs, steps_per_epoch=clock.steps_per_epoch,
                                             total_steps=clock.total_steps)
     drop, regrow_end = regrow_settings(policy, drop_fraction=s.drop_fraction, regrow_end_step=regrow_end,
                                        total_steps=clock.total_steps)
@@ -230,25 +229,25 @@ def _times(cost: dict, times: int) -> dict:
     return {key: value * times for key, value in cost.items()} | {"times": times}
 
 
-def _report(cfg: Config, workload: Workload, clock: Clock, intervals: list[Interval],
+def _report(spec: RunSpec, workload: Workload, clock: Clock, intervals: list[Interval],
             updates: list[int], *, masks: dict | None, source: dict, accel: Accelerator) -> dict:
     """Sparse run and dense baseline, integrated, laid out as cost.json."""
-    algorithm = cfg.sparsity.algorithm
-    sparse_eval = _Evaluator(workload, cfg, accel, masks)
+    algorithm = spec.sparsity.algorithm
+    sparse_eval = _Evaluator(workload, spec, accel, masks)
     run = integrate(sparse_eval, intervals, updates,
                     dense_gradient_updates=algorithm in DENSE_GRADIENT_ALGORITHMS)
-    dense_cfg = dataclasses.replace(cfg, sparsity=dataclasses.replace(cfg.sparsity, algorithm="dense"))
-    dense_eval = _Evaluator(workload, dense_cfg, accel, None)
+    dense_spec = dataclasses.replace(spec, sparsity=dataclasses.replace(spec.sparsity, algorithm="dense"))
+    dense_eval = _Evaluator(workload, dense_spec, accel, None)
     dense_step = dense_eval.step({})
     final_step = sparse_eval.step(intervals[-1].densities)
-    work = elementwise(workload, cfg, clock=clock, updates=updates, intervals=intervals, accel=accel)
-    dense_work = elementwise(workload, dense_cfg, clock=clock, updates=[], intervals=[], accel=accel)
+    work = elementwise(workload, spec, clock=clock, updates=updates, intervals=intervals, accel=accel)
+    dense_work = elementwise(workload, dense_spec, clock=clock, updates=[], intervals=[], accel=accel)
     summary = totals(run, work, dense_step, dense_work, clock.total_steps, accel)
     return {
         **source,
-        "run": {"method": cfg.method.name, "algorithm": algorithm,
-                "granularity": cfg.sparsity.granularity, "backbone": cfg.model.backbone,
-                "width": cfg.model.width, "batch_size": workload.batch,
+        "run": {"method": spec.method.name, "algorithm": algorithm,
+                "granularity": spec.sparsity.granularity, "backbone": spec.model.backbone,
+                "width": spec.model.width, "batch_size": workload.batch,
                 "steps_per_epoch": clock.steps_per_epoch, "total_steps": clock.total_steps,
                 "mask_updates": len(updates), "wgrad_rule": WGRAD_RULES[algorithm]},
         "accelerator": accel.as_dict(),
@@ -258,47 +257,45 @@ def _report(cfg: Config, workload: Workload, clock: Clock, intervals: list[Inter
     }
 
 
-def config_report(cfg: Config, *, accelerator: Accelerator = DEFAULT_ACCELERATOR,
+def config_report(spec: RunSpec, *, accelerator: Accelerator = DEFAULT_ACCELERATOR,
                   backbone: nn.Module | None = None, heads: dict[str, nn.Module] | None = None) -> dict:
-    """Cost of training `cfg` before it runs: schedule densities, uniform across layers."""
-    workload = build_workload(cfg, backbone=backbone, heads=heads)
-    clock = config_clock(cfg)
-    intervals, updates = schedule_timeline(cfg, clock, workload.prunable)
+    """Cost of training `spec` before it runs: schedule densities, uniform across layers."""
+    workload = build_workload(spec, backbone=backbone, heads=heads)
+    clock = config_clock(spec)
+    intervals, updates = schedule_timeline(spec, clock, workload.prunable)
     source = {"source": "config", "density_source":
               "sparsity schedule (synccp.sparsity.schedule.branch_densities): the same density for "
               "every prunable layer that fits the granularity; masks are modelled as random "
               "(binomial column counts; N:M not assumed transposable)"}
-    return _report(cfg, workload, clock, intervals, updates, masks=None, source=source, accel=accelerator)
+    return _report(spec, workload, clock, intervals, updates, masks=None, source=source, accel=accelerator)
 
 
 def run_report(run_dir: str | Path, *, accelerator: Accelerator = DEFAULT_ACCELERATOR,
                backbone: nn.Module | None = None, heads: dict[str, nn.Module] | None = None) -> dict:
     """Cost of a finished (or running) run from its config.json, metrics.jsonl, summary.json and
     masks.safetensors."""
-    from synccp.results import rundir
-
     run_dir = Path(run_dir)
-    cfg = load_resolved(run_dir / rundir.CONFIG)
-    workload = build_workload(cfg, backbone=backbone, heads=heads)
-    if (run_dir / rundir.SUMMARY).is_file():
+    spec = rundir.read_spec(run_dir)
+    workload = build_workload(spec, backbone=backbone, heads=heads)
+    if rundir.is_finished(run_dir):
         summary = rundir.read_summary(run_dir / rundir.SUMMARY, need_sparsity=False)  # names file and key
         clock = Clock(summary["steps_per_epoch"], summary["total_steps"])
     else:
-        clock = config_clock(cfg)
+        clock = config_clock(spec)
     intervals, updates = records_timeline(rundir.read_metrics(run_dir, "mask_update"), clock.total_steps)
     masks = _load_masks(run_dir / rundir.MASKS, workload.prunable)
     source = {"source": "run", "run_dir": str(run_dir), "density_source":
               "metrics.jsonl mask_update records (per layer and branch); load imbalance and N:M "
               "transposability from the final masks" + ("" if masks else " (masks.safetensors "
               "missing: random masks modelled)")}
-    return _report(cfg, workload, clock, intervals, updates, masks=masks, source=source, accel=accelerator)
+    return _report(spec, workload, clock, intervals, updates, masks=masks, source=source, accel=accelerator)
 
 
 def _load_masks(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor] | None:
     if not path.exists():
         LOG.warning("%s is missing: modelling random masks at the logged densities", path)
         return None
-    from synccp.results.files import check_masks, read_tensors
+    from synccp.rundir.files import check_masks, read_tensors
 
     masks = read_tensors(path, what="the masks")
     check_masks(masks, path, shapes)  # bool, both branches, this run's layer shapes
@@ -311,5 +308,5 @@ def cost_report(path: Path, *, accelerator: Accelerator = DEFAULT_ACCELERATOR) -
     if path.is_dir():
         return run_report(path, accelerator=accelerator)
     if path.is_file():
-        return config_report(load_config(path), accelerator=accelerator)
+        return config_report(rundir.spec_of(path), accelerator=accelerator)
     raise FileNotFoundError(f"synccp cost: {path} is neither a run directory nor a config file")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from synccp.config import Config
+from synccp.specs import RunSpec
 from synccp.sparsity.algorithms import policy_update_steps, regrow_settings
 from synccp.sparsity.registry import policy_for
 from synccp.sparsity.granularity import Pattern, fits
@@ -39,25 +39,25 @@ class Interval:
         return self.end - self.start
 
 
-def config_clock(cfg: Config) -> Clock:
+def config_clock(spec: RunSpec) -> Clock:
     """Steps per epoch and total steps as the trainer computes them (train/setup.py)."""
-    images = cfg.data.subset or TRAIN_IMAGES.get(cfg.data.name, 0)
+    images = spec.data.subset or TRAIN_IMAGES.get(spec.data.name, 0)
     if images <= 0:
-        raise ValueError(f"data.subset must be > 0 to cost data.name={cfg.data.name!r} before "
-                         f"training (its size is unknown), got {cfg.data.subset}")
-    if cfg.train.batch_size > images:
-        raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the {images} "
-                         f"training images of data.name={cfg.data.name!r}")
-    return make_clock(images, batch_size=cfg.train.batch_size, epochs=cfg.train.epochs)
+        raise ValueError(f"data.subset must be > 0 to cost data.name={spec.data.name!r} before "
+                         f"training (its size is unknown), got {spec.data.subset}")
+    if spec.train.batch_size > images:
+        raise ValueError(f"train.batch_size={spec.train.batch_size} is larger than the {images} "
+                         f"training images of data.name={spec.data.name!r}")
+    return make_clock(images, batch_size=spec.train.batch_size, epochs=spec.train.epochs)
 
 
-def image_geometry(cfg: Config) -> tuple[int, int]:
+def image_geometry(spec: RunSpec) -> tuple[int, int]:
     """(channels, image size) of the training views."""
-    channels = 1 if cfg.data.name == "fashion_mnist" else 3
-    size = cfg.data.image_size or NATIVE_SIZE.get(cfg.data.name, 0)
+    channels = 1 if spec.data.name == "fashion_mnist" else 3
+    size = spec.data.image_size or NATIVE_SIZE.get(spec.data.name, 0)
     if size <= 0:
-        raise ValueError(f"data.image_size must be > 0 for data.name={cfg.data.name!r}, got "
-                         f"{cfg.data.image_size}")
+        raise ValueError(f"data.image_size must be > 0 for data.name={spec.data.name!r}, got "
+                         f"{spec.data.image_size}")
     return channels, size
 
 
@@ -80,12 +80,12 @@ def records_timeline(records: list[dict], total_steps: int) -> tuple[list[Interv
     return intervals, [s for s in logged if 0 < s <= total_steps]
 
 
-def update_steps(cfg: Config, clock: Clock) -> list[int]:
+def update_steps(spec: RunSpec, clock: Clock) -> list[int]:
     """Steps (1-based counts of optimizer steps) after which the Sparsifier changes masks: the
     Sparsifier's own rule (`synccp.sparsity.algorithms.policy_update_steps`), by arithmetic per
     phase, so the time taken grows with the number of updates, not of steps."""
-    s = cfg.sparsity
-    start, end, regrow_end = sparsity_steps(s, epochs=cfg.train.epochs, steps_per_epoch=clock.steps_per_epoch,
+    s = spec.sparsity
+    start, end, regrow_end = sparsity_steps(s, epochs=spec.train.epochs, steps_per_epoch=clock.steps_per_epoch,
                                             total_steps=clock.total_steps)
     policy = policy_for(s.algorithm)
     _, regrow_end = regrow_settings(policy, drop_fraction=s.drop_fraction, regrow_end_step=regrow_end,
@@ -95,14 +95,14 @@ def update_steps(cfg: Config, clock: Clock) -> list[int]:
                                regrow_end_step=regrow_end)
 
 
-def schedule_timeline(cfg: Config, clock: Clock, layers: dict[str, tuple[int, ...]]
+def schedule_timeline(spec: RunSpec, clock: Clock, layers: dict[str, tuple[int, ...]]
                       ) -> tuple[list[Interval], list[int]]:
     """Intervals from the density schedule; `layers` maps prunable weight names to shapes.
     Densities change only inside the ramp, so the intervals are those of the ramp updates."""
-    s = cfg.sparsity
-    start, end, _ = sparsity_steps(s, epochs=cfg.train.epochs, steps_per_epoch=clock.steps_per_epoch,
+    s = spec.sparsity
+    start, end, _ = sparsity_steps(s, epochs=spec.train.epochs, steps_per_epoch=clock.steps_per_epoch,
                                    total_steps=clock.total_steps)
-    updates = update_steps(cfg, clock)
+    updates = update_steps(spec, clock)
     pattern = Pattern(s.granularity, n=s.n, m=s.m, block=(s.block_out, s.block_in))
     fitting = [name for name, shape in layers.items() if fits(shape, pattern)]
     intervals: list[Interval] = []

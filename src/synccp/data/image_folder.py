@@ -202,6 +202,6 @@ def _cache_problem(state: object, shape: tuple[int, int], num_classes: int) -> s
 
 def _save_atomic(state: dict, path: Path) -> None:
     """torch.save `state` to `path` through `rundir.atomic_write` (temporary file, fsync, rename)."""
-    from synccp.results.rundir import atomic_write
+    from synccp.rundir.atomic import atomic_write
 
     atomic_write(path, lambda tmp: torch.save(state, tmp))

@@ -106,7 +106,7 @@ def _load(path: Path, root: Path, classes: list[str]) -> FileIndex | None:
 
 def _save_atomic(path: Path, index: FileIndex) -> None:
     """The index as .npz through `rundir.atomic_write` (temporary file, fsync, rename)."""
-    from synccp.results.rundir import atomic_write
+    from synccp.rundir.atomic import atomic_write
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path

@@ -11,24 +11,24 @@ from pathlib import Path
 
 import torch
 
-from synccp.config import Config, load_resolved
 from synccp.data import ImageDataset, load_dataset
 from synccp.eval.features import extract_features, raw_pixel_features
 from synccp.eval.knn import knn_accuracy
 from synccp.eval.linear import linear_probe
+from synccp import rundir
 from synccp.models import build_backbone, prunable_parameters
-from synccp.results import rundir
-from synccp.train.export import load_backbone_weights
+from synccp.rundir.artifacts import load_backbone_weights
+from synccp.specs import RunSpec
 from synccp.train.setup import resolve_device, use_bf16
 
 LOG = logging.getLogger(__name__)
 PROBES = ("linear", "knn", "both")
 
 
-def probe_features(train_x, train_y, test_x, test_y, *, cfg: Config, num_classes: int,
+def probe_features(train_x, train_y, test_x, test_y, *, spec: RunSpec, num_classes: int,
                    probe: str) -> dict[str, float]:
     """Run the requested probes on (N, D) train and (M, D) test features; accuracies in %."""
-    e = cfg.eval
+    e = spec.eval
     result: dict[str, float] = {}
     if probe in ("knn", "both"):
         result["knn_top1"] = knn_accuracy(train_x, train_y, test_x, test_y, num_classes=num_classes,
@@ -36,27 +36,27 @@ def probe_features(train_x, train_y, test_x, test_y, *, cfg: Config, num_classes
     if probe in ("linear", "both"):
         linear = linear_probe(train_x, train_y, test_x, test_y, num_classes=num_classes,
                               epochs=e.linear_epochs, lr=e.linear_lr,
-                              batch_size=e.linear_batch_size, seed=cfg.train.seed)
+                              batch_size=e.linear_batch_size, seed=spec.train.seed)
         result["linear_top1"] = linear["test_top1"]
         result["linear_train_top1"] = linear["train_top1"]
     return result
 
 
-def _splits(cfg: Config, subset: int = 0) -> tuple[ImageDataset, ImageDataset]:
+def _splits(spec: RunSpec, subset: int = 0) -> tuple[ImageDataset, ImageDataset]:
     """Train and test splits; `subset` > 0 keeps the first N images of each (a quick protocol
     for development runs, never for results)."""
-    kwargs = dict(root=cfg.data.root or None, image_size=cfg.data.image_size or None)
-    splits = load_dataset(cfg.data.name, "train", **kwargs), load_dataset(cfg.data.name, "test", **kwargs)
+    kwargs = dict(root=spec.data.root or None, image_size=spec.data.image_size or None)
+    splits = load_dataset(spec.data.name, "train", **kwargs), load_dataset(spec.data.name, "test", **kwargs)
     if subset:
         splits = tuple(dataclasses.replace(d, images=d.images[:subset], labels=d.labels[:subset])
                        for d in splits)
     return splits
 
 
-def raw_pixel_baseline(cfg: Config, train: ImageDataset, test: ImageDataset, *, probe: str) -> dict:
+def raw_pixel_baseline(spec: RunSpec, train: ImageDataset, test: ImageDataset, *, probe: str) -> dict:
     """The probes on raw pixels, cached per dataset and probe settings (they never change)."""
-    key = json.dumps([cfg.data.name, cfg.data.image_size, len(train.images), len(test.images),
-                      probe, cfg.eval.__dict__, cfg.train.seed], sort_keys=True)
+    key = json.dumps([spec.data.name, spec.data.image_size, len(train.images), len(test.images),
+                      probe, spec.eval.__dict__, spec.train.seed], sort_keys=True)
     cache = Path(os.environ.get("SYNCCP_CACHE", Path.home() / ".cache" / "synccp")) / "raw_baseline"
     path = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     cached = _cached_baseline(path, probe)
@@ -64,7 +64,7 @@ def raw_pixel_baseline(cfg: Config, train: ImageDataset, test: ImageDataset, *, 
         return cached
     result = probe_features(raw_pixel_features(train.images, mean=train.mean, std=train.std), train.labels,
                             raw_pixel_features(test.images, mean=train.mean, std=train.std), test.labels,
-                            cfg=cfg, num_classes=train.num_classes, probe=probe)
+                            spec=spec, num_classes=train.num_classes, probe=probe)
     rundir.write_json(path, result)
     return result
 
@@ -95,30 +95,30 @@ def evaluate(run_dir: str | Path, *, probe: str = "both", device: str = "auto",
     if probe not in PROBES:
         raise ValueError(f"--probe must be one of {', '.join(PROBES)}, got {probe!r}")
     run_dir = Path(run_dir)
-    cfg = load_resolved(run_dir / rundir.CONFIG)
-    subset = cfg.eval.subset if subset is None else subset
+    spec = rundir.read_spec(run_dir)
+    subset = spec.eval.subset if subset is None else subset
     if subset < 0:
         raise ValueError(f"--subset must be >= 0, got {subset}")
-    train, test = _splits(cfg, subset)
-    backbone = build_backbone(cfg.model.backbone, stem=cfg.model.stem, width=cfg.model.width,
+    train, test = _splits(spec, subset)
+    backbone = build_backbone(spec.model.backbone, stem=spec.model.stem, width=spec.model.width,
                               in_channels=train.images.shape[1])
     load_backbone_weights(run_dir, backbone)
     target = resolve_device(device)
-    bf16 = use_bf16(cfg.train.precision, target)
+    bf16 = use_bf16(spec.runtime.precision, target)
     size = train.images.shape[-1]
     feats = [extract_features(backbone, d.images, image_size=size, mean=train.mean, std=train.std,
-                              batch_size=cfg.eval.batch_size, device=target, bf16=bf16)
+                              batch_size=spec.eval.batch_size, device=target, bf16=bf16)
              for d in (train, test)]
     result = {
-        "encoder": probe_features(feats[0], train.labels, feats[1], test.labels, cfg=cfg,
+        "encoder": probe_features(feats[0], train.labels, feats[1], test.labels, spec=spec,
                                   num_classes=train.num_classes, probe=probe),
-        "raw_pixels": raw_pixel_baseline(cfg, train, test, probe=probe) if cfg.eval.raw_baseline else None,
+        "raw_pixels": raw_pixel_baseline(spec, train, test, probe=probe) if spec.eval.raw_baseline else None,
         "online_density": _density(backbone),
         "feature_precision": "bf16" if bf16 else "fp32",
         "train_images": len(train.images), "test_images": len(test.images),
         "protocol": f"quick (eval.subset={subset})" if subset else "full",
-        "knn": {"k": cfg.eval.knn_k, "temperature": cfg.eval.knn_temperature},
-        "linear": {"epochs": cfg.eval.linear_epochs, "lr": cfg.eval.linear_lr, "features": "cached, standardized"},
+        "knn": {"k": spec.eval.knn_k, "temperature": spec.eval.knn_temperature},
+        "linear": {"epochs": spec.eval.linear_epochs, "lr": spec.eval.linear_lr, "features": "cached, standardized"},
     }
     rundir.write_json(run_dir / rundir.EVAL, result)
     return result

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from synccp.export.compact import compact_encoder, parameter_count
 from synccp.export.encoder import KEPT_FEATURES, load_encoder
 from synccp.export.metadata import ENCODER_KEY, SPARSITY_KEY, canonicalize, file_metadata, read_metadata
-from synccp.results.rundir import MODEL, atomic_write
+from synccp.rundir import MODEL, atomic_write
 
 FORMATS = ("onnx", "compact", "compact-onnx")
 CHECK_BATCH = 8  # random normalized images the exported file is checked on

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synccp.config import load_resolved
-from synccp.results.rundir import CONFIG
+from synccp import rundir
+from synccp.rundir.artifacts import load_masks
 from synccp.sparsity.granularity import pattern_report, pattern_summary
-from synccp.train.export import load_masks
 
 
 def inspect_rows(run_dir: Path) -> tuple[list[dict], str]:
     """One row per prunable layer (name, shape, params, online/second density, pattern check),
     and the one-line pattern summary (e.g. "2:4 valid in 19/19 layers")."""
-    cfg = load_resolved(Path(run_dir) / CONFIG)
-    s = cfg.sparsity
+    s = rundir.read_spec(run_dir).sparsity
     masks = load_masks(run_dir)
     granularity = "unstructured" if s.algorithm == "dense" else s.granularity
     rows, reports = [], []

@@ -16,12 +16,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from synccp.config import Config, config_to_dict
+from synccp import rundir
 from synccp.results.palette import FILLS, REFERENCE, series_styles
 from synccp.results.plot_layout import RC, _jitter, _spaced, legend, legend_rows, panels, save
 from synccp.results.tables import ALGORITHM_ORDER, TITLES, extra_columns, mean_std, ramp_window
 
-CONFIG_DEFAULTS = {f"{section}.{key}": value for section, table in config_to_dict(Config()).items()
+CONFIG_DEFAULTS = {f"{section}.{key}": value for section, table in rundir.default_record().items()
                    for key, value in table.items()}
 FLIP_PANELS = ((("oscillation", "online", "total", "flip_rate"), "online flip rate |A △ B| / |A|"),
                (("oscillation", "second", "total", "flip_rate"), "second-branch flip rate"),

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synccp.config import normalized_config_dict
-from synccp.results import rundir
+from synccp import rundir
 from synccp.results.plots import make_plots
 from synccp.results.run_report import run_report
 from synccp.results.tables import (ramp_window, raw_pixel_table, results_table, setting_lines, with_dense_differences,
@@ -66,13 +65,13 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
 
 def load_run(path: Path) -> Run | None:
     """The run in `path`, or None (logged) when it has not finished (no summary.json)."""
-    if not (path / rundir.SUMMARY).is_file():
+    if not rundir.is_finished(path):
         LOG.warning("skipping %s: not finished (no %s)", path, rundir.SUMMARY)
         return None
     optional = {name: rundir.read_json(path / name) if (path / name).is_file() else None
                 for name in (rundir.EVAL, rundir.COST)}
     updates = _with_revival_rates(sorted(rundir.read_metrics(path, "mask_update"), key=lambda r: r.get("step", 0)))
-    config = normalized_config_dict(rundir.read_json(path / rundir.CONFIG))  # older runs: today's keys
+    config = rundir.read_record(path)  # older runs: today's keys
     return Run(path=path, config=config,
                summary=rundir.read_summary(path / rundir.SUMMARY), eval=optional[rundir.EVAL],
                cost=optional[rundir.COST], updates=updates)

@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
-from synccp.results import rundir
+from synccp import rundir
 from synccp.results.loggers import scalars
 from synccp.results.palette import STYLES
 from synccp.results.plot_layout import DPI, RC, panels

@@ -29,12 +29,12 @@ from synccp import distributed
 from synccp.config import Config, config_to_dict
 from synccp.data.views import make_view
 from synccp.models import cosine_tau
-from synccp.results import rundir
-from synccp.results.lock import RunLock
+from synccp import rundir
+from synccp.rundir.lock import RunLock
 from synccp.results.loggers import with_live_loggers
-from synccp.train.checkpoint import (LAST, CheckpointError, find_checkpoint, first_line, first_nonfinite,
+from synccp.rundir.checkpoint import (LAST, CheckpointError, find_checkpoint, first_line, first_nonfinite,
                                      has_checkpoint, save_checkpoint)
-from synccp.train.export import encoder_description, export_model
+from synccp.rundir.artifacts import encoder_description, export_model
 from synccp.train.schedules import scaled_lr, warmup_cosine
 from synccp.train.setup import TrainingSetup, augmentation_seed, build_setup, resolve_device
 

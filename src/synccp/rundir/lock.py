@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from synccp.results.files import RunDirError
+from synccp.rundir.files import RunDirError
 
 LOG = logging.getLogger(__name__)
 LOCK = ".lock"

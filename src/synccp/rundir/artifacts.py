@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
 from synccp.export.metadata import canonicalize, file_metadata, sparsity_metadata
-from synccp.results.files import check_masks, check_state_dict, read_tensors
-from synccp.results.rundir import MASKS, MODEL, atomic_write
-from synccp.sparsity.sparsifier import Sparsifier
+from synccp.rundir.atomic import atomic_write
+from synccp.rundir.files import check_masks, check_state_dict, read_tensors
+from synccp.rundir.layout import MASKS, MODEL
+
+if TYPE_CHECKING:
+    from synccp.sparsity.sparsifier import Sparsifier
 
 
 def export_model(run_dir: Path, backbone: nn.Module, sparsifier: Sparsifier, *,

@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from synccp.results.rundir import CHECKPOINTS, atomic_write, fsync_directory
+from synccp.rundir.atomic import atomic_write, fsync_directory
+from synccp.rundir.layout import CHECKPOINTS
 
 LOG = logging.getLogger(__name__)
 LAST = "last.pt"
