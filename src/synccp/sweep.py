@@ -5,7 +5,6 @@ cell's run directory needs (new, resume, eval, cost, done, conflict), runs the c
 time in subprocesses (through a launcher such as torchrun when the grid names one) and reports.
 """
 
-
 from __future__ import annotations
 
 import importlib.util
@@ -23,9 +22,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from synccp.grid import Cell, Grid, SweepError, load_grid, plan, validate
 from synccp import rundir
-from synccp.rundir.lock import RunLock, RunLockedError, holder
+from synccp.cell_dirs import adopt_pending_log, clear_unstarted, log_for, run_state
+from synccp.grid import Cell, Grid, SweepError, load_grid, plan, validate
+from synccp.rundir.lock import RunLockedError
 
 LOG = logging.getLogger(__name__)
 Runner = Callable[[list[str], Path, dict[str, str]], int]
@@ -50,34 +50,6 @@ class SweepResult:
     def ok(self) -> bool:
         """Every cell finished: none failed, none left to another process."""
         return not self.failed and not self.locked
-
-
-def run_state(run_dir: Path, expected: dict | None = None, *, want_cost: bool = False) -> tuple[str, str]:
-    """What a cell's directory needs: `new`, `restart` (started, never checkpointed), `resume`,
-    `eval`, `cost`, `done`, `locked` (another process writes it now; its holder is returned) or
-    `conflict` (holds something else; the reason is returned too)."""
-    run_dir = Path(run_dir)
-    who = holder(run_dir) if run_dir.is_dir() else None
-    if who is not None:
-        return "locked", f"in use by {who}"
-    if not (run_dir / rundir.CONFIG).is_file():
-        if run_dir.is_dir() and rundir.foreign_entries(run_dir):
-            return "conflict", f"{run_dir} holds files but no {rundir.CONFIG}"
-        return "new", ""
-    if expected is not None:
-        try:
-            changed = rundir.config_differences(rundir.read_json(run_dir / rundir.CONFIG), expected)
-        except rundir.RunDirError as err:
-            return "conflict", str(err)
-        if changed:
-            return "conflict", f"{run_dir} holds a different run (differs in {', '.join(changed)})"
-    if not rundir.is_finished(run_dir):
-        return ("resume", "") if rundir.has_checkpoint(run_dir) else ("restart", "")
-    if not (run_dir / rundir.EVAL).is_file():
-        return "eval", ""
-    if want_cost and not (run_dir / rundir.COST).is_file():
-        return "cost", ""
-    return "done", ""
 
 
 def cost_available() -> bool:
@@ -176,60 +148,21 @@ def _steps(cell: Cell, action: str, grid: Grid, *, want_cost: bool, python: str)
     return steps
 
 
-def _pending_log(cell: Cell) -> Path:
-    """Where a run's log goes until its directory exists (pretrain refuses a non-empty new dir)."""
-    return cell.run_dir.parent / ".logs" / f"{cell.name}.txt"
-
-
-def _log_for(cell: Cell) -> Path:
-    return cell.run_dir / "log.txt" if (cell.run_dir / rundir.CONFIG).is_file() else _pending_log(cell)
-
-
-def _adopt_pending_log(cell: Cell) -> None:
-    """Append the pending log to `<run_dir>/log.txt` once the run directory exists."""
-    pending = _pending_log(cell)
-    if pending.is_file() and (cell.run_dir / rundir.CONFIG).is_file():
-        with open(cell.run_dir / "log.txt", "a") as handle:
-            handle.write(pending.read_text())
-        pending.unlink()
-
-
-def _clear_unstarted(cell: Cell) -> None:
-    """Empty a run that was stopped before its first checkpoint, so it can start again; under the
-    run directory's lock (a process that started it meanwhile is left alone), which stays."""
-    ours = {rundir.CONFIG, rundir.METRICS, rundir.CHECKPOINTS, "log.txt"}
-    with RunLock(cell.run_dir):
-        entries = rundir.foreign_entries(cell.run_dir)
-        strangers = [p.name for p in entries if p.name not in ours and not p.name.startswith(".")]
-        if strangers:
-            raise rundir.RunDirError(f"cannot restart {cell.run_dir}: it also holds {sorted(strangers)}")
-        log = cell.run_dir / "log.txt"
-        if log.is_file():
-            _pending_log(cell).parent.mkdir(parents=True, exist_ok=True)
-            with open(_pending_log(cell), "a") as handle:
-                handle.write(log.read_text())
-        for entry in entries:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-
-
 def _run_cell(cell: Cell, action: str, grid: Grid, *, want_cost: bool, runner: Runner,
               env: dict[str, str], python: str) -> tuple[str | None, list[str]]:
     """Run a cell's remaining steps; return (failure reason or None, warnings)."""
     warnings = []
     try:
         if action == "restart":
-            _clear_unstarted(cell)
+            clear_unstarted(cell)
         for label, argv in _steps(cell, action, grid, want_cost=want_cost, python=python):
-            code = runner(argv, _log_for(cell), env)
-            _adopt_pending_log(cell)
+            code = runner(argv, log_for(cell), env)
+            adopt_pending_log(cell)
             if code == 0:
                 continue
             if label != "cost":
-                return f"{label} exited with code {code}; see {_log_for(cell)}", warnings
-            warnings.append(f"{cell.name}: cost exited with code {code}; see {_log_for(cell)}")
+                return f"{label} exited with code {code}; see {log_for(cell)}", warnings
+            warnings.append(f"{cell.name}: cost exited with code {code}; see {log_for(cell)}")
     except RunLockedError as err:
         return f"locked: {err}", warnings
     except (OSError, rundir.RunDirError) as err:

@@ -11,233 +11,42 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import zlib
-from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from synccp import rundir
-from synccp.specs import RunSpec
-from synccp.cost import structure
-from synccp.cost.accelerator import DEFAULT_ACCELERATOR, Accelerator, PhaseCost, elementwise_cost, phase_cost
+from synccp.cost.accelerator import DEFAULT_ACCELERATOR, Accelerator
+from synccp.cost.elementwise import elementwise
+from synccp.cost.evaluator import Evaluator, integrate
 from synccp.cost.flops import DENSE_GRADIENT_ALGORITHMS, WGRAD_RULES
-from synccp.cost.gemms import Layer, Pass, method_passes, pass_phases, training_layers
 from synccp.cost.report import format_cost, layer_entries, totals, write_cost_json
-from synccp.methods import METHODS
-from synccp.sparsity.algorithms import (last_scored_step, regrow_settings, selected_branches,
-                                        tracked_branches)
-from synccp.sparsity.registry import policy_for
-from synccp.sparsity.schedule import cosine_drop_fraction, sparsity_steps
-from synccp.cost.timeline import (Clock, Interval, config_clock, image_geometry, interval_at,
-                                  records_timeline, schedule_timeline)
+from synccp.cost.timeline import (
+    Clock,
+    Interval,
+    config_clock,
+    records_timeline,
+    schedule_timeline,
+)
+from synccp.cost.workload import Workload, build_workload
+from synccp.specs import RunSpec
 
 LOG = logging.getLogger(__name__)
-Key = tuple[str, str, str]  # (layer weight name, phase, "branch/view")
 
 __all__ = ["Workload", "build_workload", "config_report", "cost_report", "format_cost",
            "run_report", "write_cost_json"]
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What one optimizer step runs: traced layers, encoder passes and the per-view batch."""
-
-    method: str
-    batch: int
-    layers: tuple[Layer, ...]
-    passes: tuple[Pass, ...]
-
-    @property
-    def prunable(self) -> dict[str, tuple[int, ...]]:
-        """Backbone weights that carry masks: every conv/linear except the stem."""
-        return {l.name: l.weight_shape for l in self.layers if l.part == "backbone" and not l.first}
-
-
-def build_workload(spec: RunSpec, *, backbone: nn.Module | None = None,
-                   heads: dict[str, nn.Module] | None = None) -> Workload:
-    """Trace `backbone` + `heads` (built from `spec` by synccp.models / synccp.methods if None)."""
-    channels, size = image_geometry(spec)
-    if backbone is None:
-        backbone, heads = _build_model(spec, channels)
-    layers = training_layers(backbone, in_channels=channels, image_size=size, heads=heads)
-    return Workload(spec.method.name, spec.train.batch_size, tuple(layers), method_passes(spec.method.name))
-
-
-def _build_model(spec: RunSpec, channels: int) -> tuple[nn.Module, dict[str, nn.Module]]:
-    from synccp.methods import build_method
-    from synccp.models import build_backbone
-
-    backbone = build_backbone(spec.model.backbone, stem=spec.model.stem, width=spec.model.width,
-                              in_channels=channels)
-    method = build_method(spec.method.name, backbone, **spec.method.options)
-    heads = {part: getattr(method, part) for part in ("projector", "predictor")
-             if isinstance(getattr(method, part, None), nn.Module)}
-    return backbone, heads
-
-
-class _Evaluator:
-    """Per-step phase costs of a workload, cached by (layer, branch, density, dense gradient)."""
-
-    def __init__(self, workload: Workload, spec: RunSpec, accel: Accelerator,
-                 masks: dict[str, torch.Tensor] | None):
-        self.workload, self.spec, self.accel, self.masks = workload, spec, accel, masks or {}
-        self._states: dict[tuple[str, str, float], structure.LayerSparsity | None] = {}
-        self._costs: dict[tuple, PhaseCost] = {}
-        self._samplers: dict[str, structure.RandomMask] = {}  # one random draw per layer, every density
-
-    def state(self, layer: Layer, branch: str, density: float) -> structure.LayerSparsity | None:
-        key = (layer.name, branch, density)
-        if key not in self._states:
-            self._states[key] = None if density >= 1.0 else self._new_state(layer, branch, density)
-        return self._states[key]
-
-    def _new_state(self, layer: Layer, branch: str, density: float) -> structure.LayerSparsity:
-        s = self.spec.sparsity
-        mask = self.masks.get(f"{branch}/{layer.name}")
-        if mask is not None and s.granularity != "channel":
-            final = self.state_of_mask(layer, branch, mask)
-            if density >= final.density - 1.0 / layer.numel:
-                return final if density <= final.density + 1.0 / layer.numel else structure.interpolate(final, density)
-        generator = torch.Generator().manual_seed(self.spec.train.seed + zlib.crc32(layer.name.encode()))
-        block = (s.block_out, s.block_in) if s.granularity == "block" else (1, 1)
-        if s.granularity in ("unstructured", "block") and layer.name not in self._samplers:
-            self._samplers[layer.name] = structure.RandomMask(layer.weight_shape, block, generator)
-        return structure.from_density(layer.weight_shape, density, granularity=s.granularity, n=s.n,
-                                      m=s.m, block=(s.block_out, s.block_in), generator=generator,
-                                      sampler=self._samplers.get(layer.name))
-
-    def state_of_mask(self, layer: Layer, branch: str, mask: torch.Tensor) -> structure.LayerSparsity:
-        key = (layer.name, branch, -1.0)
-        if key not in self._states:
-            self._states[key] = structure.from_mask(mask.reshape(layer.weight_shape),
-                                                    n=self.spec.sparsity.n, m=self.spec.sparsity.m)
-        return self._states[key]
-
-    def step(self, densities: dict[str, dict[str, float]], *, dense_gradients: bool = False
-             ) -> dict[Key, PhaseCost]:
-        """Cost of every (layer, phase, branch/view) of one step at `densities`."""
-        costs: dict[Key, PhaseCost] = {}
-        for training_pass in self.workload.passes:
-            for layer in self.workload.layers:
-                if layer.part not in training_pass.parts:
-                    continue
-                density = densities.get(training_pass.branch, {}).get(layer.name, 1.0)
-                for phase in pass_phases(layer, training_pass):
-                    key = (layer.name, phase, f"{training_pass.branch}/{training_pass.view}")
-                    costs[key] = self._phase(layer, phase, training_pass.branch, density,
-                                             dense_gradients and phase == "wgrad")
-        return costs
-
-    def _phase(self, layer: Layer, phase: str, branch: str, density: float, dense_gradients: bool
-               ) -> PhaseCost:
-        key = (layer.name, phase, branch, density, dense_gradients)
-        if key not in self._costs:
-            s = self.spec.sparsity
-            self._costs[key] = phase_cost(layer, phase, self.workload.batch,
-                                          self.state(layer, branch, density), granularity=s.granularity,
-                                          n=s.n, m=s.m, dense_gradients=dense_gradients, accel=self.accel)
-        return self._costs[key]
-
-
-def integrate(evaluator: _Evaluator, intervals: list[Interval], updates: list[int], *,
-              dense_gradient_updates: bool) -> dict[Key, dict[str, float]]:
-    """Σ over steps of each entry's cost at the density in force; RigL/GraNet update steps swap
-    the sparse wgrad for a dense one."""
-    run: dict[Key, dict[str, float]] = defaultdict(lambda: {"macs": 0, "cycles": 0.0, "energy_pj": 0.0})
-    for interval in intervals:
-        for key, cost in evaluator.step(interval.densities).items():
-            _add(run[key], cost, interval.steps)
-    if dense_gradient_updates:
-        for update in updates:
-            densities = interval_at(intervals, update - 1).densities
-            sparse, dense = evaluator.step(densities), evaluator.step(densities, dense_gradients=True)
-            for key in (k for k in dense if k[1] == "wgrad"):
-                _add(run[key], dense[key], 1)
-                _add(run[key], sparse[key], -1)
-    return dict(run)
-
-
-def _add(total: dict[str, float], cost: PhaseCost, times: int) -> None:
-    total["macs"] += cost.macs * times
-    total["cycles"] += cost.cycles * times
-    total["energy_pj"] += cost.energy_pj * times
-
-
-def elementwise(workload: Workload, spec: RunSpec, *, clock: Clock, updates: list[int],
-                intervals: list[Interval], accel: Accelerator) -> dict[str, dict]:
-    """Whole-run element-wise work (each op one lane-cycle, traffic at DRAM bandwidth), counted
-    with the Sparsifier's own rules (`synccp.sparsity.algorithms`): the EMA target update
-    ξ ← τξ + (1−τ)θ of backbone + projector weights every step (2 ops, 3 accesses per weight);
-    SyncCP's target shadow ξ += (1−τ)·shadow on steps where the target is denser; the score EMA of
-    each tracked branch (`tracked_branches`) up to the last scored step; per update, score +
-    threshold selection + mask write for each selected branch (`selected_branches`, 4 ops per
-    weight; read weights and scores, write 1-bit masks) and the drop-and-grow of RigL/GraNet on
-    the online branch (reading the dense gradient too)."""
-    size, work, s = accel.bytes_per_element, {}, spec.sparsity
-    ema = sum(l.numel for l in workload.layers if l.part in ("backbone", "projector"))
-    prunable = sum(l.numel for l in workload.layers if l.name in workload.prunable)
-    policy, shared = policy_for(s.algorithm), METHODS[workload.method].shared_encoder
-    if not shared:
-        work["target_ema"] = _times(elementwise_cost(2 * ema, 3 * ema * size, accel), clock.total_steps)
-        denser = _shadow_steps(intervals, clock.total_steps) if policy.nested else 0
-        if denser:
-            work["target_shadow"] = _times(elementwise_cost(2 * prunable, 3 * prunable * size, accel), denser)
-    start, end, regrow_end = sparsity_steps(s, epochs=spec.train.epochs, steps_per_epoch=clock.steps_per_epoch,
-                                            total_steps=clock.total_steps)
-    drop, regrow_end = regrow_settings(policy, drop_fraction=s.drop_fraction, regrow_end_step=regrow_end,
-                                       total_steps=clock.total_steps)
-    branches = len(tracked_branches(policy, shared=shared, score_ema=s.score_ema))
-    if branches:
-        scored = min(clock.total_steps, last_scored_step(policy, end_step=end, regrow_end_step=regrow_end,
-                                                         total_steps=clock.total_steps))
-        per = elementwise_cost(2 * prunable * branches, 3 * prunable * size * branches, accel)
-        work["score_ema"] = _times(per, scored)
-    selections = len([u for u in updates if policy.reselect and (policy.cadence != "regrow" or u <= end)])
-    selections *= selected_branches(policy)
-    if selections:
-        traffic = prunable * (2 * size + 1 / 8)
-        work["mask_update"] = _times(elementwise_cost(4 * prunable, traffic, accel), selections)
-    if policy.regrow is not None:
-        regrows = len([u for u in updates if cosine_drop_fraction(u, initial=drop, final=policy.regrow.floor,
-                                                                  end=regrow_end) > 0])
-        if regrows:
-            traffic = prunable * (3 * size + 1 / 8)
-            work["drop_and_grow"] = _times(elementwise_cost(4 * prunable, traffic, accel), regrows)
-    return work
-
-
-def _shadow_steps(intervals: list[Interval], total_steps: int) -> int:
-    """Steps k = 1..T whose target update follows a mask state with a denser target: after the
-    update at step k the masks are those of the interval holding step index k."""
-    count = 0
-    for interval in intervals:
-        if _target_denser(interval):
-            high = total_steps if interval.end >= total_steps else interval.end - 1
-            count += max(0, high - max(interval.start, 1) + 1)
-    return count
-
-
-def _target_denser(interval: Interval) -> bool:
-    online, second = interval.densities.get("online", {}), interval.densities.get("second", {})
-    return any(second.get(name, 1.0) > density for name, density in online.items())
-
-
-def _times(cost: dict, times: int) -> dict:
-    return {key: value * times for key, value in cost.items()} | {"times": times}
 
 
 def _report(spec: RunSpec, workload: Workload, clock: Clock, intervals: list[Interval],
             updates: list[int], *, masks: dict | None, source: dict, accel: Accelerator) -> dict:
     """Sparse run and dense baseline, integrated, laid out as cost.json."""
     algorithm = spec.sparsity.algorithm
-    sparse_eval = _Evaluator(workload, spec, accel, masks)
+    sparse_eval = Evaluator(workload, spec, accel, masks)
     run = integrate(sparse_eval, intervals, updates,
                     dense_gradient_updates=algorithm in DENSE_GRADIENT_ALGORITHMS)
     dense_spec = dataclasses.replace(spec, sparsity=dataclasses.replace(spec.sparsity, algorithm="dense"))
-    dense_eval = _Evaluator(workload, dense_spec, accel, None)
+    dense_eval = Evaluator(workload, dense_spec, accel, None)
     dense_step = dense_eval.step({})
     final_step = sparse_eval.step(intervals[-1].densities)
     work = elementwise(workload, spec, clock=clock, updates=updates, intervals=intervals, accel=accel)

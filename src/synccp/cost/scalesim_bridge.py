@@ -20,7 +20,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from synccp.cost.accelerator import Accelerator, column_groups, compute_cycles, nm_length
+from synccp.cost.accelerator import (
+    Accelerator,
+    column_groups,
+    compute_cycles,
+    nm_length,
+)
 from synccp.cost.gemms import Gemm
 
 RUN_NAME = "synccp_check"

@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from synccp.specs import RunSpec
 from synccp.sparsity.algorithms import policy_update_steps, regrow_settings
-from synccp.sparsity.registry import policy_for
 from synccp.sparsity.granularity import Pattern, fits
+from synccp.sparsity.registry import policy_for
 from synccp.sparsity.schedule import branch_densities, sparsity_steps
+from synccp.specs import RunSpec
 from synccp.train.schedules import Clock, make_clock
 
 TRAIN_IMAGES = {"fashion_mnist": 60000, "cifar10": 50000, "cifar100": 50000, "stl10": 105000,
