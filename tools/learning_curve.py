@@ -37,12 +37,15 @@ CURVE = "curve.jsonl"
 def checkpoint_encoder(run: Path, cfg, channels: int) -> tuple[int, torch.nn.Module]:
     """(step, online backbone θ⊙M_online) of the run's newest checkpoint."""
     state = load_checkpoint(run)
-    backbone = build_backbone(cfg.model.backbone, stem=cfg.model.stem, width=cfg.model.width,
-                              in_channels=channels)
+    backbone = build_backbone(
+        cfg.model.backbone, stem=cfg.model.stem, width=cfg.model.width, in_channels=channels
+    )
     prefix = "backbone."
-    weights = {k[len(prefix):]: v for k, v in state["method"].items() if k.startswith(prefix)}
+    weights = {k[len(prefix) :]: v for k, v in state["method"].items() if k.startswith(prefix)}
     masks = state["sparsifier"]["masks"]["online"]
-    zero = cfg.sparsity.algorithm != "sdclr"  # SDCLR's encoder is dense (its masks act in the forward)
+    zero = (
+        cfg.sparsity.algorithm != "sdclr"
+    )  # SDCLR's encoder is dense (its masks act in the forward)
     for name, mask in masks.items():
         if zero:
             weights[name] = weights[name] * mask
@@ -55,11 +58,28 @@ def knn_point(run: Path, splits) -> dict:
     train, test = splits
     step, backbone = checkpoint_encoder(run, cfg, train.images.shape[1])
     started = time.perf_counter()
-    feats = [extract_features(backbone, d.images, image_size=train.images.shape[-1], mean=train.mean,
-                              std=train.std, batch_size=cfg.eval.batch_size, device=torch.device("cpu"),
-                              bf16=False) for d in (train, test)]
-    knn = knn_accuracy(feats[0], train.labels, feats[1], test.labels, num_classes=train.num_classes,
-                       k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature)
+    feats = [
+        extract_features(
+            backbone,
+            d.images,
+            image_size=train.images.shape[-1],
+            mean=train.mean,
+            std=train.std,
+            batch_size=cfg.eval.batch_size,
+            device=torch.device("cpu"),
+            bf16=False,
+        )
+        for d in (train, test)
+    ]
+    knn = knn_accuracy(
+        feats[0],
+        train.labels,
+        feats[1],
+        test.labels,
+        num_classes=train.num_classes,
+        k=cfg.eval.knn_k,
+        temperature=cfg.eval.knn_temperature,
+    )
     return {"step": step, "knn_top1": knn, "probe_s": round(time.perf_counter() - started, 1)}
 
 
@@ -72,13 +92,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.set)
     run, curve = args.out, args.out / CURVE
-    done = {json.loads(line)["step"] for line in curve.read_text().splitlines()} if curve.exists() else set()
+    done = (
+        {json.loads(line)["step"] for line in curve.read_text().splitlines()}
+        if curve.exists()
+        else set()
+    )
     splits = _splits(cfg)  # the probes' full train and test splits
-    images = len(splits[0].images[:cfg.data.subset or None])  # the pretraining split (in-memory data)
+    images = len(
+        splits[0].images[: cfg.data.subset or None]
+    )  # the pretraining split (in-memory data)
     steps_per_epoch, epochs = images // cfg.train.batch_size, cfg.train.epochs
     total = int(round(epochs * steps_per_epoch))
-    stops = sorted({min(total, int(round(args.every * i * steps_per_epoch)))
-                    for i in range(1, math.ceil(epochs / args.every - 1e-9) + 1)})
+    stops = sorted(
+        {
+            min(total, int(round(args.every * i * steps_per_epoch)))
+            for i in range(1, math.ceil(epochs / args.every - 1e-9) + 1)
+        }
+    )
     for stop in stops:
         started = time.perf_counter()
         pretrain(cfg, run, resume=(run / rundir.CONFIG).exists(), stop_after=stop)
@@ -90,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         with curve.open("a") as f:
             f.write(json.dumps(point) + "\n")
         print(json.dumps(point), flush=True)
-    result = json.loads((run / rundir.EVAL).read_text()) if (run / rundir.EVAL).exists() else evaluate(run)
+    result = (
+        json.loads((run / rundir.EVAL).read_text())
+        if (run / rundir.EVAL).exists()
+        else evaluate(run)
+    )
     print(json.dumps({"eval": result["encoder"], "raw_pixels": result["raw_pixels"]}), flush=True)
     return 0
 

@@ -26,7 +26,15 @@ from synccp.results import rundir
 LOG = logging.getLogger(__name__)
 SWEEP_RECORD = "sweep.json"
 CURVE = "curve.jsonl"  # tools/learning_curve.py: kNN at every epoch end (the protocol runs)
-SMALL = (rundir.CONFIG, rundir.SUMMARY, rundir.EVAL, rundir.COST, rundir.METRICS, SWEEP_RECORD, CURVE)
+SMALL = (
+    rundir.CONFIG,
+    rundir.SUMMARY,
+    rundir.EVAL,
+    rundir.COST,
+    rundir.METRICS,
+    SWEEP_RECORD,
+    CURVE,
+)
 _GIT = threading.Lock()  # sweep jobs finish in threads: one git command at a time
 
 
@@ -61,11 +69,19 @@ def write_sweep_record(run_dir: Path, *, cell: str, wall_s: float, jobs: int) ->
             before = float(json.loads(path.read_text())["wall_s"])
         except (ValueError, KeyError, TypeError):
             LOG.warning("replacing %s: not a sweep record", path)
-    rundir.write_json(path, {
-        "cell": cell, "wall_s": round(before + wall_s, 1), "jobs": jobs,
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""), "cpu": cpu_model(),
-        "cores": os.cpu_count(), "synccp_commit": source_commit(),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    rundir.write_json(
+        path,
+        {
+            "cell": cell,
+            "wall_s": round(before + wall_s, 1),
+            "jobs": jobs,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "synccp_commit": source_commit(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
 
 
 def commit_run(run_dir: Path, *, message: str) -> str | None:
@@ -83,18 +99,22 @@ def commit_run(run_dir: Path, *, message: str) -> str | None:
             done = _git(args, run_dir)
             if done.returncode != 0:
                 detail = (done.stderr or done.stdout).strip().splitlines()
-                return f"git {args[0]} failed for {run_dir}: {detail[-1] if detail else done.returncode}"
+                why = detail[-1] if detail else f"exit code {done.returncode}"
+                return f"git {args[0]} failed for {run_dir}: {why}"
     return None
 
 
 def commit_message(study: str, cell: str, run_dir: Path) -> str:
-    """"study cpu_protocol: simclr-dense-s0 done (kNN 83.1, linear 85.2)"."""
+    """ "study cpu_protocol: simclr-dense-s0 done (kNN 83.1, linear 85.2)"."""
     scores = ""
     path = Path(run_dir) / rundir.EVAL
     if path.is_file():
         encoder = json.loads(path.read_text()).get("encoder") or {}
-        parts = [f"{label} {encoder[key]:.2f}" for key, label in (("knn_top1", "kNN"), ("linear_top1", "linear"))
-                 if isinstance(encoder.get(key), (int, float))]
+        parts = [
+            f"{label} {encoder[key]:.2f}"
+            for key, label in (("knn_top1", "kNN"), ("linear_top1", "linear"))
+            if isinstance(encoder.get(key), (int, float))
+        ]
         scores = f" ({', '.join(parts)})" if parts else ""
     return f"study {study}: {cell} done{scores}"
 
@@ -112,17 +132,24 @@ def finished_wall_times(run_dirs: Iterable[Path]) -> list[float]:
     return times
 
 
-def remaining_text(*, left: int, total: int, jobs: int, wall_times: list[float],
-                   minutes_per_run: float | None) -> str:
-    """"12 of 108 runs remain; about 3.1 h with --jobs 2 (median 31 min per run over 96 finished
+def remaining_text(
+    *, left: int, total: int, jobs: int, wall_times: list[float], minutes_per_run: float | None
+) -> str:
+    """ "12 of 108 runs remain; about 3.1 h with --jobs 2 (median 31 min per run over 96 finished
     runs of this study)", or why no estimate can be given yet."""
     head = f"{left} of {total} runs remain"
     if not left:
         return head + ": nothing to run"
     if wall_times:
-        per_run, source = statistics.median(wall_times) / 60, f"median of {len(wall_times)} finished runs"
+        per_run, source = (
+            statistics.median(wall_times) / 60,
+            f"median of {len(wall_times)} finished runs",
+        )
     elif minutes_per_run:
-        per_run, source = minutes_per_run, "the grid's minutes_per_run, measured on the protocol runs"
+        per_run, source = (
+            minutes_per_run,
+            "the grid's minutes_per_run, measured on the protocol runs",
+        )
     else:
         return head + "; no estimate until one has finished"
     hours = left * per_run / max(1, jobs) / 60
