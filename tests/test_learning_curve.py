@@ -27,14 +27,16 @@ def test_segments_probe_each_epoch_and_leave_the_uninterrupted_run(fmnist_root, 
     sets = tiny_overrides(fmnist_root, **{"train.epochs": 2, "eval.linear_epochs": 1})
     argv = [a for s in sets for a in ("--set", s)] + ["--out", str(tmp_path / "curve")]
     assert _tool("learning_curve").main(argv) == 0
-    points = [json.loads(line) for line in (tmp_path / "curve" / "curve.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "curve" / "curve.jsonl").read_text().splitlines()
+    points = [json.loads(line) for line in lines]
     assert [p["step"] for p in points] == [6, 12] and [p["epoch"] for p in points] == [1.0, 2.0]
     assert all(0 <= p["knn_top1"] <= 100 for p in points)
     assert (tmp_path / "curve" / "eval.json").is_file()
 
     pretrain(load_config(None, sets), tmp_path / "straight")
     for name in ("model.safetensors", "masks.safetensors"):
-        a, b = load_file(str(tmp_path / "curve" / name)), load_file(str(tmp_path / "straight" / name))
+        a = load_file(str(tmp_path / "curve" / name))
+        b = load_file(str(tmp_path / "straight" / name))
         assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), name
 
     assert _tool("learning_curve").main(argv) == 0  # again: nothing re-trained, no point repeated
