@@ -33,6 +33,7 @@ from synccp.sparsity.registry import policy_for
 from synccp.sparsity.granularity import Pattern, unfit_reason
 from synccp.sparsity.schedule import sparsity_steps
 from synccp.sparsity.sparsifier import Sparsifier
+from synccp.sparsity.spec import SparsitySpec
 from synccp.train.optim import build_optimizer
 from synccp.train.schedules import Clock, make_clock
 
@@ -244,20 +245,27 @@ def build_model(cfg: Config, in_channels: int) -> SSLMethod:
     return method
 
 
-def build_sparsifier(cfg: Config, method: SSLMethod, clock: Clock) -> Sparsifier:
+def sparsity_spec(cfg: Config, clock: Clock) -> SparsitySpec:
+    """The `[sparsity]` section as a `SparsitySpec`, its windows in optimizer steps."""
     s = cfg.sparsity
-    target = None if method.shared_encoder else prunable_parameters(method.target_backbone)
     start_step, end_step, regrow_end = sparsity_steps(s, epochs=cfg.train.epochs,
                                                       steps_per_epoch=clock.steps_per_epoch,
                                                       total_steps=clock.total_steps)
-    return Sparsifier(
-        online=prunable_parameters(method.backbone), second=target, algorithm=s.algorithm,
-        granularity=s.granularity, density=s.density, initial_density=s.initial_density,
-        density_gap=s.density_gap, n=s.n, m=s.m, block=(s.block_out, s.block_in),
+    return SparsitySpec(
+        algorithm=s.algorithm, granularity=s.granularity, n=s.n, m=s.m, block=(s.block_out, s.block_in),
+        density=s.density, initial_density=s.initial_density, density_gap=s.density_gap,
         allocation=s.allocation, score_ema=s.score_ema, update_every=s.update_every,
-        start_step=start_step, end_step=end_step, steps_per_epoch=clock.steps_per_epoch,
-        total_steps=clock.total_steps, drop_fraction=s.drop_fraction, sparse_branch=s.sparse_branch,
-        seed=cfg.train.seed, regrow_end_step=regrow_end)
+        total_steps=clock.total_steps, steps_per_epoch=clock.steps_per_epoch, ramp_start_step=start_step,
+        ramp_end_step=end_step, drop_fraction=s.drop_fraction, regrow_end_step=regrow_end,
+        sparse_branch=s.sparse_branch, seed=cfg.train.seed)
+
+
+def build_sparsifier(cfg: Config, method: SSLMethod, clock: Clock) -> Sparsifier:
+    """The run's Sparsifier over the backbone's prunable weights (and the target's); gradients
+    are masked by the step, not by hooks (under DDP a hook would see unaveraged gradients)."""
+    target = None if method.shared_encoder else prunable_parameters(method.target_backbone)
+    return Sparsifier(prunable_parameters(method.backbone), sparsity_spec(cfg, clock), target=target,
+                      hooks=False)
 
 
 def _replicate(method: SSLMethod, device: torch.device) -> nn.Module | None:
