@@ -129,6 +129,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+from synccp.sparsity.registry import ALGORITHMS  # noqa: E402 (torch-free)
+
 LOGGERS = ("tensorboard", "wandb")  # train.loggers: synccp.results.loggers
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -140,7 +142,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("sgd", "lars"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.precision": ("auto", "fp32", "bf16"),
-    "sparsity.algorithm": ("dense", "static", "gmp", "sdclr", "rigl", "granet", "synccp"),
+    "sparsity.algorithm": ALGORITHMS,  # the registry's rows (synccp.sparsity.registry)
     "sparsity.granularity": ("unstructured", "nm", "block", "channel"),
     "sparsity.allocation": ("global", "uniform", "erk"),
     "sparsity.sparse_branch": ("online", "second"),
@@ -228,9 +230,11 @@ def _check_ramp(cfg: Config) -> None:
 def _check_gap(cfg: Config) -> None:
     """SyncCP's second branch keeps density + Δ: Δ may reach 1 − density (a dense second branch,
     SDCLR's geometry) but not beyond, where the gap would be silently cut."""
+    from synccp.sparsity.registry import policy_for
+
     s = cfg.sparsity
     final = s.n / s.m if s.granularity == "nm" else s.density
-    if s.algorithm == "synccp" and final + s.density_gap > 1.0 + 1e-9:
+    if policy_for(s.algorithm).uses_gap and final + s.density_gap > 1.0 + 1e-9:
         raise ConfigError(f"sparsity.density_gap={s.density_gap} with a final density of {final:g} asks the "
                           f"second branch for {final + s.density_gap:g} > 1; use at most {1 - final:g} "
                           f"(= 1 - density: a dense second branch)")

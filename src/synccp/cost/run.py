@@ -22,7 +22,7 @@ from torch import nn
 from synccp.config import Config, load_config, load_resolved
 from synccp.cost import structure
 from synccp.cost.accelerator import DEFAULT_ACCELERATOR, Accelerator, PhaseCost, elementwise_cost, phase_cost
-from synccp.cost.flops import DENSE_GRADIENT_ALGORITHMS, WGRAD_RULES
+from synccp.cost.flops import WGRAD_RULES
 from synccp.cost.gemms import Layer, Pass, method_passes, pass_phases, training_layers
 from synccp.cost.report import format_cost, layer_entries, totals, write_cost_json
 from synccp.methods import METHODS
@@ -236,7 +236,7 @@ def _report(cfg: Config, workload: Workload, clock: Clock, intervals: list[Inter
     algorithm = cfg.sparsity.algorithm
     sparse_eval = _Evaluator(workload, cfg, accel, masks)
     run = integrate(sparse_eval, intervals, updates,
-                    dense_gradient_updates=algorithm in DENSE_GRADIENT_ALGORITHMS)
+                    dense_gradient_updates=policy_for(algorithm).dense_gradients)
     dense_cfg = dataclasses.replace(cfg, sparsity=dataclasses.replace(cfg.sparsity, algorithm="dense"))
     dense_eval = _Evaluator(workload, dense_cfg, accel, None)
     dense_step = dense_eval.step({})
