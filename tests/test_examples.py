@@ -58,3 +58,10 @@ def test_byol_example_trains_synccp_with_a_denser_target(fmnist_root, one_thread
               for k in masks if k.startswith("second/")]
     assert all(bool((e != 0).all()) for e in extras)  # the target's extra entries stay alive
     assert loss == loss
+
+
+def test_the_readme_example_runs(one_thread):
+    text = (EXAMPLES.parent / "README.md").read_text()
+    section = text[text.index("## Use it from your own training code"):]
+    code = section[section.index("```python") + len("```python"):]
+    exec(compile(code[:code.index("```")], "README.md", "exec"), {})  # asserts the final density
