@@ -85,7 +85,8 @@ def train(root: str | None = None, *, steps: int = 2000, batch_size: int = 128, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=None, help="Fashion-MNIST folder (default: SYNCCP_DATA)")
     parser.add_argument("--steps", type=int, default=2000)
     args = parser.parse_args()

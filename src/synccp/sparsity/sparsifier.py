@@ -47,13 +47,13 @@ from synccp.sparsity.algorithms import (last_scored_step, random_init_allocation
                                         selected_branches, tracked_branches)
 from synccp.sparsity.allocation import allocate_masks
 from synccp.sparsity.granularity import Pattern, unfit_reason
-from synccp.sparsity.masking import keep_only_, like_mask, prune_
+from synccp.sparsity.masking import keep_only_, like_mask, prune_, updated_shadow
 from synccp.sparsity.oscillation import mask_counts, metrics_from_counts
 from synccp.sparsity.registry import Policy
 from synccp.sparsity.schedule import cosine_drop_fraction
 from synccp.sparsity.scores import ema_magnitude_, gradient_magnitude, magnitude, random_scores
 from synccp.sparsity.selection import Include, matching_weights, prunable_weights
-from synccp.sparsity.spec import SparsitySpec
+from synccp.sparsity.spec import SparsitySpec, resolve_spec
 
 LOG = logging.getLogger(__name__)
 BRANCHES = ("online", "second")
@@ -75,7 +75,7 @@ class Sparsifier:
         `optimizer`: the state of pruned weights is zeroed in it. `hooks`: mask gradients (and
         keep RigL/GraNet's dense gradients) by hooks, so no call is needed before
         `optimizer.step()`."""
-        self.spec = spec = _resolve_spec(spec, settings)
+        self.spec = spec = resolve_spec(spec, settings)
         online = dict(model) if isinstance(model, Mapping) else prunable_weights(model, include)
         second = None if target is None else (
             dict(target) if isinstance(target, Mapping) else matching_weights(target, online))
@@ -185,7 +185,8 @@ class Sparsifier:
 
     def _drop_fraction(self, step: int) -> float:
         regrow = self.policy.regrow
-        return cosine_drop_fraction(step, initial=self.drop_fraction, final=regrow.floor, end=self._regrow_end)
+        return cosine_drop_fraction(step, initial=self.drop_fraction, final=regrow.floor,
+                                    end=self._regrow_end)
 
     # ----------------------------------------------------------------- applying masks
     def _install(self, online: Masks, second: Masks, *, grown: Masks | None = None,
@@ -197,7 +198,9 @@ class Sparsifier:
             on = self._masks["online"][name] = like_mask(weight, online[name])
             sec = self._masks["second"][name] = on if second is online else like_mask(weight, second[name])
             if self._keeps_shadow and sec is not on:
-                self._update_shadow(name, weight, on, sec)
+                shadow = updated_shadow(self._shadow.get(name), weight, on, sec)
+                if shadow is not None:
+                    self._shadow[name] = shadow
             keep = self._union[name] = on | sec if self.shared and sec is not on else on
             prune_(weight, keep & ~grown[name] if name in grown else keep, optimizer)
             if name in grown and self._scores["online"]:  # grown weights restart from |w| = 0
@@ -208,19 +211,6 @@ class Sparsifier:
     @property
     def _keeps_shadow(self) -> bool:
         return not self.shared and self.policy.nested
-
-    def _update_shadow(self, name: str, weight: Tensor, on: Tensor, sec: Tensor) -> None:
-        """Before θ is pruned to `on`: shadow ← (θ + shadow) on `sec` \\ `on`, 0 elsewhere.
-
-        θ is zero where it was already pruned and the shadow zero where θ was active, so the sum
-        is the live value of a weight pruned now and the kept last value of one pruned before."""
-        with torch.no_grad():
-            extra = sec & ~on
-            previous = self._shadow.get(name)
-            if previous is None and not bool(extra.any()):  # no extras yet (d_i = 1): no memory spent
-                return
-            value = weight.detach() if previous is None else weight.detach() + previous
-            self._shadow[name] = torch.where(extra, value, value.new_zeros(()))
 
     def _full_masks(self) -> dict[str, Masks]:
         """Masks of every prunable layer, in parameter order (unfit layers: all ones)."""
@@ -456,19 +446,3 @@ class Sparsifier:
         self._step, self._grads = int(state["step"]), {}
         self._record(self._full_masks())
 
-
-def _resolve_spec(spec: SparsitySpec | None, settings: dict) -> SparsitySpec:
-    """`spec`, or a `SparsitySpec` of the keyword `settings` (not both)."""
-    if spec is not None:
-        if settings:
-            raise TypeError(f"pass a SparsitySpec or its fields as keywords, not both; got spec and "
-                            f"{sorted(settings)}")
-        return spec
-    fields = set(SparsitySpec.__dataclass_fields__)
-    unknown = sorted(set(settings) - fields)
-    if unknown:
-        raise TypeError(f"unknown Sparsifier keyword(s) {unknown}; SparsitySpec fields are "
-                        f"{', '.join(sorted(fields))}")
-    if "total_steps" not in settings:
-        raise TypeError("Sparsifier needs total_steps=<optimizer steps of the run> (the schedule's length)")
-    return SparsitySpec(**settings)

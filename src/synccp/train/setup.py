@@ -213,7 +213,8 @@ def _batches(cfg: Config, data: ImageDataset | StreamingDataset, method: SSLMeth
         stream=_stream(cfg, data, device, clock, rank, world) if streamed else None,
         mean=data.mean, std=data.std,
         recipes=view_recipes(cfg.method.name, image_size=data.image_size, channels=data.channels),
-        generator=torch.Generator(device).manual_seed(t.seed if t.global_augment else augmentation_seed(t.seed, rank)),
+        generator=torch.Generator(device).manual_seed(
+            t.seed if t.global_augment else augmentation_seed(t.seed, rank)),
         seed=t.seed, batch_size=t.batch_size, steps_per_epoch=clock.steps_per_epoch, rank=rank,
         world_size=world, global_augment=whole, swap=method.shared_encoder)
 
