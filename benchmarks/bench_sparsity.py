@@ -8,11 +8,11 @@ training time at the default cadence: update / (update_every × masked step time
 
 Part 2 — training step: forward + backward + SGD step of the backbone on two views
 (a loss on the pooled features; no heads), dense vs masked, for
-  - the shared-encoder path (SimCLR/Barlow/SimSiam): θ⊙M_A and θ⊙M_B via `functional_call`,
-    plus capture_/mask_gradients_/update_ on a non-update step;
+  - the shared-encoder path (SimCLR/Barlow/SimSiam) through the public API: θ⊙M_A and θ⊙M_B via
+    `Sparsifier.encoder`, gradients masked by its hooks, `step()` on a non-update step;
   - `dense` run through the Sparsifier (must cost nothing);
   - the momentum path (BYOL/MoCo): online fwd/bwd on both views, target forward under no_grad,
-    EMA update, then mask_gradients_/update_/remask_second_.
+    `step(tau)`: mask update, EMA update, re-mask.
 Masks are SyncCP's at density 0.1 (online) / 0.2 (second), unstructured, global threshold.
 Paths run interleaved (rotating order) so background load hits all alike; warm-up excluded;
 medians over repeats. Usage (docs/sparsity.md has the numbers and the exact command):
@@ -49,15 +49,13 @@ def sync(device: torch.device) -> None:
 
 
 def sparsifier_for(backbone, target, *, algorithm: str, granularity: str, every: int, start: int,
-                   initial: float, density: float = 0.1) -> Sparsifier:
-    defaults = SparsityConfig()
-    return Sparsifier(
-        online=prunable_parameters(backbone), second=None if target is None else prunable_parameters(target),
-        algorithm=algorithm, granularity=granularity, density=density, initial_density=initial,
-        density_gap=0.1, n=defaults.n, m=defaults.m, block=(defaults.block_out, defaults.block_in),
-        allocation=defaults.allocation, score_ema=defaults.score_ema, update_every=every,
-        start_step=start, end_step=NEVER if start else NEVER // 2, steps_per_epoch=every,
-        total_steps=NEVER, drop_fraction=defaults.drop_fraction, sparse_branch=defaults.sparse_branch, seed=0)
+                   initial: float, density: float = 0.1, optimizer=None, hooks: bool = True) -> Sparsifier:
+    """The public Sparsifier over the backbone (its default prunable weights: all but the stem)."""
+    return Sparsifier(backbone, target=target, optimizer=optimizer, hooks=hooks, algorithm=algorithm,
+                      granularity=granularity, density=density, initial_density=initial,
+                      update_every=every, ramp_start_step=start,
+                      ramp_end_step=NEVER if start else NEVER // 2, steps_per_epoch=every,
+                      total_steps=NEVER, seed=0)
 
 
 def time_updates(name: str, width: int, device: torch.device, *, algorithm: str, granularity: str,
@@ -66,9 +64,8 @@ def time_updates(name: str, width: int, device: torch.device, *, algorithm: str,
     backbone = build_backbone(name, stem="cifar", width=width, in_channels=3).to(device)
     target = frozen_copy(backbone)
     sparsifier = sparsifier_for(backbone, target, algorithm=algorithm, granularity=granularity, every=1,
-                                start=0, initial=0.5)
+                                start=0, initial=0.5, hooks=False)  # the update alone is timed
     optimizer = torch.optim.SGD(backbone.parameters(), lr=0.01, momentum=0.9)
-    sparsifier.prepare_()
     for p in backbone.parameters():  # momentum buffers to zero, like a real run
         optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
     times = []
@@ -99,65 +96,51 @@ def _step_paths(name: str, width: int, device: torch.device, channels_last: bool
     for label, algorithm in (("shared dense", None), ("shared synccp", "synccp"),
                              ("shared via Sparsifier(dense)", "dense")):
         net = model()
+        optimizer = sgd(net)
         sp = None if algorithm is None else sparsifier_for(net, None, algorithm=algorithm,
                                                            granularity="unstructured", every=50,
-                                                           start=NEVER, initial=0.1)
-        if sp is not None:
-            sp.prepare_()
-        paths[label] = _shared_step(net, sgd(net), sp)
+                                                           start=NEVER, initial=0.1, optimizer=optimizer)
+        paths[label] = _shared_step(net, optimizer, sp)
     for label, algorithm in (("momentum dense", None), ("momentum synccp", "synccp")):
         net = model()
         target = frozen_copy(net)
+        optimizer = sgd(net)
         sp = None if algorithm is None else sparsifier_for(net, target, algorithm=algorithm,
                                                            granularity="unstructured", every=50,
-                                                           start=NEVER, initial=0.1)
-        if sp is not None:
-            sp.prepare_()
-        paths[label] = _momentum_step(net, target, sgd(net), sp)
+                                                           start=NEVER, initial=0.1, optimizer=optimizer)
+        paths[label] = _momentum_step(net, target, optimizer, sp)
     return paths
 
 
 def _shared_step(net, optimizer, sparsifier):
-    counter = [0]
-
-    def encode(branch, x):
-        weights = None if sparsifier is None else sparsifier.branch_weights(branch)
-        return net(x) if weights is None else torch.func.functional_call(net, weights, (x,))
-
+    """A SimCLR-like step: view A through θ⊙M_A, view B through θ⊙M_B (`Sparsifier.encoder`),
+    gradients masked by the Sparsifier's hooks, one `step()` after the optimizer's."""
     def run(a, b):
-        counter[0] += 1
-        loss = (encode("online", a) - encode("second", b)).pow(2).mean()
+        online = net if sparsifier is None else sparsifier.encoder("online")
+        second = net if sparsifier is None else sparsifier.encoder("second")
+        loss = (online(a) - second(b)).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if sparsifier is not None:
-            sparsifier.capture_(counter[0])
-            sparsifier.mask_gradients_()
         optimizer.step()
         if sparsifier is not None:
-            sparsifier.update_(counter[0], optimizer)
+            sparsifier.step()
     return run
 
 
 def _momentum_step(net, target, optimizer, sparsifier):
-    counter = [0]
-
+    """A BYOL-like step; `step(tau)` does the mask update, the EMA update and the re-mask."""
     def run(a, b):
-        counter[0] += 1
         online_a, online_b = net(a), net(b)
         with torch.no_grad():
             target_a, target_b = target(a), target(b)
         loss = (online_a - target_b).pow(2).mean() + (online_b - target_a).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if sparsifier is not None:
-            sparsifier.capture_(counter[0])
-            sparsifier.mask_gradients_()
         optimizer.step()
-        if sparsifier is not None:
-            sparsifier.update_(counter[0], optimizer)
-        ema_update_(target, net, 0.99)
-        if sparsifier is not None:
-            sparsifier.remask_second_(0.99)
+        if sparsifier is None:
+            ema_update_(target, net, 0.99)
+        else:
+            sparsifier.step(0.99)
     return run
 
 

@@ -1,8 +1,8 @@
 """Pretraining throughput: images/s of a full training step (BYOL by default), and MFU on a GPU.
 
-A step is exactly the trainer's (`synccp.train.loop._train_step` + Sparsifier update + EMA target
-update + re-mask): two augmented views on the device, online forward/backward on both views,
-target forward on both, LARS step, EMA. Data: synthetic uint8 images (seeded), 32×32 RGB by
+A step is exactly the trainer's (`synccp.train.step.train_step`: views, forward, backward, masked
+gradients, optimizer step, Sparsifier update, EMA target update + re-mask): two augmented views,
+online forward/backward on both views, target forward on both, LARS step, EMA. Data: synthetic uint8 images (seeded), 32×32 RGB by
 default. Dense and SyncCP (90% unstructured, masks of a finished ramp, no update inside the timed
 window), at each `--precision`, run interleaved; warm-up excluded; medians of several timed windows.
 `--method simclr` times the shared-encoder path (view A through θ⊙M_A, view B through θ⊙M_B).
@@ -31,8 +31,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from synccp.config import load_config
 from synccp.data.datasets import ImageDataset
-from synccp.train.loop import _train_step
 from synccp.train.setup import TrainingSetup, build_setup
+from synccp.train.step import train_step
 
 
 def make_setup(algorithm: str, precision: str, args, device: torch.device) -> TrainingSetup:
@@ -49,7 +49,6 @@ def make_setup(algorithm: str, precision: str, args, device: torch.device) -> Tr
                         num_classes=10, mean=(0.5,) * args.channels, std=(0.25,) * args.channels,
                         name="synthetic")
     setup = build_setup(cfg, device, data=data)  # 4 steps per epoch × 100 epochs = 400 steps
-    setup.sparsifier.prepare_()
     every = cfg.sparsity.update_every
     for step in range(every, 201, every):  # walk the whole ramp (ends at step 200): 90% sparse
         setup.sparsifier.update_(step, setup.optimizer)
@@ -57,17 +56,13 @@ def make_setup(algorithm: str, precision: str, args, device: torch.device) -> Tr
 
 
 def full_step(cfg, setup: TrainingSetup, step: int) -> None:
-    """The trainer's step, in its order (loop._run_steps without logging/checkpoints)."""
-    _train_step(cfg, setup, step)
-    setup.sparsifier.update_(step + 1, setup.optimizer)
-    setup.method.update_target(0.99)
-    setup.sparsifier.remask_second_(0.99)
-    setup.method.after_step()
+    """The trainer's step (`synccp.train.step.train_step`: loop._run_steps without logging)."""
+    train_step(setup, step)
 
 
 def step_flops(cfg, setup: TrainingSetup) -> float:
     with FlopCounterMode(display=False) as counter:
-        _train_step(cfg, setup, 1)
+        train_step(setup, 1)
     return float(counter.get_total_flops())
 
 

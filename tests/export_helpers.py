@@ -14,12 +14,8 @@ def sparse_backbone(*, backbone="resnet18", stem="cifar", width=8, in_channels=1
     parameters drawn at random (β of either sign), and its Sparsifier."""
     torch.manual_seed(seed)
     model = build_backbone(backbone, stem=stem, width=width, in_channels=in_channels)
-    sparsifier = Sparsifier(
-        online=prunable_parameters(model), second=None, algorithm="static", granularity=granularity,
-        density=density, initial_density=1.0, density_gap=0.0, n=n, m=m, block=(4, 4),
-        allocation="erk", score_ema=0.0, update_every=1, start_step=0, end_step=0,
-        steps_per_epoch=1, total_steps=1, drop_fraction=0.3, sparse_branch="second", seed=seed)
-    sparsifier.prepare_()
+    sparsifier = Sparsifier(prunable_parameters(model), algorithm="static", granularity=granularity,
+                            density=density, n=n, m=m, allocation="erk", total_steps=1, seed=seed)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.2, 0.2)

@@ -43,18 +43,12 @@ def _overrides(root, **extra) -> list[str]:
 
 
 def _run(cfg, setup) -> None:
-    """Every step of the run in the loop's order (loop._run_steps without logs or checkpoints)."""
-    from synccp.train import loop
+    """Every step of the run (the trainer's step; loop._run_steps without logs or checkpoints)."""
+    from synccp.train.step import train_step
 
-    setup.sparsifier.prepare_()
     for step in range(setup.clock.total_steps):
-        loss = loop._train_step(cfg, setup, step)
+        loss, _ = train_step(setup, step)
         assert torch.isfinite(loss), step
-        setup.sparsifier.update_(step + 1, setup.optimizer)
-        if not setup.method.shared_encoder:
-            setup.method.update_target(0.99)
-            setup.sparsifier.remask_second_()
-        setup.method.after_step()
 
 
 @pytest.mark.parametrize("method", ["byol", "simclr"])
@@ -64,7 +58,7 @@ def test_bf16_channels_last_steps_leave_pruned_weights_exactly_zero(fmnist_root,
 
     cfg = load_config(None, _overrides(fmnist_root, **{"method.name": f'"{method}"'}))
     setup = build_setup(cfg, DEVICE)
-    assert setup.bf16 and setup.channels_last and setup.device.type == DEVICE.type
+    assert setup.runtime.bf16 and setup.runtime.channels_last and setup.runtime.device.type == DEVICE.type
     convs = [p for p in setup.method.backbone.parameters() if p.dim() == 4]
     assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     dtypes = []

@@ -12,7 +12,8 @@ from synccp.config import load_config
 from synccp.eval.run import evaluate
 from synccp.rundir import read_metrics
 from synccp.train.loop import pretrain
-from synccp.train.setup import build_setup, use_bf16
+from synccp.train.runtime import use_bf16
+from synccp.train.setup import build_setup
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -51,8 +52,8 @@ def test_bf16_on_cpu_trains_sparse_and_evaluates_in_bf16(fmnist_root, tmp_path, 
     cfg = _cfg(fmnist_root, **{**method_keys(method, **{"method.pred_hidden_dim": 16}),
                                "train.precision": '"bf16"', "sparsity.density": 0.2})
     setup = build_setup(cfg, torch.device("cpu"))
-    assert setup.bf16 and setup.channels_last
-    with setup.autocast():
+    assert setup.runtime.bf16 and setup.runtime.channels_last
+    with setup.runtime.autocast():
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
     summary = pretrain(cfg, tmp_path / "run")
     assert summary["final_loss"] == summary["final_loss"]  # finite (the NaN guard would have stopped it)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from synccp.methods.rows import MethodRow, method_row
-from synccp.sparsity.schedule import sparsity_steps
-from synccp.sparsity.spec import SparsitySpec
+if TYPE_CHECKING:  # torch-free at import: `synccp --help` and the config schema import this module
+    from synccp.methods.rows import MethodRow
+    from synccp.sparsity.spec import SparsitySpec
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,9 @@ class SparsitySettings:
              seed: int) -> SparsitySpec:
         """The run's `SparsitySpec`: ramp and drop-and-grow windows in optimizer steps
         (`sparsity.schedule.sparsity_steps`, the one conversion); ValueError names a bad key."""
+        from synccp.sparsity.schedule import sparsity_steps
+        from synccp.sparsity.spec import SparsitySpec
+
         start, end, regrow_end = sparsity_steps(self, epochs=epochs, steps_per_epoch=steps_per_epoch,
                                                 total_steps=total_steps)
         return SparsitySpec(
@@ -106,6 +109,8 @@ class MethodSpec:
 
     @property
     def row(self) -> MethodRow:
+        from synccp.methods.rows import method_row
+
         return method_row(self.name)
 
     @property

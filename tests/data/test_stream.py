@@ -58,19 +58,19 @@ def test_streamed_batches_equal_the_in_memory_batches_across_epochs_ranks_and_re
     write_image_folder(root, CLASSES, per_class=8, ext=".png", size=(23, 17))
     memory = build_setup(_cfg(root, **{"data.stream": "false"}), torch.device("cpu"))
     stream = build_setup(_cfg(root, **{"data.workers": workers}), torch.device("cpu"))
-    assert stream.images is None and stream.num_images == memory.num_images == 24
+    assert stream.batches.images is None and stream.num_images == memory.num_images == 24
     assert stream.data.mean == memory.data.mean and stream.data.std == memory.data.std
     steps = [0, 1, 2, 3, 4, 5, 2, 3, 7]  # 3 steps per epoch; a restart at step 2, a jump to 7
     for step in steps:
-        batch = stream.batch(step)
+        batch = stream.batches.batch(step)
         assert batch.dtype == torch.uint8 and batch.shape == (8, 3, 16, 16)
-        assert torch.equal(batch, memory.batch(step)), step
-    for rank in range(2):  # rank r's share of the global batch, as TrainingSetup.batch slices it
+        assert torch.equal(batch, memory.batches.batch(step)), step
+    for rank in range(2):  # rank r's share of the global batch, as ViewStream.batch slices it
         for setup in (memory, stream):
-            setup.rank, setup.world_size = rank, 2
-        stream.stream = build_setup(_cfg(root), torch.device("cpu")).stream
-        stream.stream.sampler_args.update(take=4, offset=4 * rank)
-        assert torch.equal(stream.batch(4), memory.batch(4))
+            setup.batches.rank, setup.batches.world_size = rank, 2
+        stream.batches.stream = build_setup(_cfg(root), torch.device("cpu")).batches.stream
+        stream.batches.stream.sampler_args.update(take=4, offset=4 * rank)
+        assert torch.equal(stream.batches.batch(4), memory.batches.batch(4))
 
 
 def test_corrupt_jpegs_fail_by_name_or_are_skipped_by_name(tmp_path, caplog):
@@ -82,13 +82,13 @@ def test_corrupt_jpegs_fail_by_name_or_are_skipped_by_name(tmp_path, caplog):
     failing = build_setup(_cfg(tmp_path / "j", **{"data.workers": 1}), torch.device("cpu"), data=replace(stats, on_corrupt="error"))
     with pytest.raises(DatasetError, match=r"^\S+/(bee/0001|cat/0003)\.JPEG: cannot decode.*on_corrupt='skip'$"):
         for step in range(3):  # in a DataLoader worker, re-raised in the training process
-            failing.batch(step)
+            failing.batches.batch(step)
     skipping = build_setup(_cfg(tmp_path / "j", **{"data.workers": 1, "data.on_corrupt": '"skip"'}),
                            torch.device("cpu"))
     with caplog.at_level(logging.WARNING, logger="synccp.data.loader"):
-        batches = [skipping.batch(step) for step in range(3)]  # one whole epoch: every file seen
+        batches = [skipping.batches.batch(step) for step in range(3)]  # one whole epoch: every file seen
     assert all(b.shape == (8, 3, 16, 16) for b in batches)
-    assert sorted(skipping.stream.skipped) == sorted(str(tmp_path / "j" / "train" / p) for p in bad)
+    assert sorted(skipping.batches.stream.skipped) == sorted(str(tmp_path / "j" / "train" / p) for p in bad)
     warned = [r.getMessage() for r in caplog.records if "skipped unreadable image" in r.getMessage()]
     assert len(warned) == 2 and all(any(p in w for w in warned) for p in bad)
     with pytest.raises(DatasetError, match="data.on_corrupt must be one of error, skip"):

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from synccp.sparsity.sparsifier import Sparsifier
+from synccp import Sparsifier
 from synccp.train.optim import build_optimizer
 
 DEFAULTS = dict(algorithm="synccp", granularity="unstructured", density=0.25, initial_density=1.0,
                 density_gap=0.25, n=2, m=4, block=(4, 4), allocation="global", score_ema=0.0,
-                update_every=2, start_step=1, end_step=9, steps_per_epoch=4, total_steps=12,
+                update_every=2, ramp_start_step=1, ramp_end_step=9, steps_per_epoch=4, total_steps=12,
                 drop_fraction=0.3, sparse_branch="second", seed=0)
 
 
@@ -24,13 +24,16 @@ def tiny_net(seed: int = 0, width: int = 8) -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, 8))
 
 
-def prunable(model: nn.Module) -> dict:
-    return {name: p for name, p in model.named_parameters() if p.ndim > 1 and name != "0.weight"}
+def not_the_stem(name: str, module: nn.Module) -> bool:
+    """Every conv and the linear layer except the stem `0` (the default rule would keep the last
+    Linear dense as a head; these tests prune it too)."""
+    return name != "0"
 
 
 class Run:
-    """A model (+ EMA target for momentum runs), an optimizer and a Sparsifier, stepped like
-    train/loop.py: forward → backward → capture → mask grads → step → update → EMA → remask."""
+    """A model (+ EMA target for momentum runs), an optimizer and a Sparsifier, stepped through
+    the public path: forward → backward (hooks mask gradients) → optimizer step →
+    `Sparsifier.step` (mask update; EMA target update and re-mask)."""
 
     def __init__(self, *, momentum: bool = False, optimizer: str = "sgd", seed: int = 0,
                  weight_decay: float = 1e-3, tau: float = 0.9, **overrides):
@@ -43,23 +46,17 @@ class Run:
                 p.requires_grad_(False)
         self.optimizer = build_optimizer(optimizer, [self.model], lr=0.05, momentum=0.9,
                                          weight_decay=weight_decay, eta=0.02)
-        kwargs = {**DEFAULTS, **overrides}
-        self.sparsifier = Sparsifier(online=prunable(self.model),
-                                     second=None if self.target is None else prunable(self.target),
-                                     **kwargs)
+        self.sparsifier = Sparsifier(self.model, target=self.target, optimizer=self.optimizer,
+                                     include=not_the_stem, **{**DEFAULTS, **overrides})
         self.records = {}
         self.losses = []
 
     def encode(self, branch: str, x: torch.Tensor) -> torch.Tensor:
-        module = self.model if self.target is None or branch == "online" else self.target
-        weights = self.sparsifier.branch_weights(branch)
-        with torch.set_grad_enabled(module is self.model):
-            if weights is None:
-                return module(x)
-            return torch.func.functional_call(module, weights, (x,))
+        with torch.set_grad_enabled(self.target is None or branch == "online"):
+            return self.sparsifier.encoder(branch)(x)
 
     def step(self, step: int) -> None:
-        """Optimizer step number `step` (1-based), deterministic data."""
+        """Optimizer step number `step` (1-based, the next one), deterministic data."""
         g = torch.Generator().manual_seed(1000 + step)
         x = torch.randn(4, 3, 6, 6, generator=g)
         a, b = (x + 0.1 * torch.randn(x.shape, generator=g) for _ in range(2))
@@ -67,17 +64,10 @@ class Run:
         loss = (online - second).pow(2).mean() + 0.1 * online.pow(2).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.sparsifier.capture_(step)
-        self.sparsifier.mask_gradients_()
         self.optimizer.step()
-        record = self.sparsifier.update_(step, self.optimizer)
+        record = self.sparsifier.step(None if self.target is None else self.tau)
         if record is not None:
             self.records[step] = record
-        if self.target is not None:
-            with torch.no_grad():
-                for t, o in zip(self.target.parameters(), self.model.parameters()):
-                    t.mul_(self.tau).add_(o, alpha=1 - self.tau)
-            self.sparsifier.remask_second_(self.tau)
         self.losses.append(float(loss.detach()))
 
     def run(self, first: int, last: int) -> "Run":

@@ -21,7 +21,7 @@ def _pairs(run):
 @pytest.mark.parametrize("allocation", ["global", "erk"])
 def test_target_mask_contains_online_mask_at_every_update(make_run, gap, granularity, allocation):
     run = make_run(algorithm="synccp", momentum=True, density_gap=gap, granularity=granularity,
-                   allocation=allocation, score_ema=0.5, update_every=1, end_step=10, total_steps=12)
+                   allocation=allocation, score_ema=0.5, update_every=1, ramp_end_step=10, total_steps=12)
     run.sparsifier.prepare_()
     for step in range(0, 13):
         if step:
@@ -35,7 +35,7 @@ def test_target_mask_contains_online_mask_at_every_update(make_run, gap, granula
 def test_target_extra_entries_are_chosen_by_the_target_scores(make_run):
     """The extras of M_second are the largest |ξ| among the target's previous entries outside M_online."""
     run = make_run(algorithm="synccp", momentum=True, density_gap=0.25, allocation="uniform",
-                   update_every=1, end_step=6, total_steps=8)
+                   update_every=1, ramp_end_step=6, total_steps=8)
     run.sparsifier.prepare_()
     run.run(1, 5)
     before = _pairs(run)
@@ -70,7 +70,7 @@ def test_target_extras_survive_a_long_tau_to_one_schedule(make_run):
     mean |ξ| (measured: about 100%, ξ there converges to the pruned weights' last values)."""
     total = 3000
     run = make_run(algorithm="synccp", momentum=True, density_gap=0.2, update_every=10,
-                   start_step=10, end_step=100, total_steps=total, steps_per_epoch=100)
+                   ramp_start_step=10, ramp_end_step=100, total_steps=total, steps_per_epoch=100)
     run.sparsifier.prepare_()
     for step in range(1, 101):
         run.tau = cosine_tau(step - 1, total, base=0.99, final=1.0)
@@ -91,7 +91,7 @@ def test_target_extras_survive_a_long_tau_to_one_schedule(make_run):
 
 def test_target_extras_converge_to_the_pruned_weights_last_online_values(make_run):
     run = make_run(algorithm="synccp", momentum=True, density_gap=0.25, update_every=2,
-                   end_step=8, total_steps=400)
+                   ramp_end_step=8, total_steps=400)
     run.sparsifier.prepare_()
     run.run(1, 8)
     shadow = run.sparsifier.state_dict()["shadow"]

@@ -42,7 +42,7 @@ def test_granet_rounds_counts_up_and_rigl_down():
 
 
 def test_granet_keeps_pruning_and_regrowing_after_the_ramp(make_run):
-    run = make_run(algorithm="granet", density=0.25, update_every=2, start_step=1, end_step=9,
+    run = make_run(algorithm="granet", density=0.25, update_every=2, ramp_start_step=1, ramp_end_step=9,
                    total_steps=30, drop_fraction=None)
     run.sparsifier.prepare_()
     run.run(1, 30)
@@ -55,7 +55,7 @@ def test_granet_keeps_pruning_and_regrowing_after_the_ramp(make_run):
 
 def test_rigl_window_is_its_own(make_run):
     """A grid-wide ramp start does not move RigL: updates every ΔT from step 0 to 75% of training."""
-    run = make_run(algorithm="rigl", density=0.3, update_every=4, start_step=10, end_step=20,
+    run = make_run(algorithm="rigl", density=0.3, update_every=4, ramp_start_step=10, ramp_end_step=20,
                    total_steps=40, drop_fraction=None)
     run.sparsifier.prepare_()
     run.run(1, 40)

@@ -10,6 +10,7 @@ from synccp.config import ConfigError, load_config
 from synccp import rundir
 from synccp.train.loop import pretrain
 from synccp.train.setup import build_setup
+from synccp.train.step import encoders
 
 
 def _run(fmnist_root, tmp_path, method, **extra):
@@ -59,7 +60,7 @@ def test_sdclr_pruned_branch_has_its_own_batchnorm(fmnist_root, tmp_path):
     norms = method.branch_norm_tensors()
     backbone_bn = {n: t for n, t in method.backbone.state_dict().items() if n in norms}
     assert set(norms) == set(backbone_bn) and any(n.endswith("running_mean") for n in norms)
-    online, second = setup.encoders()
+    online, second = encoders(setup)
     x = torch.randn(8, 1, 16, 16)
     before = {n: t.detach().clone() for n, t in norms.items()}
     backbone_before = {n: t.clone() for n, t in backbone_bn.items()}

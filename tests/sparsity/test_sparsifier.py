@@ -138,7 +138,7 @@ def test_sdclr_sparse_target_is_re_pruned(make_run):
 
 
 def test_scores_update_once_per_step(make_run):
-    run = make_run(score_ema=0.5, start_step=100, end_step=100, total_steps=100)
+    run = make_run(score_ema=0.5, ramp_start_step=100, ramp_end_step=100, total_steps=100)
     run.sparsifier.prepare_()
     run.step(1)
     scores = {k: v.clone() for k, v in run.sparsifier.state_dict()["scores"]["online"].items()}
@@ -148,7 +148,7 @@ def test_scores_update_once_per_step(make_run):
 
 
 def test_rigl_constant_density_and_zero_initialised_growth(make_run):
-    run = make_run(algorithm="rigl", density=0.3, drop_fraction=0.5, end_step=11)
+    run = make_run(algorithm="rigl", density=0.3, drop_fraction=0.5, ramp_end_step=11)
     run.sparsifier.prepare_()
     params = dict(run.model.named_parameters())
     densities = set()
@@ -275,14 +275,20 @@ def test_state_dict_round_trip(make_run):
     (dict(density=0.0), "sparsity.density"), (dict(density_gap=1.0), "sparsity.density_gap"),
     (dict(n=4, m=4), "sparsity.n"), (dict(algorithm="snip"), "sparsity.algorithm"),
     (dict(allocation="lamp"), "sparsity.allocation"), (dict(update_every=0), "sparsity.update_every"),
-    (dict(start_step=5, end_step=3), "end_step=3"), (dict(sparse_branch="both"), "sparsity.sparse_branch"),
+    (dict(ramp_start_step=5, ramp_end_step=3), "end_step=3"), (dict(sparse_branch="both"), "sparsity.sparse_branch"),
     (dict(score_ema=1.0), "sparsity.score_ema")])
 def test_bad_arguments_name_the_field(make_run, override, message):
     with pytest.raises(ValueError, match=message):
         make_run(**override)
 
 
-def test_methods_need_prepare(make_run):
-    run = make_run()
-    with pytest.raises(RuntimeError, match="prepare_"):
-        run.sparsifier.update_(1, run.optimizer)
+@pytest.mark.parametrize("momentum", [False, True], ids=["shared", "momentum"])
+def test_construction_applies_the_initial_masks(make_run, momentum):
+    run = make_run(algorithm="static", momentum=momentum)  # random ERK masks at step 0
+    weights = dict(run.model.named_parameters())
+    masks = run.sparsifier.masks()
+    assert 0.2 < run.sparsifier.summary()["online"]["total"] < 0.3
+    for key, mask in masks.items():
+        if key.startswith("online/"):
+            assert not weights[key.split("/", 1)[1]][~mask].any(), key
+    assert run.sparsifier.prepare_() is run.sparsifier.prepare_()  # the step-0 record, kept

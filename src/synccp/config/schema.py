@@ -67,6 +67,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+from synccp.sparsity.registry import ALGORITHMS  # noqa: E402 (torch-free)
+
 LOGGERS = ("tensorboard", "wandb")  # train.loggers: synccp.results.loggers
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -78,7 +80,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("sgd", "lars"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.precision": ("auto", "fp32", "bf16"),
-    "sparsity.algorithm": ("dense", "static", "gmp", "sdclr", "rigl", "granet", "synccp"),
+    "sparsity.algorithm": ALGORITHMS,  # the registry's rows (synccp.sparsity.registry)
     "sparsity.granularity": ("unstructured", "nm", "block", "channel"),
     "sparsity.allocation": ("global", "uniform", "erk"),
     "sparsity.sparse_branch": ("online", "second"),

@@ -12,24 +12,14 @@ Rules (the same for every granularity; what the hardware can *skip* is accelerat
 from __future__ import annotations
 
 from synccp.cost.gemms import Layer, phase_gemm
+from synccp.sparsity.registry import POLICIES, policy_for
 
-WGRAD_RULES = {
-    "dense": "dense: no mask",
-    "static": "sparse: fixed random masks, pruned weights never return",
-    "gmp": "sparse: magnitude pruning without regrowth needs no gradient of pruned weights",
-    "sdclr": "sparse in the pruned branch (magnitude re-pruning); the dense branch is dense",
-    "synccp": "sparse: scores are EMA(|w|), no regrowth",
-    "rigl": "sparse, but dense at every mask-update step (growth by dense-gradient magnitude)",
-    "granet": "sparse, but dense at every mask-update step (regrowth by dense-gradient magnitude)",
-}
-DENSE_GRADIENT_ALGORITHMS = ("rigl", "granet")
+WGRAD_RULES = {name: row.wgrad_rule for name, row in POLICIES.items()}  # the registry's rows
 
 
 def needs_dense_gradients(algorithm: str, *, update_step: bool) -> bool:
     """True when `algorithm` needs the full weight gradient at this step (RigL/GraNet growth)."""
-    if algorithm not in WGRAD_RULES:
-        raise ValueError(f"sparsity.algorithm must be one of {', '.join(WGRAD_RULES)}, got {algorithm!r}")
-    return update_step and algorithm in DENSE_GRADIENT_ALGORITHMS
+    return update_step and policy_for(algorithm).dense_gradients
 
 
 def dense_macs(layer: Layer, phase: str, batch: int) -> int:

@@ -20,7 +20,7 @@ from synccp import rundir
 from synccp.cost.accelerator import DEFAULT_ACCELERATOR, Accelerator
 from synccp.cost.elementwise import elementwise
 from synccp.cost.evaluator import Evaluator, integrate
-from synccp.cost.flops import DENSE_GRADIENT_ALGORITHMS, WGRAD_RULES
+from synccp.cost.flops import WGRAD_RULES
 from synccp.cost.report import format_cost, layer_entries, totals, write_cost_json
 from synccp.cost.timeline import (
     Clock,
@@ -30,6 +30,7 @@ from synccp.cost.timeline import (
     schedule_timeline,
 )
 from synccp.cost.workload import Workload, build_workload
+from synccp.sparsity.registry import policy_for
 from synccp.specs import RunSpec
 
 LOG = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def _report(spec: RunSpec, workload: Workload, clock: Clock, intervals: list[Int
     algorithm = spec.sparsity.algorithm
     sparse_eval = Evaluator(workload, spec, accel, masks)
     run = integrate(sparse_eval, intervals, updates,
-                    dense_gradient_updates=algorithm in DENSE_GRADIENT_ALGORITHMS)
+                    dense_gradient_updates=policy_for(algorithm).dense_gradients)
     dense_spec = dataclasses.replace(spec, sparsity=dataclasses.replace(spec.sparsity, algorithm="dense"))
     dense_eval = Evaluator(workload, dense_spec, accel, None)
     dense_step = dense_eval.step({})

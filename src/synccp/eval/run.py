@@ -19,7 +19,7 @@ from synccp import rundir
 from synccp.models import build_backbone, prunable_parameters
 from synccp.rundir.artifacts import load_backbone_weights
 from synccp.specs import RunSpec
-from synccp.train.setup import resolve_device, use_bf16
+from synccp.train.runtime import resolve_device, use_bf16
 
 LOG = logging.getLogger(__name__)
 PROBES = ("linear", "knn", "both")

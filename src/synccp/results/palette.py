@@ -1,4 +1,4 @@
-"""One label, colour and marker per algorithm, used by every figure (tests cover every algorithm).
+"""One label, colour and marker per algorithm (its registry row), used by every figure.
 
 Variants of one algorithm in an ablation (a swept Δ, EMA, precision) keep its hue, lightened per
 variant, and differ by line style; granularities differ by marker fill. Colours are the
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from matplotlib.colors import to_hex, to_rgb
 
+from synccp.sparsity.registry import POLICIES
+
 
 @dataclass(frozen=True)
 class Style:
@@ -19,15 +21,8 @@ class Style:
     marker: str  # matplotlib marker
 
 
-STYLES: dict[str, Style] = {
-    "dense": Style("dense", "#000000", "*"),
-    "static": Style("static (ERK)", "#999999", "v"),
-    "gmp": Style("GMP", "#E69F00", "s"),
-    "sdclr": Style("SDCLR", "#CC79A7", "D"),
-    "rigl": Style("RigL", "#D55E00", "^"),
-    "granet": Style("GraNet", "#009E73", "P"),
-    "synccp": Style("SyncCP", "#0072B2", "o"),
-}
+STYLES: dict[str, Style] = {name: Style(row.label, row.color, row.marker)  # the registry's rows
+                             for name, row in POLICIES.items()}
 UNKNOWN = Style("other", "#56B4E9", "X")
 FILLS = {"dense": "full", "unstructured": "full", "nm": "none", "block": "top", "channel": "left"}
 LINESTYLES = ("-", "--", "-.", ":", (0, (6, 1.5, 1, 1.5, 1, 1.5)), (0, (1, 1)))

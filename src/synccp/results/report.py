@@ -20,6 +20,7 @@ from synccp.results.plots import make_plots
 from synccp.results.run_report import run_report
 from synccp.results.tables import (ramp_window, raw_pixel_table, results_table, setting_lines, with_dense_differences,
                                    write_csv)
+from synccp.sparsity.registry import POLICIES, policy_for
 
 LOG = logging.getLogger(__name__)
 IGNORED = {"train.seed", "train.progress", "train.log_every", "train.device", "train.compile", "data.root"}
@@ -84,13 +85,11 @@ def study_key(config: dict) -> dict[str, Any]:
     algorithm, granularity = flat.get("sparsity.algorithm"), flat.get("sparsity.granularity")
     if algorithm == "dense":
         return {k: v for k, v in flat.items() if not k.startswith("sparsity.") or k == "sparsity.algorithm"}
-    from synccp.sparsity import policy_for
-
     policy = policy_for(algorithm)
     unused = {"sparsity.n": granularity != "nm", "sparsity.m": granularity != "nm",
               "sparsity.block_out": granularity != "block", "sparsity.block_in": granularity != "block",
-              "sparsity.density_gap": algorithm != "synccp",
-              "sparsity.sparse_branch": algorithm != "sdclr",
+              "sparsity.density_gap": not policy.uses_gap,
+              "sparsity.sparse_branch": not policy.uses_sparse_branch,
               "sparsity.drop_fraction": policy.regrow is None, "sparsity.regrow_end": policy.regrow is None}
     for key in ("sparsity.ramp_start", "sparsity.ramp_end", "sparsity.start_epoch", "sparsity.end_epoch"):
         unused[key] = not policy.has_ramp
@@ -177,12 +176,13 @@ def run_row(run: Run) -> dict[str, Any]:
     """The results.csv row of a run, plus `_key` (its study key) and `_run` (the Run)."""
     cfg, sparsity = run.config, run.config["sparsity"]
     algorithm = sparsity["algorithm"]
+    policy = POLICIES.get(algorithm)
     return {
         "run": os.path.relpath(run.path) if not run.path.is_absolute() else str(run.path),
         "method": cfg["method"]["name"], "algorithm": algorithm,
         "granularity": granularity_label(sparsity), "density": target_density(sparsity),
-        "density_gap": sparsity["density_gap"] if algorithm == "synccp" else None,
-        "score_ema": sparsity["score_ema"] if algorithm not in ("dense", "static") else None,
+        "density_gap": sparsity["density_gap"] if policy and policy.uses_gap else None,
+        "score_ema": sparsity["score_ema"] if policy and policy.uses_scores else None,
         "seed": cfg["train"]["seed"], "epochs": cfg["train"]["epochs"],
         "width": cfg["model"]["width"], "subset": cfg["data"]["subset"],
         "knn_top1": get(run.eval, "encoder", "knn_top1"),

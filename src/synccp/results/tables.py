@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from synccp.sparsity.registry import ALGORITHMS
+
 CSV_COLUMNS = (
     "run", "method", "algorithm", "granularity", "density", "density_gap", "score_ema", "seed",
     "epochs", "width", "subset", "knn_top1", "linear_top1", "raw_knn_top1", "raw_linear_top1",
@@ -42,7 +44,7 @@ IDENTITY_KEYS = {"method.name", "sparsity.algorithm", "sparsity.granularity", "s
 TITLES = {"sparsity.density_gap": "gap Δ", "sparsity.score_ema": "score EMA β",
           "train.epochs": "epochs", "model.width": "width", "data.subset": "subset",
           "sparsity.sparse_branch": "sparse branch", "data.name": "data"}
-ALGORITHM_ORDER = ("dense", "static", "gmp", "sdclr", "rigl", "granet", "synccp")
+ALGORITHM_ORDER = ALGORITHMS  # the registry's order
 GRANULARITY_ORDER = ("dense", "unstructured", "nm", "block", "channel")
 
 

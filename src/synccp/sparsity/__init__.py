@@ -4,20 +4,44 @@ Pure pieces — granularity × score × allocation × schedule × algorithm poli
 one stateful object, `Sparsifier`. See docs/sparsity.md.
 """
 
-from synccp.sparsity.allocation import ALLOCATIONS, allocate_masks, erk_densities, uniform_densities
-from synccp.sparsity.granularity import (GRANULARITIES, Pattern, block_mask, channel_mask, fits,
-                                         granularity_mask, nm_mask, pattern_report, pattern_summary,
-                                         unfit_reason, unstructured_mask)
-from synccp.sparsity.oscillation import iou, mask_metrics, oscillation
-from synccp.sparsity.registry import ALGORITHMS, POLICIES, Policy, policy_for
-from synccp.sparsity.schedule import (branch_densities, constant_density,
-                                      cosine_drop_fraction, cubic_density, is_update_step)
-from synccp.sparsity.sparsifier import Sparsifier
-from synccp.sparsity.spec import SparsitySpec
+_LAZY = {
+    "ALGORITHMS": "synccp.sparsity.registry",
+    "ALLOCATIONS": "synccp.sparsity.allocation",
+    "GRANULARITIES": "synccp.sparsity.granularity",
+    "POLICIES": "synccp.sparsity.registry",
+    "Pattern": "synccp.sparsity.granularity",
+    "Policy": "synccp.sparsity.registry",
+    "Sparsifier": "synccp.sparsity.sparsifier",
+    "SparsitySpec": "synccp.sparsity.spec",
+    "allocate_masks": "synccp.sparsity.allocation",
+    "block_mask": "synccp.sparsity.granularity",
+    "branch_densities": "synccp.sparsity.schedule",
+    "channel_mask": "synccp.sparsity.granularity",
+    "constant_density": "synccp.sparsity.schedule",
+    "cosine_drop_fraction": "synccp.sparsity.schedule",
+    "cubic_density": "synccp.sparsity.schedule",
+    "erk_densities": "synccp.sparsity.allocation",
+    "fits": "synccp.sparsity.granularity",
+    "granularity_mask": "synccp.sparsity.granularity",
+    "iou": "synccp.sparsity.oscillation",
+    "is_update_step": "synccp.sparsity.schedule",
+    "mask_metrics": "synccp.sparsity.oscillation",
+    "nm_mask": "synccp.sparsity.granularity",
+    "oscillation": "synccp.sparsity.oscillation",
+    "pattern_report": "synccp.sparsity.granularity",
+    "pattern_summary": "synccp.sparsity.granularity",
+    "policy_for": "synccp.sparsity.registry",
+    "unfit_reason": "synccp.sparsity.granularity",
+    "uniform_densities": "synccp.sparsity.allocation",
+    "unstructured_mask": "synccp.sparsity.granularity",
+}
+__all__ = sorted(_LAZY)
 
-__all__ = ["ALGORITHMS", "ALLOCATIONS", "GRANULARITIES", "POLICIES", "Pattern", "Policy", "Sparsifier",
-           "SparsitySpec",
-           "allocate_masks", "block_mask", "branch_densities", "channel_mask", "constant_density",
-           "cosine_drop_fraction", "cubic_density", "erk_densities", "fits", "granularity_mask", "iou",
-           "is_update_step", "mask_metrics", "nm_mask", "oscillation", "pattern_report", "pattern_summary",
-           "policy_for", "unfit_reason", "uniform_densities", "unstructured_mask"]
+
+def __getattr__(name: str):
+    """Import on first use: `synccp.config` reads the registry without importing torch."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'synccp.sparsity' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name]), name)

@@ -6,40 +6,9 @@ import logging
 
 from torch import Tensor
 
-from synccp.sparsity.allocation import ALLOCATIONS
 
-
-def _in_range(key: str, value: float, low: float, high: float, *, closed_low: bool, closed_high: bool) -> None:
-    ok_low = value >= low if closed_low else value > low
-    ok_high = value <= high if closed_high else value < high
-    if not (ok_low and ok_high):
-        interval = f"{'[' if closed_low else '('}{low}, {high}{']' if closed_high else ')'}"
-        raise ValueError(f"{key} must be in {interval}, got {value!r}")
-
-
-def check_arguments(*, online: dict, second: dict | None, density: float, initial_density: float,
-                    density_gap: float, allocation: str, score_ema: float, update_every: int,
-                    start_step: int, end_step: int, steps_per_epoch: int, total_steps: int,
-                    drop_fraction: float | None, sparse_branch: str) -> None:
-    """Validate the Sparsifier's constructor arguments (granularity/algorithm: `Pattern`, policy)."""
-    _in_range("sparsity.density", density, 0.0, 1.0, closed_low=False, closed_high=True)
-    _in_range("sparsity.initial_density", initial_density, 0.0, 1.0, closed_low=False, closed_high=True)
-    _in_range("sparsity.density_gap", density_gap, 0.0, 1.0, closed_low=True, closed_high=False)
-    _in_range("sparsity.score_ema", score_ema, 0.0, 1.0, closed_low=True, closed_high=False)
-    if drop_fraction is not None:
-        _in_range("sparsity.drop_fraction", drop_fraction, 0.0, 1.0, closed_low=True, closed_high=False)
-    if allocation not in ALLOCATIONS:
-        raise ValueError(f"sparsity.allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
-    if sparse_branch not in ("online", "second"):
-        raise ValueError(f"sparsity.sparse_branch must be online or second, got {sparse_branch!r}")
-    for key, value in (("sparsity.update_every", update_every), ("steps_per_epoch", steps_per_epoch),
-                       ("total_steps", total_steps)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
-    if not 0 <= start_step <= end_step <= total_steps:
-        raise ValueError(f"need 0 <= start_step <= end_step <= total_steps (sparsity.start_epoch/"
-                         f"end_epoch), got start_step={start_step}, end_step={end_step}, "
-                         f"total_steps={total_steps}")
+def check_weights(*, online: dict, second: dict | None) -> None:
+    """The prunable weights: at least one, and a momentum target with the same names and shapes."""
     if not online:
         raise ValueError("online must name at least one prunable parameter, got an empty dict")
     if second is not None:
@@ -54,12 +23,6 @@ def _check_second(online: dict, second: dict) -> None:
         if tuple(second[name].shape) != tuple(weight.shape):
             raise ValueError(f"second[{name!r}] has shape {tuple(second[name].shape)}, "
                              f"online has {tuple(weight.shape)}")
-
-
-def check_regrow_end(regrow_end_step: int, *, total_steps: int) -> None:
-    if not 0 <= regrow_end_step <= total_steps:
-        raise ValueError(f"sparsity.regrow_end must end drop-and-grow inside training, got step "
-                         f"{regrow_end_step} of {total_steps}")
 
 
 def check_branch_rule(policy, *, algorithm: str, shared: bool, sparse_branch: str) -> None:

@@ -33,3 +33,18 @@ def prune_(weight: Tensor, keep: Tensor, optimizer: torch.optim.Optimizer | None
         for value in optimizer.state.get(weight, {}).values():
             if isinstance(value, Tensor) and value.shape == weight.shape:
                 keep_only_(value, keep)
+
+
+def updated_shadow(previous: Tensor | None, weight: Tensor, on: Tensor, sec: Tensor) -> Tensor | None:
+    """Before θ (`weight`) is pruned to `on`: the shadow (θ + shadow) on `sec` \\ `on`, 0 elsewhere;
+    None while there is no extra entry and no shadow yet (d_i = 1: no memory spent).
+
+    θ is zero where it was already pruned and the shadow zero where θ was active, so the sum is
+    the live value of a weight pruned now and the kept last value of one pruned before
+    (the denser momentum target, `synccp.sparsity.sparsifier`)."""
+    with torch.no_grad():
+        extra = sec & ~on
+        if previous is None and not bool(extra.any()):
+            return None
+        value = weight.detach() if previous is None else weight.detach() + previous
+        return torch.where(extra, value, value.new_zeros(()))

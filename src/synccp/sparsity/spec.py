@@ -142,6 +142,23 @@ class SparsitySpec:
                                 total_steps=self.total_steps, regrow_end_step=self.regrow_window()[1])
 
 
+def resolve_spec(spec: SparsitySpec | None, settings: dict) -> SparsitySpec:
+    """`spec`, or a `SparsitySpec` of the keyword `settings` (not both)."""
+    if spec is not None:
+        if settings:
+            raise TypeError(f"pass a SparsitySpec or its fields as keywords, not both; got spec and "
+                            f"{sorted(settings)}")
+        return spec
+    fields = set(SparsitySpec.__dataclass_fields__)
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise TypeError(f"unknown Sparsifier keyword(s) {unknown}; SparsitySpec fields are "
+                        f"{', '.join(sorted(fields))}")
+    if "total_steps" not in settings:
+        raise TypeError("Sparsifier needs total_steps=<optimizer steps of the run> (the schedule's length)")
+    return SparsitySpec(**settings)
+
+
 def _in_range(key: str, value: float, *, closed_low: bool, closed_high: bool) -> None:
     ok = (value >= 0.0 if closed_low else value > 0.0) and (value <= 1.0 if closed_high else value < 1.0)
     if not ok:

@@ -1,14 +1,9 @@
-"""The training loop: the one place the step order is written (DESIGN.md §2).
+"""The training loop around the step (`step.train_step`, where the step order is written): it
+only logs, checks and checkpoints.
 
-augment two views on the device → method forward → backward → capture scores/gradients → mask
-gradients → optimizer step → Sparsifier.update (re-masks) → EMA target update and target
-re-mask → method bookkeeping (queue) → log. Masks never change between a forward and its backward.
-
-Under torchrun every process runs this same loop on its share of each global batch;
-DistributedDataParallel averages the gradients inside `backward`, so everything after it is
-computed from identical inputs on every rank. After each mask update rank 0's masks are
-broadcast and every rank checks its own against them bit for bit; at the end the whole state is
-compared the same way. Rank 0 alone writes the run directory.
+Under torchrun every process runs this same loop on its share of each global batch. After each
+mask update rank 0's masks are broadcast and every rank checks its own against them bit for
+bit; at the end the whole state is compared the same way. Rank 0 alone writes the run directory.
 
 Faults: the loss is watched on the device at every step (no host sync) and checked at each log
 step and before each checkpoint; the state is checked for NaN/Inf before it is checkpointed or
@@ -27,16 +22,16 @@ from tqdm import tqdm
 
 from synccp import distributed
 from synccp.config import Config, config_to_dict
-from synccp.data.views import make_view
-from synccp.models import cosine_tau
 from synccp import rundir
 from synccp.rundir.lock import RunLock
 from synccp.results.loggers import with_live_loggers
 from synccp.rundir.checkpoint import (LAST, CheckpointError, find_checkpoint, first_line, first_nonfinite,
                                      has_checkpoint, save_checkpoint)
 from synccp.rundir.artifacts import encoder_description, export_model
-from synccp.train.schedules import scaled_lr, warmup_cosine
-from synccp.train.setup import TrainingSetup, augmentation_seed, build_setup, resolve_device
+from synccp.train.batches import augmentation_seed
+from synccp.train.runtime import resolve_device
+from synccp.train.setup import TrainingSetup, build_setup
+from synccp.train.step import train_step
 
 LOG = logging.getLogger(__name__)
 Saved = tuple[Path, int] | None  # the last good checkpoint and its step
@@ -87,10 +82,10 @@ def _prepare(run_dir: Path, config: dict, *, resume: bool) -> str:
 
 def _train(cfg: Config, setup: TrainingSetup, run_dir: Path, *, resume: bool, stop_after: int | None,
            identity: str) -> dict:
-    log = rundir.MetricsLog(run_dir, enabled=setup.rank == 0)
+    log = rundir.MetricsLog(run_dir, enabled=setup.runtime.rank == 0)
     found = distributed.on_rank_zero(lambda: _checkpoint_to_resume(run_dir, identity)) if resume else None
     log = with_live_loggers(log, cfg.train.loggers, run_dir, config=config_to_dict(cfg),
-                            first_step=int(found[1]["step"]) if found else 0, enabled=setup.rank == 0)
+                            first_step=int(found[1]["step"]) if found else 0, enabled=setup.runtime.rank == 0)
     if found is None:
         if resume:
             LOG.info("%s has no checkpoint yet: starting it at step 0", run_dir)
@@ -119,21 +114,15 @@ def _run_steps(cfg: Config, setup: TrainingSetup, run_dir: Path, log: rundir.Met
     epoch end; return steps done."""
     clock = setup.clock
     bar = tqdm(total=clock.total_steps, initial=first, unit="step", dynamic_ncols=True,
-               disable=(not cfg.train.progress or setup.rank != 0) or None, desc="pretrain")
+               disable=(not cfg.train.progress or setup.runtime.rank != 0) or None, desc="pretrain")
     window = (time.perf_counter(), first)
-    watch = LossWatch(setup.device)
+    watch = LossWatch(setup.runtime.device)
     for step in range(first, last):
-        loss = _train_step(cfg, setup, step)
+        loss, record = train_step(setup, step)
         watch.observe(loss, step + 1)
-        record = setup.sparsifier.update_(step + 1, setup.optimizer)
         if record is not None:
             _check_masks_agree(setup, step + 1)
             log.write({"kind": "mask_update", "step": step + 1, "epoch": clock.epoch(step + 1), **record})
-        if not setup.method.shared_encoder:
-            tau = _tau(cfg, setup, step)
-            setup.method.update_target(tau)
-            setup.sparsifier.remask_second_(tau)
-        setup.method.after_step()
         if (step + 1) % cfg.train.log_every == 0 or step + 1 in (1, last):  # step 1: a first sign of life
             watch.raise_if_bad(saved)
             value = distributed.mean(loss).item()
@@ -148,46 +137,6 @@ def _run_steps(cfg: Config, setup: TrainingSetup, run_dir: Path, log: rundir.Met
             saved = _checkpoint(setup, run_dir, log, step + 1, saved, identity)
     bar.close()
     return last
-
-
-def _train_step(cfg: Config, setup: TrainingSetup, step: int) -> torch.Tensor:
-    """One optimizer step up to and including `optimizer.step()`; returns the loss (no sync).
-
-    Under DDP the gradients are averaged over the ranks inside `backward`."""
-    view_a, view_b = _views(setup, step)
-    lr = warmup_cosine(step, total_steps=setup.clock.total_steps,
-                       warmup_steps=round(cfg.train.warmup_epochs * setup.clock.steps_per_epoch),
-                       base=scaled_lr(cfg.train.lr, cfg.train.batch_size), final=cfg.train.min_lr)
-    for group in setup.optimizer.param_groups:
-        group["lr"] = lr
-    online, second = setup.encoders()
-    with setup.autocast():
-        loss = setup.model(view_a, view_b, online=online, second=second)  # training_loss
-    setup.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    setup.sparsifier.capture_(step + 1)
-    setup.sparsifier.mask_gradients_()
-    setup.optimizer.step()
-    return loss.detach()
-
-
-def _views(setup: TrainingSetup, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two augmented views of this process's share of the step's batch; shared-encoder
-    methods swap them every step so each view meets each mask equally often (DESIGN.md §1)."""
-    batch = setup.batch(step)  # (B_local, C, H, W) uint8 on device; (B, ...) with global_augment
-    first, second = (make_view(batch, recipe, mean=setup.data.mean, std=setup.data.std,
-                               generator=setup.generator) for recipe in setup.recipes)
-    if setup.global_augment:
-        first, second = setup.local_slice(first), setup.local_slice(second)  # (B_local, C, S, S)
-    if setup.channels_last:
-        first, second = (v.contiguous(memory_format=torch.channels_last) for v in (first, second))
-    if setup.method.shared_encoder and step % 2 == 1:
-        return second, first
-    return first, second
-
-
-def _tau(cfg: Config, setup: TrainingSetup, step: int) -> float:
-    return cosine_tau(step, setup.clock.total_steps, base=cfg.method.base_tau, final=cfg.method.final_tau)
 
 
 class LossWatch:
@@ -227,9 +176,9 @@ def _last_good(saved: Saved) -> str:
 
 def _check_masks_agree(setup: TrainingSetup, step: int) -> None:
     """Under torchrun: rank 0's new masks are broadcast and every rank compares its own, bitwise."""
-    if setup.world_size == 1:
+    if setup.runtime.world_size == 1:
         return
-    masks = [(name, mask.to(setup.device)) for name, mask in setup.sparsifier.masks().items()]
+    masks = [(name, mask.to(setup.runtime.device)) for name, mask in setup.sparsifier.masks().items()]
     name = distributed.first_mismatch(masks)
     if name is not None:
         raise ReplicaMismatchError(
@@ -254,10 +203,10 @@ def _checkpoint(setup: TrainingSetup, run_dir: Path, log: rundir.MetricsLog, ste
     """Check the state is finite on every rank, give every rank rank 0's buffers (BatchNorm
     statistics), and let rank 0 write the checkpoint; returns the new last good checkpoint."""
     distributed.broadcast_tensors_(list(setup.method.buffers()))
-    generators = distributed.all_gather_object(setup.generator.get_state())
+    generators = distributed.all_gather_object(setup.batches.generator.get_state())
     state = _state(setup, step, generators)
     bad = first_nonfinite(state)
-    if distributed.any_rank(torch.tensor(bad is not None, device=setup.device)):
+    if distributed.any_rank(torch.tensor(bad is not None, device=setup.runtime.device)):
         raise NonFiniteLossError(f"{bad or 'a tensor on another rank'} is NaN/Inf at step {step}; "
                                  f"training stopped without saving it ({_last_good(saved)})")
 
@@ -288,22 +237,22 @@ def _restore(setup: TrainingSetup, path: Path, state: dict) -> int:
         raise CheckpointError(f"{path} does not fit this run's model ({type(err).__name__}: "
                               f"{first_line(err)})") from err
     generators = state["generators"]
-    if len(generators) == setup.world_size:
-        setup.generator.set_state(generators[setup.rank].cpu())
+    if len(generators) == setup.runtime.world_size:
+        setup.batches.generator.set_state(generators[setup.runtime.rank].cpu())
     else:
         LOG.warning("the checkpoint was written by %d process(es), this run has %d: augmentations "
                     "restart from fresh generators (the run goes on, not bit-identical to an "
-                    "uninterrupted one)", len(generators), setup.world_size)
-        setup.generator.manual_seed(augmentation_seed(setup.seed + step, setup.rank))
+                    "uninterrupted one)", len(generators), setup.runtime.world_size)
+        setup.batches.generator.manual_seed(augmentation_seed(setup.batches.seed + step, setup.runtime.rank))
     return step
 
 
 def _check_replicas(setup: TrainingSetup) -> None:
     """Under torchrun: the whole final state of every rank equals rank 0's, bit for bit."""
-    if setup.world_size == 1:
+    if setup.runtime.world_size == 1:
         return
     named = list(setup.method.state_dict().items())
-    named += [(f"masks.{k}", v.to(setup.device)) for k, v in setup.sparsifier.masks().items()]
+    named += [(f"masks.{k}", v.to(setup.runtime.device)) for k, v in setup.sparsifier.masks().items()]
     scores = setup.sparsifier.state_dict()["scores"]
     named += [(f"scores.{b}.{k}", v) for b, layer in scores.items() for k, v in layer.items()]
     for index, values in setup.optimizer.state_dict()["state"].items():
@@ -333,8 +282,8 @@ def _finish(cfg: Config, setup: TrainingSetup, run_dir: Path, *, wall_s: float) 
             "train_images": setup.num_images,
             "final_loss": train[-1]["loss"] if train else None,
             "wall_s_last_process": wall_s,
-            "device": str(setup.device),
-            "processes": setup.world_size,
+            "device": str(setup.runtime.device),
+            "processes": setup.runtime.world_size,
             "torch": torch.__version__,
             "sparsity": setup.sparsifier.summary(),
         }

@@ -36,3 +36,24 @@ def warmup_cosine(step: int, *, total_steps: int, warmup_steps: int, base: float
 def scaled_lr(base_lr: float, batch_size: int) -> float:
     """Linear scaling rule (Goyal et al. 2017): lr = base_lr · batch_size / 256, as in solo-learn."""
     return base_lr * batch_size / 256
+
+
+@dataclass(frozen=True)
+class StepSchedules:
+    """The learning rate and the EMA coefficient τ of every optimizer step (pure, from the step)."""
+
+    total_steps: int
+    warmup_steps: int
+    base_lr: float  # after the linear scaling rule
+    min_lr: float
+    base_tau: float
+    final_tau: float
+
+    def lr(self, step: int) -> float:
+        return warmup_cosine(step, total_steps=self.total_steps, warmup_steps=self.warmup_steps,
+                             base=self.base_lr, final=self.min_lr)
+
+    def tau(self, step: int) -> float:
+        from synccp.models.ema import cosine_tau
+
+        return cosine_tau(step, self.total_steps, base=self.base_tau, final=self.final_tau)
