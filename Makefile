@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synccp-installed
 
-.PHONY: demo test setup data bench study smoke-study clean
+.PHONY: demo test lint setup data bench study smoke-study clean
 
 $(STAMP): pyproject.toml tools/bootstrap.sh
 	PYTHON=$(PYTHON) bash tools/bootstrap.sh
@@ -18,7 +18,12 @@ data:
 demo: $(STAMP) data
 	$(BIN)/synccp pretrain --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
-test: $(STAMP)
+# ruff (rules and exceptions in pyproject.toml) and mypy on the public API; `make test` runs it first.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests tools benchmarks examples
+	$(BIN)/mypy
+
+test: lint
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
 
 # The CPU study of docs/results.md at its protocol (114 runs, more than a day of a 2-core CPU).

@@ -23,7 +23,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,7 @@ def loop_pipeline(channels: int, size: int, device: torch.device) -> Callable:
 
     def run(images: torch.Tensor):
         views = [batched(images[i:i + 1]) for i in range(images.shape[0])]
-        return tuple(torch.cat(v) for v in zip(*views))
+        return tuple(torch.cat(v) for v in zip(*views, strict=True))
     return run
 
 
@@ -168,7 +168,9 @@ def _solarize_bool_where(x: torch.Tensor, generator: torch.Generator):
 
 def _jitter_fixed_order(x: torch.Tensor, generator: torch.Generator):
     """BYOL colour jitter in the fixed order brightness, contrast, saturation, hue."""
-    u = lambda lo, hi: A._uniform(x.shape[0], lo, hi, generator=generator, like=x).view(-1, 1, 1, 1)
+    def u(lo, hi):
+        return A._uniform(x.shape[0], lo, hi, generator=generator, like=x).view(-1, 1, 1, 1)
+
     fb, fc, fs, shift = u(0.6, 1.4), u(0.6, 1.4), u(0.8, 1.2), u(-0.1, 0.1)
     apply = A._coin(x.shape[0], 0.8, generator=generator, like=x).view(-1, 1, 1, 1)
     y = (x * fb).clamp_(0, 1)

@@ -27,10 +27,15 @@ from synccp.rundir import checkpoint as new
 def _state() -> dict:
     weights = dict(build_backbone("resnet18", stem="cifar", width=64, in_channels=3).state_dict())
     floats = [v for v in weights.values() if v.is_floating_point()]
-    return {"step": 1, "method": {**{f"online.{k}": v for k, v in weights.items()},
-                                  **{f"target.{k}": v.clone() for k, v in weights.items()}},
-            "optimizer": {"state": {i: {"momentum_buffer": v.clone()} for i, v in enumerate(floats)}},
-            "sparsifier": {"scores": {k: v.clone() for k, v in weights.items() if v.dim() == 4}}}
+    return {
+        "step": 1,
+        "method": {
+            **{f"online.{k}": v for k, v in weights.items()},
+            **{f"target.{k}": v.clone() for k, v in weights.items()},
+        },
+        "optimizer": {"state": {i: {"momentum_buffer": v.clone()} for i, v in enumerate(floats)}},
+        "sparsifier": {"scores": {k: v.clone() for k, v in weights.items() if v.dim() == 4}},
+    }
 
 
 def _timed(fn) -> float:
@@ -55,12 +60,20 @@ def main() -> None:
     folders = {name: Path(tempfile.mkdtemp()) for name in ("old", "new")}
     for _ in range(args.repeats):
         times.setdefault("checksum", []).append(_timed(lambda: new.content_checksum(state)))
-        times.setdefault("new save", []).append(_timed(lambda: new.save_checkpoint(folders["new"], state, identity="x")))
-        times.setdefault("new load", []).append(_timed(lambda: new.load_checkpoint(folders["new"], identity="x")))
+        times.setdefault("new save", []).append(
+            _timed(lambda: new.save_checkpoint(folders["new"], state, identity="x"))
+        )
+        times.setdefault("new load", []).append(
+            _timed(lambda: new.load_checkpoint(folders["new"], identity="x"))
+        )
         if old is not None:
-            times.setdefault("old save", []).append(_timed(lambda: old.save_checkpoint(folders["old"], state)))
+            times.setdefault("old save", []).append(
+                _timed(lambda: old.save_checkpoint(folders["old"], state))
+            )
             last = folders["old"] / "checkpoints" / "last.pt"
-            times.setdefault("old load", []).append(_timed(lambda: torch.load(last, weights_only=False)))
+            times.setdefault("old load", []).append(
+                _timed(lambda last=last: torch.load(last, weights_only=False))
+            )
     for name, values in times.items():
         print(f"{name:10s} median {statistics.median(values):.3f} s over {len(values)}")
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from synccp.cost.accelerator import Accelerator
-from synccp.cost.gemms import pass_phases, phase_gemm, training_layers, Pass
+from synccp.cost.gemms import Pass, pass_phases, phase_gemm, training_layers
 from synccp.cost.scalesim_bridge import CheckGemm, analytic_cycles, run_scalesim
 from synccp.models import build_backbone
 
@@ -46,12 +46,27 @@ def compare(gemms: list[CheckGemm], accel: Accelerator, python: str | None) -> d
     started = time.perf_counter()
     theirs = run_scalesim(gemms, accel, python=python)
     ours = [analytic_cycles(item, accel) for item in gemms]
-    errors = [(o - t) / t for o, t in zip(ours, theirs)]
-    rows = [{"gemm": item.name, "mnk": [item.gemm.m, item.gemm.n, item.gemm.k], "nm": item.nm,
-             "ours": o, "scalesim": t, "rel_diff": e} for item, o, t, e in zip(gemms, ours, theirs, errors)]
-    return {"dataflow": accel.dataflow, "rows": rows, "max_abs_rel_diff": max(abs(e) for e in errors),
-            "median_rel_diff": statistics.median(errors), "total_ours": sum(ours),
-            "total_scalesim": sum(theirs), "scalesim_wall_s": time.perf_counter() - started}
+    errors = [(o - t) / t for o, t in zip(ours, theirs, strict=True)]
+    rows = [
+        {
+            "gemm": item.name,
+            "mnk": [item.gemm.m, item.gemm.n, item.gemm.k],
+            "nm": item.nm,
+            "ours": o,
+            "scalesim": t,
+            "rel_diff": e,
+        }
+        for item, o, t, e in zip(gemms, ours, theirs, errors, strict=True)
+    ]
+    return {
+        "dataflow": accel.dataflow,
+        "rows": rows,
+        "max_abs_rel_diff": max(abs(e) for e in errors),
+        "median_rel_diff": statistics.median(errors),
+        "total_ours": sum(ours),
+        "total_scalesim": sum(theirs),
+        "scalesim_wall_s": time.perf_counter() - started,
+    }
 
 
 def main() -> None:
@@ -67,18 +82,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     dense, nm = workload_gemms(args)
-    results = {"args": vars(args) | {"out": str(args.out)}, "python": sys.version.split()[0],
-               "platform": platform.platform(), "checks": []}
+    results = {
+        "args": vars(args) | {"out": str(args.out)},
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "checks": [],
+    }
     for dataflow in ("ws", "os"):
         accel = Accelerator(rows=args.rows, cols=args.cols, dataflow=dataflow)
         results["checks"].append({"kind": "dense"} | compare(dense, accel, args.python))
     accel = Accelerator(rows=args.rows, cols=args.cols, dataflow="ws")
     results["checks"].append({"kind": "2:4 forward"} | compare(nm, accel, args.python))
     for check in results["checks"]:
-        print(f"{check['kind']:<12} {check['dataflow']}: {len(check['rows'])} GEMMs, "
-              f"max |rel diff| {check['max_abs_rel_diff']:.4%}, median {check['median_rel_diff']:.4%}, "
-              f"total ours {check['total_ours']:.0f} vs SCALE-Sim {check['total_scalesim']:.0f} "
-              f"({check['scalesim_wall_s']:.1f} s)")
+        print(
+            f"{check['kind']:<12} {check['dataflow']}: {len(check['rows'])} GEMMs, "
+            f"max |rel diff| {check['max_abs_rel_diff']:.4%}, median "
+            f"{check['median_rel_diff']:.4%}, "
+            f"total ours {check['total_ours']:.0f} vs SCALE-Sim {check['total_scalesim']:.0f} "
+            f"({check['scalesim_wall_s']:.1f} s)"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -46,7 +46,9 @@ def launch(worker: Path, mode: str) -> tuple[bool, str]:
                str(worker), mode]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    message = next((line for line in done.stderr.splitlines() if "terminate" in line or "Error" in line), "")
+    message = next(
+        (line for line in done.stderr.splitlines() if "terminate" in line or "Error" in line), ""
+    )
     return done.returncode == 0, message
 
 
@@ -56,8 +58,10 @@ def main() -> None:
     parser.add_argument("--worker", type=Path, default=Path("/tmp/synccp_bench_ddp_exit_worker.py"))
     args = parser.parse_args()
     args.worker.write_text(WORKER)
-    print(f"torch {torch.__version__} | Python {platform.python_version()} | {platform.machine()} "
-          f"| {os.cpu_count()} CPUs | {args.launches} launches per mode, interleaved")
+    print(
+        f"torch {torch.__version__} | Python {platform.python_version()} | {platform.machine()} "
+        f"| {os.cpu_count()} CPUs | {args.launches} launches per mode, interleaved"
+    )
     modes = ("return", "end_worker")
     failed = {mode: 0 for mode in modes}
     first = {mode: "" for mode in modes}
@@ -69,8 +73,10 @@ def main() -> None:
                 failed[mode] += 1
                 first[mode] = first[mode] or message
     for mode in modes:
-        print(f"{mode:>10s}: {failed[mode]:3d}/{args.launches} launches failed"
-              + (f"  (first: {first[mode]})" if first[mode] else ""))
+        print(
+            f"{mode:>10s}: {failed[mode]:3d}/{args.launches} launches failed"
+            + (f"  (first: {first[mode]})" if first[mode] else "")
+        )
     print(f"wall time {time.perf_counter() - start:.0f} s")
 
 

@@ -9,7 +9,7 @@ change the time); warm-up excluded; medians of `--repeats`. The kNN probe is tim
 (N, D) features at the full Fashion-MNIST protocol (60,000 train × 10,000 test) and at
 `eval.subset` = `--subset`.
 
-    .venv/bin/python benchmarks/bench_eval.py                      # CPU, real Fashion-MNIST if present
+    .venv/bin/python benchmarks/bench_eval.py                 # CPU, real Fashion-MNIST if present
     .venv/bin/python benchmarks/bench_eval.py --device cuda --images 20000
 """
 
@@ -30,8 +30,9 @@ from synccp.models import build_backbone
 
 
 @torch.no_grad()
-def extract_features_before(backbone, images, *, image_size, mean, std, batch_size=512,
-                            device="cpu", bf16=False):
+def extract_features_before(
+    backbone, images, *, image_size, mean, std, batch_size=512, device="cpu", bf16=False
+):
     """synccp 0.1.0's extract_features, unchanged (the baseline of this benchmark)."""
     device = torch.device(device)
     was_training = backbone.training
@@ -40,7 +41,7 @@ def extract_features_before(backbone, images, *, image_size, mean, std, batch_si
     layout = torch.channels_last if bf16 else torch.contiguous_format
     chunks = []
     for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size].to(device, non_blocking=True)
+        batch = images[start : start + batch_size].to(device, non_blocking=True)
         x = eval_transform(batch, image_size=image_size, mean=mean, std=std)
         with autocast:
             chunks.append(backbone(x.contiguous(memory_format=layout)).float().cpu())
@@ -49,7 +50,9 @@ def extract_features_before(backbone, images, *, image_size, mean, std, batch_si
 
 
 def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+    for line in (
+        Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    ):
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"
@@ -63,8 +66,9 @@ def images_for(count: int) -> tuple[torch.Tensor, str]:
         return data.images[:count], "Fashion-MNIST train (28x28x1)"
     except Exception:  # no dataset here: the same shape, synthetic
         generator = torch.Generator().manual_seed(0)
-        return torch.randint(0, 256, (count, 1, 28, 28), dtype=torch.uint8, generator=generator), \
-            "synthetic uint8 28x28x1"
+        return torch.randint(
+            0, 256, (count, 1, 28, 28), dtype=torch.uint8, generator=generator
+        ), "synthetic uint8 28x28x1"
 
 
 def timed(fn, repeats: int) -> float:
@@ -85,12 +89,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--subset", type=int, default=10000)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast in both (the run's precision)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast in both (the run's precision)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     images, source = images_for(args.images)
-    model = build_backbone("resnet18", stem="cifar", width=args.width, in_channels=1).to(args.device).eval()
+    model = (
+        build_backbone("resnet18", stem="cifar", width=args.width, in_channels=1)
+        .to(args.device)
+        .eval()
+    )
     kwargs = dict(image_size=28, mean=(0.286,), std=(0.353,), device=args.device, bf16=args.bf16)
     before = lambda: extract_features_before(model, images, **kwargs)  # noqa: E731
     after = lambda: extract_features(model, images, **kwargs)  # noqa: E731
@@ -100,11 +110,19 @@ def main() -> None:
         t_before.append(timed(before, 1))
         t_after.append(timed(after, 1))
     b, a = statistics.median(t_before), statistics.median(t_after)
-    print(f"machine: {cpu_model()}, {args.threads} threads, torch {torch.__version__}, device {args.device}")
-    print(f"features: {len(images)} images ({source}), ResNet-18 width {args.width}, "
-          f"{'bf16' if args.bf16 else 'fp32'}, median of {args.repeats}")
-    print(f"  before {b:.2f} s ({len(images) / b:.0f} img/s)   after {a:.2f} s ({len(images) / a:.0f} img/s)"
-          f"   speedup {b / a:.2f}x   max |before - after| {drift:.2e}")
+    print(
+        f"machine: {cpu_model()}, {args.threads} threads, torch {torch.__version__}, device "
+        f"{args.device}"
+    )
+    print(
+        f"features: {len(images)} images ({source}), ResNet-18 width {args.width}, "
+        f"{'bf16' if args.bf16 else 'fp32'}, median of {args.repeats}"
+    )
+    print(
+        f"  before {b:.2f} s ({len(images) / b:.0f} img/s)   after {a:.2f} s "
+        f"({len(images) / a:.0f} img/s)"
+        f"   speedup {b / a:.2f}x   max |before - after| {drift:.2e}"
+    )
     knn_figures(model.out_dim, a / len(images), args.subset)
 
 
@@ -112,17 +130,31 @@ def knn_figures(dim: int, per_image: float, subset: int) -> None:
     """kNN probe time on random features, full protocol vs `eval.subset`, and the kNN-only eval
     totals estimated with the measured per-image feature time."""
     rows = {}
-    for label, (n_train, n_test) in (("full", (60000, 10000)), ("quick", (subset, min(subset, 10000)))):
+    for label, (n_train, n_test) in (
+        ("full", (60000, 10000)),
+        ("quick", (subset, min(subset, 10000))),
+    ):
         train, test = torch.randn(n_train, dim), torch.randn(n_test, dim)
         train_y, test_y = torch.randint(0, 10, (n_train,)), torch.randint(0, 10, (n_test,))
-        rows[label] = (timed(lambda: knn_accuracy(train, train_y, test, test_y, num_classes=10), 1),
-                       n_train + n_test)
+        rows[label] = (
+            timed(
+                lambda train=train, train_y=train_y, test=test, test_y=test_y: knn_accuracy(
+                    train, train_y, test, test_y, num_classes=10
+                ),
+                1,
+            ),
+            n_train + n_test,
+        )
     (full, full_images), (quick, quick_images) = rows["full"], rows["quick"]
-    print(f"kNN probe (k=200, D={dim}): full 60000x10000 {full:.2f} s, eval.subset={subset} "
-          f"{quick:.2f} s ({full / quick:.1f}x)")
-    print(f"kNN-only eval, features (after) + kNN: full {full_images * per_image + full:.1f} s, "
-          f"eval.subset={subset} {quick_images * per_image + quick:.1f} s "
-          f"(estimated from the per-image feature time above)")
+    print(
+        f"kNN probe (k=200, D={dim}): full 60000x10000 {full:.2f} s, eval.subset={subset} "
+        f"{quick:.2f} s ({full / quick:.1f}x)"
+    )
+    print(
+        f"kNN-only eval, features (after) + kNN: full {full_images * per_image + full:.1f} s, "
+        f"eval.subset={subset} {quick_images * per_image + quick:.1f} s "
+        f"(estimated from the per-image feature time above)"
+    )
 
 
 if __name__ == "__main__":

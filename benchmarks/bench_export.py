@@ -27,8 +27,8 @@ from synccp.export.compact import parameter_count
 from synccp.export.metadata import encoder_metadata
 from synccp.export.run import export_run
 from synccp.models import build_backbone, prunable_parameters
-from synccp.sparsity.sparsifier import Sparsifier
 from synccp.rundir.artifacts import export_model
+from synccp.sparsity.sparsifier import Sparsifier
 
 
 def channel_sparse(width: int, density: float, bn_bias: str, seed: int = 0):
@@ -60,6 +60,11 @@ def latency(model, x, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _cpu_model() -> str:
+    text = Path("/proc/cpuinfo").read_text()
+    return text.split("model name")[1].split(":")[1].splitlines()[0].strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, default=64)
@@ -73,25 +78,55 @@ def main() -> None:
     model, sparsifier = channel_sparse(args.width, args.density, args.bn_bias)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
-        export_model(run, model, sparsifier, encoder=encoder_metadata(
-            backbone="resnet18", stem="cifar", width=args.width, in_channels=3, out_dim=model.out_dim,
-            image_size=32, mean=(0.5,) * 3, std=(0.25,) * 3))
+        export_model(
+            run,
+            model,
+            sparsifier,
+            encoder=encoder_metadata(
+                backbone="resnet18",
+                stem="cifar",
+                width=args.width,
+                in_channels=3,
+                out_dim=model.out_dim,
+                image_size=32,
+                mean=(0.5,) * 3,
+                std=(0.25,) * 3,
+            ),
+        )
         report = export_run(run, "compact")
-        dense, compact = synccp.load_encoder(run / "model.safetensors"), synccp.load_encoder(report["path"])
+        dense, compact = (
+            synccp.load_encoder(run / "model.safetensors"),
+            synccp.load_encoder(report["path"]),
+        )
         sizes = ((run / "model.safetensors").stat().st_size, Path(report["path"]).stat().st_size)
-    print(f"machine: {Path('/proc/cpuinfo').read_text().split('model name')[1].split(':')[1].splitlines()[0].strip()}"
-          f", {args.threads} threads, torch {torch.__version__}")
-    print(f"ResNet-18 width {args.width}, channel density {args.density}, BN shift {args.bn_bias}: "
-          f"max |compact - dense| {report['max_abs_diff']:.2e}")
-    print(f"parameters: dense-shaped {parameter_count(dense):,}  compact {parameter_count(compact):,} "
-          f"({parameter_count(compact) / parameter_count(dense):.2f}x)")
-    print(f"file: dense-shaped {sizes[0] / 1e6:.2f} MB  compact {sizes[1] / 1e6:.2f} MB ({sizes[1] / sizes[0]:.2f}x)")
+    print(
+        f"machine: {_cpu_model()}"
+        f", {args.threads} threads, torch {torch.__version__}"
+    )
+    print(
+        f"ResNet-18 width {args.width}, channel density {args.density}, BN shift {args.bn_bias}: "
+        f"max |compact - dense| {report['max_abs_diff']:.2e}"
+    )
+    print(
+        f"parameters: dense-shaped {parameter_count(dense):,}  compact "
+        f"{parameter_count(compact):,} "
+        f"({parameter_count(compact) / parameter_count(dense):.2f}x)"
+    )
+    print(
+        f"file: dense-shaped {sizes[0] / 1e6:.2f} MB  compact {sizes[1] / 1e6:.2f} MB "
+        f"({sizes[1] / sizes[0]:.2f}x)"
+    )
     for batch in args.batch:
         x = torch.randn(batch, 3, 32, 32)
-        runs = [(latency(dense, x, 1), latency(compact, x, 1)) for _ in range(args.repeats)]  # interleaved
-        d, c = (statistics.median(t) for t in zip(*runs))
-        print(f"batch {batch:3d}: dense-shaped {1e3 * d:8.2f} ms  compact {1e3 * c:8.2f} ms  speedup {d / c:.2f}x"
-              f"  (median of {args.repeats})")
+        runs = [
+            (latency(dense, x, 1), latency(compact, x, 1)) for _ in range(args.repeats)
+        ]  # interleaved
+        d, c = (statistics.median(t) for t in zip(*runs, strict=True))
+        print(
+            f"batch {batch:3d}: dense-shaped {1e3 * d:8.2f} ms  compact {1e3 * c:8.2f} ms  "
+            f"speedup {d / c:.2f}x"
+            f"  (median of {args.repeats})"
+        )
 
 
 if __name__ == "__main__":

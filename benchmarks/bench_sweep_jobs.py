@@ -41,12 +41,19 @@ def write_grid(folder: Path, runs: int) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--runs", type=int, default=4, help="cells in the grid (seeds 0..runs-1)")
     parser.add_argument("--reps", type=int, default=1)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config key for every cell, as synccp sweep --set (e.g. train.device=cuda)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config key for every cell, as synccp sweep --set (e.g. train.device=cuda)",
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench_sweep_jobs_") as tmp:
@@ -60,12 +67,20 @@ def main() -> None:
                 walls[jobs].append(time.perf_counter() - start)
                 if result.failed:
                     raise SystemExit(f"jobs {jobs}: runs failed: {result.failed}")
-                print(f"rep {rep} jobs {jobs}: {walls[jobs][-1]:.1f} s for {args.runs} runs", flush=True)
-    print(f"\n{platform.node()} · {os.cpu_count()} cores · torch {torch.__version__} · "
-          f"cuda {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+                print(
+                    f"rep {rep} jobs {jobs}: {walls[jobs][-1]:.1f} s for {args.runs} runs",
+                    flush=True,
+                )
+    print(
+        f"\n{platform.node()} · {os.cpu_count()} cores · torch {torch.__version__} · "
+        f"cuda {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}"
+    )
     print(f"grid: {args.runs} runs of {TINY}, --set {args.set}")
     base = statistics.median(walls[args.jobs[0]])
-    print(f"{'jobs':>5s} {'median wall s':>14s} {'runs/hour':>10s} {'vs jobs ' + str(args.jobs[0]):>10s}")
+    print(
+        f"{'jobs':>5s} {'median wall s':>14s} {'runs/hour':>10s} "
+        f"{'vs jobs ' + str(args.jobs[0]):>10s}"
+    )
     for jobs in args.jobs:
         wall = statistics.median(walls[jobs])
         print(f"{jobs:5d} {wall:14.1f} {3600 * args.runs / wall:10.1f} {base / wall:9.2f}×")

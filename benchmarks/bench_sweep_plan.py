@@ -29,7 +29,10 @@ def main() -> None:
     (folder / "g.toml").write_text(f'[sweep]\nseeds = [0]\nout = "{folder}/runs"\n[grid]\n'
                                    f"train.lr = [{rates}]\nsparsity.density = [{densities}]\n")
     grid = load_grid(folder / "g.toml")
-    variants = {"type hints per cell": typing.get_type_hints, "type hints cached": config._type_hints}
+    variants = {
+        "type hints per cell": typing.get_type_hints,
+        "type hints cached": config._type_hints,
+    }
     times: dict[str, list[float]] = {name: [] for name in variants}
     cells = 0
     for _ in range(args.repeats):
@@ -40,7 +43,9 @@ def main() -> None:
             times[name].append(time.perf_counter() - started)
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name}: {cells} cells, median {median:.2f} s ({median / cells * 1e3:.2f} ms per cell)")
+        print(
+            f"{name}: {cells} cells, median {median:.2f} s ({median / cells * 1e3:.2f} ms per cell)"
+        )
 
 
 if __name__ == "__main__":

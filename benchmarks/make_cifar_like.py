@@ -20,7 +20,9 @@ import numpy as np
 def batch(count: int, rng: np.random.Generator) -> dict:
     labels = rng.integers(0, 10, count)
     yy, xx = np.mgrid[0:32, 0:32]
-    base = np.stack([((xx * (c % 3 + 1) + yy * (c // 3 + 1)) * 8) % 256 for c in range(10)])  # (10, 32, 32)
+    base = np.stack(
+        [((xx * (c % 3 + 1) + yy * (c // 3 + 1)) * 8) % 256 for c in range(10)]
+    )  # (10, 32, 32)
     planes = np.stack([base[labels], base[(labels + 3) % 10], base[(labels + 7) % 10]], axis=1)
     noisy = np.clip(planes + rng.integers(0, 64, planes.shape), 0, 255).astype(np.uint8)
     return {b"data": noisy.reshape(count, 3072), b"labels": labels.tolist()}

@@ -38,7 +38,9 @@ def hostile(request):
     """`hostile(expected, got)`: record this case's line for the end-of-run table."""
 
     def record(expected: str, got: str) -> None:
-        got = re.sub(r"/(?:[^/\s'\"]+/)+", ".../", " ".join(str(got).split()))  # paths: last part only
+        got = re.sub(
+            r"/(?:[^/\s'\"]+/)+", ".../", " ".join(str(got).split())
+        )  # paths: last part only
         HOSTILE[request.node.nodeid] = (expected, got[:150])
 
     return record
@@ -74,7 +76,9 @@ def finished_template(tmp_path_factory):
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SYNCCP_CACHE", str(base / "cache"))
-        args = ["pretrain", "--out", str(run)] + [a for s in tiny_overrides(root) for a in ("--set", s)]
+        args = ["pretrain", "--out", str(run)] + [
+            a for s in tiny_overrides(root) for a in ("--set", s)
+        ]
         assert main(args) == 0
     torch.set_num_threads(before)
     return run

@@ -4,8 +4,8 @@ import torch
 
 from synccp.export.metadata import encoder_metadata
 from synccp.models import build_backbone, prunable_parameters
-from synccp.sparsity.sparsifier import Sparsifier
 from synccp.rundir.artifacts import export_model
+from synccp.sparsity.sparsifier import Sparsifier
 
 
 def sparse_backbone(*, backbone="resnet18", stem="cifar", width=8, in_channels=1,

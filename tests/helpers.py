@@ -15,8 +15,12 @@ def write_idx_fashion_mnist(root, *, n_train=96, n_test=48, size=16, seed=0):
     for prefix, count in (("train", n_train), ("t10k", n_test)):
         labels = rng.integers(0, 10, count).astype(np.uint8)
         yy, xx = np.mgrid[0:size, 0:size]
-        base = np.stack([((xx * (c % 3 + 1) + yy * (c // 3 + 1)) % size) * (255 // size) for c in range(10)])
-        images = np.clip(base[labels] + rng.integers(0, 40, (count, size, size)), 0, 255).astype(np.uint8)
+        base = np.stack(
+            [((xx * (c % 3 + 1) + yy * (c // 3 + 1)) % size) * (255 // size) for c in range(10)]
+        )
+        images = np.clip(base[labels] + rng.integers(0, 40, (count, size, size)), 0, 255).astype(
+            np.uint8
+        )
         with gzip.open(root / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
             f.write(struct.pack(">IIII", 2051, count, size, size) + images.tobytes())
         with gzip.open(root / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
@@ -44,10 +48,18 @@ def tiny_overrides(root, **extra):
     from synccp.methods import method_defaults
 
     values = {
-        "data.root": f'"{root}"', "model.width": 4, "train.batch_size": 16, "train.epochs": 2,
-        "train.log_every": 2, "train.progress": "false", "train.warmup_epochs": 0.5,
-        "sparsity.update_every": 2, "sparsity.start_epoch": 0, "sparsity.end_epoch": 1.5,
-        "eval.linear_epochs": 2, "eval.knn_k": 5,
+        "data.root": f'"{root}"',
+        "model.width": 4,
+        "train.batch_size": 16,
+        "train.epochs": 2,
+        "train.log_every": 2,
+        "train.progress": "false",
+        "train.warmup_epochs": 0.5,
+        "sparsity.update_every": 2,
+        "sparsity.start_epoch": 0,
+        "sparsity.end_epoch": 1.5,
+        "eval.linear_epochs": 2,
+        "eval.knn_k": 5,
     }
     name = str(extra.get("method.name", default_config_dict()["method"]["name"])).strip('"')
     own = method_defaults(name)
@@ -56,8 +68,9 @@ def tiny_overrides(root, **extra):
     return [f"{k}={v}" for k, v in values.items()]
 
 
-def write_image_folder(root, classes, *, per_class=4, size=(20, 14), split="train", ext=".JPEG",
-                       corrupt=(), seed=0):
+def write_image_folder(
+    root, classes, *, per_class=4, size=(20, 14), split="train", ext=".JPEG", corrupt=(), seed=0
+):
     """Write `root/split/<class>/<i>ext` real image files (JPEG or PNG by `ext`) of class-dependent
     colours plus noise; names in `corrupt` (e.g. "cls/1.JPEG") get truncated, undecodable bytes.
     Returns the paths written, in class-then-name order."""

@@ -86,10 +86,13 @@ def flip_tensor_byte(path: Path) -> None:
     import zipfile
 
     with zipfile.ZipFile(path) as archive:
-        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        info = max(
+            (i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size
+        )
     data = bytearray(path.read_bytes())
     start = info.header_offset  # local file header: 30 bytes, then the name and the extra field
-    name_length = int.from_bytes(data[start + 26:start + 28], "little")
-    extra_length = int.from_bytes(data[start + 28:start + 30], "little")
-    data[start + 30 + name_length + extra_length + info.file_size // 2] ^= 0xFF  # stored, not compressed
+    name_length = int.from_bytes(data[start + 26 : start + 28], "little")
+    extra_length = int.from_bytes(data[start + 28 : start + 30], "little")
+    # stored, not compressed
+    data[start + 30 + name_length + extra_length + info.file_size // 2] ^= 0xFF
     path.write_bytes(bytes(data))

@@ -7,20 +7,33 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synccp.config import (ConfigError, config_from_dict, config_to_dict, load_config, load_resolved,
-                           normalized_config_dict, save_config)
+from synccp.config import (
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    load_resolved,
+    normalized_config_dict,
+    save_config,
+)
 
 
 def test_embedded_default_is_byol_synccp_on_fashion_mnist():
     cfg = load_config()
-    assert (cfg.data.name, cfg.method.name, cfg.sparsity.algorithm) == ("fashion_mnist", "byol", "synccp")
+    assert (cfg.data.name, cfg.method.name, cfg.sparsity.algorithm) == (
+        "fashion_mnist",
+        "byol",
+        "synccp",
+    )
     assert cfg.method.base_tau is not None and cfg.method.proj_hidden_dim is not None  # resolved
 
 
 def test_overrides_are_typed_and_applied(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[method]\nname = "simclr"\n[train]\nepochs = 3\n')
-    cfg = load_config(path, ["train.epochs=50", "sparsity.granularity=nm", "sparsity.n=1", "train.progress=false"])
+    cfg = load_config(
+        path, ["train.epochs=50", "sparsity.granularity=nm", "sparsity.n=1", "train.progress=false"]
+    )
     assert cfg.train.epochs == 50.0 and isinstance(cfg.train.epochs, float)
     assert (cfg.sparsity.granularity, cfg.sparsity.n, cfg.train.progress) == ("nm", 1, False)
     assert cfg.method.temperature is not None  # simclr default filled
@@ -30,8 +43,13 @@ def _ramp(cfg):
     from synccp.sparsity.schedule import ramp_epochs
 
     s = cfg.sparsity
-    return ramp_epochs(start_epoch=s.start_epoch, end_epoch=s.end_epoch, ramp_start=s.ramp_start,
-                       ramp_end=s.ramp_end, epochs=cfg.train.epochs)
+    return ramp_epochs(
+        start_epoch=s.start_epoch,
+        end_epoch=s.end_epoch,
+        ramp_start=s.ramp_start,
+        ramp_end=s.ramp_end,
+        epochs=cfg.train.epochs,
+    )
 
 
 def test_ramp_defaults_to_three_quarters_of_training_and_follows_the_length():
@@ -45,39 +63,54 @@ def test_ramp_defaults_to_three_quarters_of_training_and_follows_the_length():
 
 
 def test_absolute_epochs_win_and_both_forms_are_refused():
-    cfg = config_from_dict({"train": {"epochs": 8}, "sparsity": {"algorithm": "synccp", "start_epoch": 1,
-                                                                 "ramp_end": 0.5}})
+    cfg = config_from_dict(
+        {
+            "train": {"epochs": 8},
+            "sparsity": {"algorithm": "synccp", "start_epoch": 1, "ramp_end": 0.5},
+        }
+    )
     assert _ramp(cfg) == (1.0, 4.0)
     with pytest.raises(ConfigError, match="ramp_end.*end_epoch|not both"):
         config_from_dict({"sparsity": {"ramp_end": 0.5, "end_epoch": 2}})
-    cfg = load_config("configs/byol.toml", ["sparsity.end_epoch=5"])  # an override replaces the file's form
+    cfg = load_config(
+        "configs/byol.toml", ["sparsity.end_epoch=5"]
+    )  # an override replaces the file's form
     assert cfg.sparsity.ramp_end is None and _ramp(cfg) == (1.0, 5.0)
 
 
 def test_ramp_checked_only_for_algorithms_that_have_one():
     for algorithm in ("dense", "static", "rigl", "sdclr"):
-        config_from_dict({"train": {"epochs": 2}, "sparsity": {"algorithm": algorithm, "end_epoch": 99}})
+        config_from_dict(
+            {"train": {"epochs": 2}, "sparsity": {"algorithm": algorithm, "end_epoch": 99}}
+        )
     with pytest.raises(ConfigError, match="sparsity.end_epoch=99"):
-        config_from_dict({"train": {"epochs": 2}, "sparsity": {"algorithm": "granet", "end_epoch": 99}})
+        config_from_dict(
+            {"train": {"epochs": 2}, "sparsity": {"algorithm": "granet", "end_epoch": 99}}
+        )
 
 
 def test_a_gap_beyond_a_dense_second_branch_fails_at_the_boundary():
     config_from_dict({"sparsity": {"algorithm": "synccp", "density": 0.1, "density_gap": 0.9}})
     with pytest.raises(ConfigError, match="sparsity.density_gap=0.6"):
-        config_from_dict({"sparsity": {"algorithm": "synccp", "granularity": "nm", "density_gap": 0.6}})
+        config_from_dict(
+            {"sparsity": {"algorithm": "synccp", "granularity": "nm", "density_gap": 0.6}}
+        )
 
 
-@pytest.mark.parametrize("override, words", [
-    ("sparsity.algorithm=magic", ["sparsity.algorithm", "magic"]),
-    ("train.batch_size=abc", ["train.batch_size", "abc"]),
-    ("train.batch_size=1.5", ["train.batch_size", "1.5"]),
-    ("sparsity.density=1.5", ["sparsity.density", "1.5"]),
-    ("sparsity.n=4", ["sparsity.n", "n=4", "m=4"]),
-    ("train.nope=1", ["train.nope"]),
-    ("bogus.key=1", ["bogus"]),
-    ("sparsity.end_epoch=99", ["sparsity.end_epoch", "99"]),
-    ("noequals", ["key=value", "noequals"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("sparsity.algorithm=magic", ["sparsity.algorithm", "magic"]),
+        ("train.batch_size=abc", ["train.batch_size", "abc"]),
+        ("train.batch_size=1.5", ["train.batch_size", "1.5"]),
+        ("sparsity.density=1.5", ["sparsity.density", "1.5"]),
+        ("sparsity.n=4", ["sparsity.n", "n=4", "m=4"]),
+        ("train.nope=1", ["train.nope"]),
+        ("bogus.key=1", ["bogus"]),
+        ("sparsity.end_epoch=99", ["sparsity.end_epoch", "99"]),
+        ("noequals", ["key=value", "noequals"]),
+    ],
+)
 def test_bad_values_name_key_and_value(override, words):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
@@ -104,13 +137,13 @@ def test_resolved_config_round_trips(tmp_path):
 def test_an_older_stored_config_normalizes_to_todays_run():
     today = config_to_dict(load_config(None, ["train.seed=3"]))
     older = json.loads(json.dumps(today))
-    del older["train"]["sync_bn"]                # a key added since: takes its default
-    older["train"]["compile"] = False            # a key removed since, at its no-op value: dropped
+    del older["train"]["sync_bn"]  # a key added since: takes its default
+    older["train"]["compile"] = False  # a key removed since, at its no-op value: dropped
     assert normalized_config_dict(older) == today
-    assert older["train"]["compile"] is False   # the caller's dict is not changed
+    assert older["train"]["compile"] is False  # the caller's dict is not changed
     assert older["train"].get("sync_bn") is None
     changed = json.loads(json.dumps(older))
-    changed["train"]["compile"] = True           # it did something then: not the same run
+    changed["train"]["compile"] = True  # it did something then: not the same run
     assert normalized_config_dict(changed) != today
     changed["train"]["compile"] = False
     changed["train"]["seed"] = 4
@@ -118,8 +151,11 @@ def test_an_older_stored_config_normalizes_to_todays_run():
 
 
 @settings(max_examples=60, deadline=None)
-@given(section=st.sampled_from(["train", "sparsity", "data", "model", "eval"]),
-       key=st.text(min_size=1, max_size=12), value=st.one_of(st.integers(), st.floats(), st.text(max_size=8), st.booleans()))
+@given(
+    section=st.sampled_from(["train", "sparsity", "data", "model", "eval"]),
+    key=st.text(min_size=1, max_size=12),
+    value=st.one_of(st.integers(), st.floats(), st.text(max_size=8), st.booleans()),
+)
 def test_arbitrary_input_either_loads_or_raises_config_error(section, key, value):
     try:
         config_from_dict({section: {key: value}})
@@ -131,7 +167,11 @@ def test_the_default_demo_has_a_recorded_dense_reference_and_other_configs_do_no
     from synccp.cli import dense_reference
 
     reference = dense_reference(load_config(None, []))
-    assert reference is not None and 0 < reference["knn_top1"] < 100 and 0 < reference["linear_top1"] < 100
+    assert (
+        reference is not None
+        and 0 < reference["knn_top1"] < 100
+        and 0 < reference["linear_top1"] < 100
+    )
     assert reference["config"]["method"]["name"] == "byol" and "seed 0" in reference["source"]
     assert dense_reference(load_config(None, ["model.width=8"])) is None
     assert dense_reference(load_config(None, ["train.seed=1"])) is None
@@ -140,16 +180,26 @@ def test_the_default_demo_has_a_recorded_dense_reference_and_other_configs_do_no
 def test_the_demo_prints_its_dense_reference_in_aligned_columns():
     from synccp.cli import _format_eval
 
-    result = {"encoder": {"knn_top1": 71.1, "linear_top1": 77.98}, "online_density": 0.1,
-              "raw_pixels": {"knn_top1": 81.78, "linear_top1": 84.1}}
+    result = {
+        "encoder": {"knn_top1": 71.1, "linear_top1": 77.98},
+        "online_density": 0.1,
+        "raw_pixels": {"knn_top1": 81.78, "linear_top1": 84.1},
+    }
     lines = _format_eval(result, load_config(None, [])).splitlines()
     reference = next(line for line in lines if line.startswith("dense reference"))
     assert reference.endswith("73.06%        75.94%")
     assert len({len(line) for line in lines[:4]}) == 1  # header and three rows line up
 
 
-@pytest.mark.parametrize("method, key", [("simclr", "queue_size"), ("byol", "temperature"),
-                                         ("barlow", "base_tau"), ("simsiam", "lambda_offdiag")])
+@pytest.mark.parametrize(
+    "method, key",
+    [
+        ("simclr", "queue_size"),
+        ("byol", "temperature"),
+        ("barlow", "base_tau"),
+        ("simsiam", "lambda_offdiag"),
+    ],
+)
 def test_a_key_of_another_method_is_refused_naming_key_method_and_its_options(method, key):
     from synccp.methods import method_defaults
 
@@ -198,7 +248,9 @@ def test_each_range_is_checked_in_one_place(key, monkeypatch):
     loading the config raises no range error of the key (no second copy of the range)."""
     import synccp.config.checks as checks
 
-    sets = [f"{key}={_outside(key)}"] + (["method.name=mocov2"] if key == "method.queue_size" else [])
+    sets = [f"{key}={_outside(key)}"] + (
+        ["method.name=mocov2"] if key == "method.queue_size" else []
+    )
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, sets)
     monkeypatch.setattr(checks, "check_range", lambda key, value: None)
@@ -208,8 +260,14 @@ def test_each_range_is_checked_in_one_place(key, monkeypatch):
         assert f"{key} must be" not in str(err), f"a second check of {key}: {err}"
 
 
-SPEC_OWNED = {"sparsity.score_ema": 1.0, "sparsity.update_every": 0, "sparsity.n": 4,
-              "sparsity.density": 0.0, "sparsity.density_gap": 1.0, "sparsity.drop_fraction": 1.0}
+SPEC_OWNED = {
+    "sparsity.score_ema": 1.0,
+    "sparsity.update_every": 0,
+    "sparsity.n": 4,
+    "sparsity.density": 0.0,
+    "sparsity.density_gap": 1.0,
+    "sparsity.drop_fraction": 1.0,
+}
 
 
 @pytest.mark.parametrize("key", sorted(SPEC_OWNED))

@@ -1,4 +1,4 @@
-"""Crash safety with real processes: `python -m synccp pretrain` killed with SIGKILL at random moments
+"""Crash safety with real processes: `python -m synccp pretrain` SIGKILLed at random moments
 and in the middle of checkpoint writes, resumed each time, ends bit for bit where an uninterrupted
 run ends; corrupt checkpoints fall back through the CLI.
 
@@ -33,8 +33,14 @@ from synccp.train.loop import pretrain
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 KILLS = int(os.environ.get("SYNCCP_CRASH_KILLS", "4"))
 EPOCHS = max(6, KILLS + 2)  # 6 steps and one checkpoint per epoch: room for every kill
-RUN = {"method.name": '"byol"', "method.pred_hidden_dim": 16, "sparsity.algorithm": '"synccp"',
-       "sparsity.score_ema": 0.5, "train.epochs": EPOCHS, "sparsity.end_epoch": 4.5}
+RUN = {
+    "method.name": '"byol"',
+    "method.pred_hidden_dim": 16,
+    "sparsity.algorithm": '"synccp"',
+    "sparsity.score_ema": 0.5,
+    "train.epochs": EPOCHS,
+    "sparsity.end_epoch": 4.5,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +58,9 @@ def _writes(run: Path) -> set[tuple[str, int]]:
         entries = list(os.scandir(run / "checkpoints"))
     except FileNotFoundError:
         return set()
-    return {(e.name, e.inode()) for e in entries if e.name.endswith(".tmp") or e.name == "last.pt.new"}
+    return {
+        (e.name, e.inode()) for e in entries if e.name.endswith(".tmp") or e.name == "last.pt.new"
+    }
 
 
 def _launch(run: Path, sets: list[str]) -> subprocess.Popen:
@@ -61,7 +69,9 @@ def _launch(run: Path, sets: list[str]) -> subprocess.Popen:
     if (run / "config.json").exists():
         argv.append("--resume")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _kill_in_checkpoint_write(proc: subprocess.Popen, run: Path) -> None:
@@ -77,7 +87,9 @@ def _kill_in_checkpoint_write(proc: subprocess.Popen, run: Path) -> None:
 
     known, last, started = _writes(run), inode(), 0
     while proc.poll() is None:
-        new = {entry for entry in _writes(run) - known if entry[0].endswith(".tmp")}  # a write began
+        new = {
+            entry for entry in _writes(run) - known if entry[0].endswith(".tmp")
+        }  # a write began
         if new:
             started += 1
             if started >= 2:
@@ -127,19 +139,26 @@ def test_sigkill_at_random_moments_and_in_checkpoint_writes_resumes_exactly(fmni
         if code == 0:
             break
         assert code == -signal.SIGKILL, f"launch {attempt} failed with {code}: {stderr[-2000:]}"
-        outcomes.append(f"{mode}: " + ("in a checkpoint write" if _writes(run) - before else "elsewhere"))
+        outcomes.append(
+            f"{mode}: " + ("in a checkpoint write" if _writes(run) - before else "elsewhere")
+        )
     else:
         pytest.fail(f"the run never completed: {outcomes}")
     print(f"{len(outcomes)} kills:", dict(collections.Counter(outcomes)))  # shown with pytest -s
-    assert len(outcomes) >= min(KILLS, 3) and "checkpoint write: in a checkpoint write" in outcomes, outcomes
+    assert (
+        len(outcomes) >= min(KILLS, 3) and "checkpoint write: in a checkpoint write" in outcomes
+    ), outcomes
     for name in ("model.safetensors", "masks.safetensors"):
         assert (reference / name).read_bytes() == (run / name).read_bytes(), name
     want, got = load_checkpoint(reference), load_checkpoint(run)
     for part in ("method", "sparsifier"):
         assert want[part].keys() == got[part].keys()
     assert all(torch.equal(v, got["method"][k]) for k, v in want["method"].items())
-    assert all(torch.equal(v, got["optimizer"]["state"][i][k]) for i, s in want["optimizer"]["state"].items()
-               for k, v in s.items())
+    assert all(
+        torch.equal(v, got["optimizer"]["state"][i][k])
+        for i, s in want["optimizer"]["state"].items()
+        for k, v in s.items()
+    )
     train = [[(r["step"], r["loss"]) for r in read_metrics(d, "train")] for d in (reference, run)]
     assert train[0] == train[1]  # the log was cut back to each checkpoint: no duplicates, no gaps
     assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
@@ -147,12 +166,19 @@ def test_sigkill_at_random_moments_and_in_checkpoint_writes_resumes_exactly(fmni
 
 def test_corrupt_checkpoints_through_the_cli(fmnist_root, tmp_path, capsys, caplog):
     args = ["pretrain", "--no-eval", "--out", str(tmp_path / "r")]
-    args += [a for s in tiny_overrides(fmnist_root, **{"train.epochs": 3, "sparsity.end_epoch": 2})
-             for a in ("--set", s)]
+    args += [
+        a
+        for s in tiny_overrides(fmnist_root, **{"train.epochs": 3, "sparsity.end_epoch": 2})
+        for a in ("--set", s)
+    ]
     folder = tmp_path / "r" / "checkpoints"
     assert main(args) == 0
     reference = (tmp_path / "r" / "model.safetensors").read_bytes()
-    for name in ("summary.json", "model.safetensors", "masks.safetensors"):  # as if killed before the export
+    for name in (
+        "summary.json",
+        "model.safetensors",
+        "masks.safetensors",
+    ):  # as if killed before the export
         (tmp_path / "r" / name).unlink()
     (folder / "last.pt").write_bytes((folder / "last.pt").read_bytes()[:1000])  # torn
     assert main(args + ["--resume"]) == 0  # falls back to prev.pt (epoch 2) and redoes epoch 3
@@ -171,7 +197,7 @@ def test_corrupt_checkpoints_through_the_cli(fmnist_root, tmp_path, capsys, capl
 
 def test_every_cut_of_a_checkpoint_write_leaves_the_newest_complete_checkpoint(tmp_path):
     """The on-disk states a kill can leave inside `save_checkpoint` (temporary written, pending
-    renamed, last.pt moved to prev.pt), each resolved by `load_checkpoint` to the newest complete one."""
+    renamed, last.pt moved to prev.pt), each resolved by `load_checkpoint` to the newest one."""
     folder = tmp_path / "checkpoints"
     save_checkpoint(tmp_path, {"step": 6})
     save_checkpoint(tmp_path, {"step": 12})  # last.pt = 12, prev.pt = 6
@@ -180,7 +206,9 @@ def test_every_cut_of_a_checkpoint_write_leaves_the_newest_complete_checkpoint(t
     torn = (folder / "pending.bin").read_bytes()[:40]
     (folder / ".last.pt.new.abc123.tmp").write_bytes(torn)  # killed while writing the temporary
     assert load_checkpoint(tmp_path)["step"] == 12
-    (folder / "pending.bin").rename(folder / "last.pt.new")  # killed after the rename to last.pt.new
+    (folder / "pending.bin").rename(
+        folder / "last.pt.new"
+    )  # killed after the rename to last.pt.new
     assert load_checkpoint(tmp_path)["step"] == 18
     (folder / "last.pt").rename(folder / "prev.pt")  # killed after last.pt → prev.pt
     assert load_checkpoint(tmp_path)["step"] == 18

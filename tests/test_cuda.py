@@ -5,7 +5,8 @@ Marked `cuda`: deselected by default (pyproject's `-m "not cuda"`), run by
 `benchmarks/gpu_check.sh` with `-m cuda`. `SYNCCP_TEST_DEVICE=cpu` runs the same tests on the
 CPU (gloo instead of nccl): that is the script's `--dry-run`, which checks the tests themselves.
 
-This file is also the torchrun worker of the SyncBatchNorm test: `torchrun ... tests/test_cuda.py OUT ROOT`.
+This file is also the torchrun worker of the SyncBatchNorm test:
+`torchrun ... tests/test_cuda.py OUT ROOT`.
 """
 
 from __future__ import annotations
@@ -37,8 +38,14 @@ def _deterministic():
 
 
 def _overrides(root, **extra) -> list[str]:
-    values = {"train.device": f'"{DEVICE.type}"', "train.precision": '"bf16"', "model.width": 8,
-              "sparsity.algorithm": '"synccp"', "sparsity.density": 0.3, **extra}
+    values = {
+        "train.device": f'"{DEVICE.type}"',
+        "train.precision": '"bf16"',
+        "model.width": 8,
+        "sparsity.algorithm": '"synccp"',
+        "sparsity.density": 0.3,
+        **extra,
+    }
     return tiny_overrides(root, **values)
 
 
@@ -58,7 +65,11 @@ def test_bf16_channels_last_steps_leave_pruned_weights_exactly_zero(fmnist_root,
 
     cfg = load_config(None, _overrides(fmnist_root, **{"method.name": f'"{method}"'}))
     setup = build_setup(cfg, DEVICE)
-    assert setup.runtime.bf16 and setup.runtime.channels_last and setup.runtime.device.type == DEVICE.type
+    assert (
+        setup.runtime.bf16
+        and setup.runtime.channels_last
+        and setup.runtime.device.type == DEVICE.type
+    )
     convs = [p for p in setup.method.backbone.parameters() if p.dim() == 4]
     assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     dtypes = []
@@ -115,8 +126,16 @@ def test_streamed_batches_arrive_on_the_device_pinned_and_equal(tmp_path, monkey
 def test_sync_batchnorm_under_a_one_process_torchrun(fmnist_root, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
-               str(HERE), str(out), str(fmnist_root)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=1",
+        str(HERE),
+        str(out),
+        str(fmnist_root),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -145,8 +164,12 @@ def _worker(out: Path, root: Path) -> None:
     dist.init_process_group(backend=backend)
     states = []
     for sync_bn in ("true", "false"):
-        cfg = load_config(None, _overrides(root, **{"train.sync_bn": sync_bn, "train.epochs": 1,
-                                                    "sparsity.end_epoch": 0.75}))
+        cfg = load_config(
+            None,
+            _overrides(
+                root, **{"train.sync_bn": sync_bn, "train.epochs": 1, "sparsity.end_epoch": 0.75}
+            ),
+        )
         try:
             setup = build_setup(cfg, DEVICE)
         except ValueError as err:
@@ -155,14 +178,31 @@ def _worker(out: Path, root: Path) -> None:
         kinds = [type(m) for m in setup.method.modules()]
         counts = (kinds.count(torch.nn.SyncBatchNorm), kinds.count(torch.nn.BatchNorm2d))
         _run(cfg, setup)
-        states.append((counts, {k: v.float().cpu() for k, v in setup.method.backbone.state_dict().items()
-                                if v.is_floating_point()}))
+        states.append(
+            (
+                counts,
+                {
+                    k: v.float().cpu()
+                    for k, v in setup.method.backbone.state_dict().items()
+                    if v.is_floating_point()
+                },
+            )
+        )
     if len(states) == 2:
         (sync_counts, synced), (_, plain) = states
-        worst = max(float((synced[k] - plain[k]).norm() / plain[k].norm().clamp_min(1e-6)) for k in plain)
-        (out / "result.json").write_text(json.dumps({
-            "backend": backend, "sync_bn_layers": sync_counts[0], "plain_bn_layers": sync_counts[1],
-            "max_relative_difference": worst}))
+        worst = max(
+            float((synced[k] - plain[k]).norm() / plain[k].norm().clamp_min(1e-6)) for k in plain
+        )
+        (out / "result.json").write_text(
+            json.dumps(
+                {
+                    "backend": backend,
+                    "sync_bn_layers": sync_counts[0],
+                    "plain_bn_layers": sync_counts[1],
+                    "max_relative_difference": worst,
+                }
+            )
+        )
     dist.destroy_process_group()
     distributed.end_worker(0)  # as the CLI does under torchrun: no interpreter teardown
 

@@ -2,7 +2,8 @@
 parity with one process at the same global batch, errors that name the key, and a sweep whose
 launcher is torchrun, end to end.
 
-Tolerances (measured on the 96-image fixture, width 4, 12 steps, 4+ mask updates; docs/reliability.md):
+Tolerances (measured on the 96-image fixture, width 4, 12 steps, 4+ mask updates;
+docs/reliability.md):
 - BatchNorm on its running statistics (so no per-process batch statistics): 2 processes equal
   1 process up to float rounding of the gradient all-reduce — weights within 1e-4 relative,
   masks identical.
@@ -27,13 +28,29 @@ import torch
 
 from helpers import tiny_overrides
 
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 HERE = Path(__file__).resolve()
-CASES = {  # name -> overrides; global_augment: each rank augments the global batch with one generator
-    "simclr": {"method.name": '"simclr"', "sparsity.algorithm": '"synccp"', "train.global_augment": "true"},
-    "mocov2": {"method.name": '"mocov2"', "sparsity.algorithm": '"synccp"', "train.global_augment": "true",
-               "sparsity.score_ema": 0.5},
-    "byol_rigl": {"method.name": '"byol"', "sparsity.algorithm": '"rigl"', "method.pred_hidden_dim": 16},
+# name -> overrides; global_augment: each rank augments the global batch with one generator
+CASES = {
+    "simclr": {
+        "method.name": '"simclr"',
+        "sparsity.algorithm": '"synccp"',
+        "train.global_augment": "true",
+    },
+    "mocov2": {
+        "method.name": '"mocov2"',
+        "sparsity.algorithm": '"synccp"',
+        "train.global_augment": "true",
+        "sparsity.score_ema": 0.5,
+    },
+    "byol_rigl": {
+        "method.name": '"byol"',
+        "sparsity.algorithm": '"rigl"',
+        "method.pred_hidden_dim": 16,
+    },
 }
 
 
@@ -54,12 +71,27 @@ def _train_eval_bn(root: Path, out: Path, name: str) -> dict:
     setup.sparsifier.prepare_()
     run_dir = out / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    loop._run_steps(cfg, setup, run_dir, MetricsLog(run_dir, enabled=False), first=0,
-                    last=setup.clock.total_steps, saved=None)
-    optimizer = {f"{i}.{k}": v for i, s in setup.optimizer.state_dict()["state"].items()
-                 for k, v in s.items() if torch.is_tensor(v)}
-    return {"method": setup.method.state_dict(), "masks": setup.sparsifier.masks(), "optimizer": optimizer,
-            "updates": setup.sparsifier.state_dict()["step"]}
+    loop._run_steps(
+        cfg,
+        setup,
+        run_dir,
+        MetricsLog(run_dir, enabled=False),
+        first=0,
+        last=setup.clock.total_steps,
+        saved=None,
+    )
+    optimizer = {
+        f"{i}.{k}": v
+        for i, s in setup.optimizer.state_dict()["state"].items()
+        for k, v in s.items()
+        if torch.is_tensor(v)
+    }
+    return {
+        "method": setup.method.state_dict(),
+        "masks": setup.sparsifier.masks(),
+        "optimizer": optimizer,
+        "updates": setup.sparsifier.state_dict()["step"],
+    }
 
 
 def _errors(root: Path) -> dict[str, str]:
@@ -69,13 +101,18 @@ def _errors(root: Path) -> dict[str, str]:
     from synccp.train.setup import build_setup
 
     found = {}
-    for key, extra in {"odd_batch": {"train.batch_size": 15}, "sync_bn": {"train.sync_bn": "true"}}.items():
+    for key, extra in {
+        "odd_batch": {"train.batch_size": 15},
+        "sync_bn": {"train.sync_bn": "true"},
+    }.items():
         try:
             build_setup(load_config(None, tiny_overrides(root, **extra)), torch.device("cpu"))
         except ValueError as err:
             found[key] = str(err)
     same, differs = torch.ones(3), torch.full((2,), float(distributed.rank()))
-    found["mismatch"] = str(distributed.first_mismatch([("same", same), ("differs", differs), ("x", same)]))
+    found["mismatch"] = str(
+        distributed.first_mismatch([("same", same), ("differs", differs), ("x", same)])
+    )
     try:
         distributed.on_rank_zero(lambda: (_ for _ in ()).throw(ValueError("disk full")))
     except Exception as err:  # rank 0: the error itself; others: RankZeroError naming it
@@ -104,20 +141,31 @@ def _tensors(result: dict) -> dict[str, torch.Tensor]:
 def test_two_processes_are_bitwise_replicas_and_match_one_process(fmnist_root, tmp_path):
     out = tmp_path / "ddp"
     out.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               str(HERE), str(out), str(fmnist_root)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE),
+        str(out),
+        str(fmnist_root),
+    ]
     done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
-    for name in CASES:  # every tensor of the state (weights, buffers, masks, optimizer) bitwise equal
+    for (
+        name
+    ) in CASES:  # every tensor of the state (weights, buffers, masks, optimizer) bitwise equal
         first, second = _tensors(ranks[0][name]), _tensors(ranks[1][name])
         assert first.keys() == second.keys()
         assert [k for k in first if not torch.equal(first[k], second[k])] == [], name
         assert ranks[0][name]["updates"] >= 8  # the last mask update step: several updates happened
     single = tmp_path / "single"
     for name in ("simclr", "mocov2"):  # same views (global_augment), one process, same global batch
-        assert_matches_one_process(_tensors(_train_eval_bn(fmnist_root, single, name)),
-                                   _tensors(ranks[0][name]), name)
+        assert_matches_one_process(
+            _tensors(_train_eval_bn(fmnist_root, single, name)), _tensors(ranks[0][name]), name
+        )
     errors = ranks[1]["errors"]
     assert "train.batch_size=15" in errors["odd_batch"] and "divisible" in errors["odd_batch"]
     assert "train.sync_bn" in errors["sync_bn"] and "CUDA" in errors["sync_bn"]
@@ -127,7 +175,7 @@ def test_two_processes_are_bitwise_replicas_and_match_one_process(fmnist_root, t
 
 
 def assert_matches_one_process(one: dict, two: dict, name: str) -> None:
-    """Masks bit for bit, float state within 1e-4 of its scale: a torchrun run against one process."""
+    """Masks bit for bit, float state within 1e-4 of its scale: torchrun against one process."""
     for key, value in one.items():
         if value.dtype == torch.bool:
             assert torch.equal(value, two[key]), (name, key)
@@ -146,8 +194,10 @@ def test_sweep_launches_torchrun_and_matches_one_process(fmnist_root, tmp_path, 
     sets = dict(item.split("=", 1) for item in tiny_overrides(fmnist_root, **CASES["simclr"]))
     fixed = "\n".join(f"{k} = {v}" for k, v in sets.items() if k != "train.progress")
     grid = tmp_path / "grid.toml"
-    grid.write_text(f'[sweep]\nname = "ddp"\nlauncher = "torchrun --standalone --nproc_per_node=2"\n'
-                    f"cost = false\n\n[fixed]\n{fixed}\n")
+    grid.write_text(
+        f'[sweep]\nname = "ddp"\nlauncher = "torchrun --standalone --nproc_per_node=2"\n'
+        f"cost = false\n\n[fixed]\n{fixed}\n"
+    )
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited by the sweep's child processes
     result = run_sweep(grid, out=tmp_path / "runs", progress=False)
     logs = "".join(path.read_text()[-3000:] for path in (tmp_path / "runs").rglob("*.txt"))
@@ -161,7 +211,9 @@ def test_sweep_launches_torchrun_and_matches_one_process(fmnist_root, tmp_path, 
     one, two = (load_file(str(d / "model.safetensors")) for d in (tmp_path / "one", run))
     weights = [k for k in one if one[k].is_floating_point() and "running" not in k]
     diff = sum(float((one[k] - two[k]).norm() ** 2) for k in weights) ** 0.5
-    assert diff / sum(float(one[k].norm() ** 2) for k in weights) ** 0.5 < 0.25  # BatchNorm: see module doc
+    assert (
+        diff / sum(float(one[k].norm() ** 2) for k in weights) ** 0.5 < 0.25
+    )  # BatchNorm: see module doc
     masks = [load_file(str(d / "masks.safetensors")) for d in (tmp_path / "one", run)]
     inter = sum(int((masks[0][k] & masks[1][k]).sum()) for k in masks[0])
     union = sum(int((masks[0][k] | masks[1][k]).sum()) for k in masks[0])
@@ -180,12 +232,19 @@ def test_a_torchrun_worker_ends_without_interpreter_teardown(tmp_path, world_siz
     """Under torchrun (WORLD_SIZE > 1) the CLI ends with os._exit once its command returned, so
     gloo threads cannot abort the finished process during teardown (docs/reliability.md §1): the
     exit code is the command's, its output is flushed, and atexit handlers (teardown) never run."""
-    script = ("import atexit, sys\n"
-              "atexit.register(lambda: print('teardown ran', flush=True))\n"
-              "from synccp.cli import main\n"
-              f"sys.exit(main(['inspect', {str(tmp_path / 'missing')!r}]))\n")
-    done = subprocess.run([sys.executable, "-c", script], env=_env(WORLD_SIZE=world_size),
-                          capture_output=True, text=True, timeout=120)
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('teardown ran', flush=True))\n"
+        "from synccp.cli import main\n"
+        f"sys.exit(main(['inspect', {str(tmp_path / 'missing')!r}]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=_env(WORLD_SIZE=world_size),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert "synccp inspect: error:" in done.stderr and "missing" in done.stderr
     assert ("teardown ran" in done.stdout) == (world_size == "1")

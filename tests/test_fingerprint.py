@@ -82,7 +82,6 @@ def fingerprint(run: Path) -> dict:
 def run_case(name: str, tmp: Path) -> dict:
     sys.path.insert(0, str(HERE))
     from helpers import tiny_overrides, write_idx_fashion_mnist
-
     from synccp.config import load_config
     from synccp.train.loop import pretrain
 

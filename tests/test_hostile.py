@@ -1,8 +1,9 @@
-"""Hostile input through the CLI: each case exits with code 2 and a message naming the field, file or
-value, and loses nothing (no directory created, an existing run untouched). Numerical faults:
-a diverging run stops with code 3 naming the step and the last good checkpoint; nothing is
-overwritten with bad weights. Property-based tests (hypothesis) for config parsing and the mask
-functions that the example-based tests in tests/test_config.py and tests/sparsity do not cover.
+"""Hostile input through the CLI: each case exits with code 2 and a message naming the
+field, file or value, and loses nothing (no directory created, an existing run untouched).
+Numerical faults: a diverging run stops with code 3 naming the step and the last good
+checkpoint; nothing is overwritten with bad weights. Property-based tests (hypothesis) for
+config parsing and the mask functions that the example-based tests in tests/test_config.py and
+tests/sparsity do not cover.
 """
 
 from __future__ import annotations
@@ -23,21 +24,37 @@ from PIL import Image
 
 from helpers import tiny_overrides
 from synccp.cli import main
-from synccp.config import CHOICES, Config, ConfigError, config_from_dict, config_to_dict, load_config
+from synccp.config import (
+    CHOICES,
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
 from synccp.rundir import read_metrics
+from synccp.rundir.checkpoint import (
+    NonFiniteStateError,
+    first_nonfinite,
+    load_checkpoint,
+    save_checkpoint,
+)
 from synccp.sparsity.allocation import allocate_masks
 from synccp.sparsity.granularity import Pattern, keep_top
 from synccp.sparsity.oscillation import oscillation
 from synccp.sparsity.schedule import branch_densities, ramp_epochs
-from synccp.rundir.checkpoint import NonFiniteStateError, first_nonfinite, load_checkpoint, save_checkpoint
 
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 QUICK = {"train.epochs": 1, "sparsity.end_epoch": 1}
 
 
 def _args(out, root, **extra):
     return ["pretrain", "--no-eval", "--out", str(out)] + [
-        a for o in tiny_overrides(root, **{**QUICK, **extra}) for a in ("--set", o)]
+        a for o in tiny_overrides(root, **{**QUICK, **extra}) for a in ("--set", o)
+    ]
 
 
 def _snapshot(folder):
@@ -57,16 +74,30 @@ def precious(fmnist_root, tmp_path):
 
 
 # ------------------------------------------------------------------ config, through the CLI
-@pytest.mark.parametrize("extra, words", [
-    ({"train.epochs": '"ten"'}, ["train.epochs", "ten"]),
-    ({"sparsity.density": 1.5}, ["sparsity.density", "1.5"]),
-    ({"train.momentum": -0.1}, ["train.momentum", "-0.1"]),
-    ({"train.nope": 1}, ["train.nope"]),
-    ({"sparsity.n": 4, "sparsity.m": 4}, ["sparsity.n", "n=4", "m=4"]),
-    ({"sparsity.n": 5, "sparsity.m": 4}, ["sparsity.n", "n=5"]),
-    ({"sparsity.granularity": '"diagonal"'}, ["sparsity.granularity", "diagonal"]),
-], ids=["wrong type", "out of range", "negative", "unknown key", "n equals m", "n above m", "bad choice"])
-def test_bad_config_values_exit_2_and_touch_nothing(fmnist_root, precious, capsys, hostile, extra, words):
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ({"train.epochs": '"ten"'}, ["train.epochs", "ten"]),
+        ({"sparsity.density": 1.5}, ["sparsity.density", "1.5"]),
+        ({"train.momentum": -0.1}, ["train.momentum", "-0.1"]),
+        ({"train.nope": 1}, ["train.nope"]),
+        ({"sparsity.n": 4, "sparsity.m": 4}, ["sparsity.n", "n=4", "m=4"]),
+        ({"sparsity.n": 5, "sparsity.m": 4}, ["sparsity.n", "n=5"]),
+        ({"sparsity.granularity": '"diagonal"'}, ["sparsity.granularity", "diagonal"]),
+    ],
+    ids=[
+        "wrong type",
+        "out of range",
+        "negative",
+        "unknown key",
+        "n equals m",
+        "n above m",
+        "bad choice",
+    ],
+)
+def test_bad_config_values_exit_2_and_touch_nothing(
+    fmnist_root, precious, capsys, hostile, extra, words
+):
     before = _snapshot(precious)
     code = main(_args(precious, fmnist_root, **extra))
     err = capsys.readouterr().err
@@ -76,28 +107,54 @@ def test_bad_config_values_exit_2_and_touch_nothing(fmnist_root, precious, capsy
 
 
 def test_bad_toml_files_exit_2(tmp_path, capsys):
-    cases = {"malformed.toml": ("[train\nepochs = 3", "not valid TOML"),
-             "section.toml": ("[trian]\nepochs = 3", "trian"),
-             "table.toml": ("train = 3", "[train] must be a table")}
+    cases = {
+        "malformed.toml": ("[train\nepochs = 3", "not valid TOML"),
+        "section.toml": ("[trian]\nepochs = 3", "trian"),
+        "table.toml": ("train = 3", "[train] must be a table"),
+    }
     for name, (text, word) in cases.items():
         (tmp_path / name).write_text(text)
-        assert main(["pretrain", "--config", str(tmp_path / name), "--out", str(tmp_path / "x")]) == 2
+        assert (
+            main(["pretrain", "--config", str(tmp_path / name), "--out", str(tmp_path / "x")]) == 2
+        )
         err = capsys.readouterr().err
         assert word in err and (name in err or word != "not valid TOML"), err
     assert main(["pretrain", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "missing.toml" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
-# ------------------------------------------------------------------ settings the data or model cannot take
-@pytest.mark.parametrize("extra, words", [
-    ({"sparsity.granularity": '"block"', "sparsity.block_out": 3, "sparsity.block_in": 3},
-     ["sparsity.granularity='block'", "fits none", "sparsity.block_out/sparsity.block_in", "3x3"]),
-    ({"data.image_size": 4}, ["data.image_size=4", "output stride 8", ">= 8"]),
-    ({"model.stem": '"imagenet"'}, ["data.image_size=0 (the native 16x16", "output stride 32", "model.stem"]),
-    ({"train.batch_size": 1}, ["train.batch_size=1", "at least 2"]),
-    ({"train.batch_size": 500}, ["train.batch_size=500", "96 training images"]),
-], ids=["block fits no layer", "image below stride", "imagenet stem on 16px", "batch of 1", "batch above data"])
-def test_settings_the_model_cannot_take_exit_2_before_writing(fmnist_root, tmp_path, capsys, hostile, extra, words):
+# ------------------------------------------------------ settings the data or model cannot take
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (
+            {"sparsity.granularity": '"block"', "sparsity.block_out": 3, "sparsity.block_in": 3},
+            [
+                "sparsity.granularity='block'",
+                "fits none",
+                "sparsity.block_out/sparsity.block_in",
+                "3x3",
+            ],
+        ),
+        ({"data.image_size": 4}, ["data.image_size=4", "output stride 8", ">= 8"]),
+        (
+            {"model.stem": '"imagenet"'},
+            ["data.image_size=0 (the native 16x16", "output stride 32", "model.stem"],
+        ),
+        ({"train.batch_size": 1}, ["train.batch_size=1", "at least 2"]),
+        ({"train.batch_size": 500}, ["train.batch_size=500", "96 training images"]),
+    ],
+    ids=[
+        "block fits no layer",
+        "image below stride",
+        "imagenet stem on 16px",
+        "batch of 1",
+        "batch above data",
+    ],
+)
+def test_settings_the_model_cannot_take_exit_2_before_writing(
+    fmnist_root, tmp_path, capsys, hostile, extra, words
+):
     code = main(_args(tmp_path / "new", fmnist_root, **extra))
     err = capsys.readouterr().err
     hostile(f"exit 2 naming {words[0]}, nothing written", f"exit {code}: {err}")
@@ -119,7 +176,11 @@ def test_density_gap_beyond_a_dense_second_branch_is_refused(fmnist_root, tmp_pa
 
 
 def test_partly_unfit_granularity_runs_and_lists_dense_layers(fmnist_root, tmp_path, capsys):
-    extra = {"sparsity.granularity": '"nm"', "sparsity.n": 2, "sparsity.m": 8}  # width 4: C_in=4 in layer1
+    extra = {
+        "sparsity.granularity": '"nm"',
+        "sparsity.n": 2,
+        "sparsity.m": 8,
+    }  # width 4: C_in=4 in layer1
     assert main(_args(tmp_path / "r", fmnist_root, **extra)) == 0
     out = capsys.readouterr().out
     assert "left dense" in out and "layer1.0.conv1.weight (C_in=4 is not divisible by M=8)" in out
@@ -164,10 +225,16 @@ def test_corrupt_image_in_an_image_folder_exits_2_naming_it(tmp_path, capsys, mo
             folder = tmp_path / "images" / split / label
             folder.mkdir(parents=True)
             for i in range(10):
-                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+                    folder / f"{i}.png"
+                )
     bad = tmp_path / "images" / "train" / "b" / "3.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage")
-    args = _args(tmp_path / "r", tmp_path / "images", **{"data.name": '"image_folder"', "data.image_size": 16})
+    args = _args(
+        tmp_path / "r",
+        tmp_path / "images",
+        **{"data.name": '"image_folder"', "data.image_size": 16},
+    )
     assert main(args) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "delete or replace it" in err and not (tmp_path / "r").exists()
@@ -203,17 +270,32 @@ def test_stray_temporary_of_a_killed_write_does_not_block_a_new_run(fmnist_root,
 
 
 # ------------------------------------------------------------------ numerical faults
-def test_diverging_run_stops_naming_the_step_and_keeps_the_good_checkpoint(fmnist_root, tmp_path, capsys):
+def test_diverging_run_stops_naming_the_step_and_keeps_the_good_checkpoint(
+    fmnist_root, tmp_path, capsys
+):
     run = tmp_path / "r"
     # solo-learn's clipped LARS bounds every step by the trust ratio, so divergence needs SGD
-    args = _args(run, fmnist_root, **{"train.lr": 4e7, "train.epochs": 3, "sparsity.end_epoch": 2,
-                                      "method.name": '"simclr"', "train.optimizer": '"sgd"'})
+    args = _args(
+        run,
+        fmnist_root,
+        **{
+            "train.lr": 4e7,
+            "train.epochs": 3,
+            "sparsity.end_epoch": 2,
+            "method.name": '"simclr"',
+            "train.optimizer": '"sgd"',
+        },
+    )
     assert main(args) == 3
     err = capsys.readouterr().err
-    assert "the loss is nan at step 9" in err and f"{run / 'checkpoints' / 'last.pt'}, step 6" in err
+    assert (
+        "the loss is nan at step 9" in err and f"{run / 'checkpoints' / 'last.pt'}, step 6" in err
+    )
     state = load_checkpoint(run)
     assert state["step"] == 6 and first_nonfinite(state) is None
-    assert not (run / "checkpoints" / "prev.pt").exists() and not (run / "model.safetensors").exists()
+    assert (
+        not (run / "checkpoints" / "prev.pt").exists() and not (run / "model.safetensors").exists()
+    )
     assert all(math.isfinite(r["loss"]) for r in read_metrics(run, "train"))
     kept = _snapshot(run / "checkpoints")
     assert main(args + ["--resume"]) == 3  # deterministic: diverges again, overwrites nothing
@@ -221,30 +303,51 @@ def test_diverging_run_stops_naming_the_step_and_keeps_the_good_checkpoint(fmnis
 
 
 def test_non_finite_state_is_never_checkpointed(tmp_path):
-    good = {"step": 1, "method": {"w": torch.ones(3)}, "generator": torch.zeros(4, dtype=torch.uint8)}
+    good = {
+        "step": 1,
+        "method": {"w": torch.ones(3)},
+        "generator": torch.zeros(4, dtype=torch.uint8),
+    }
     save_checkpoint(tmp_path, good)
     before = _snapshot(tmp_path)
     for bad in (float("nan"), float("inf"), -float("inf")):
-        state = {"step": 2, "method": {"w": torch.ones(3), "bn.running_var": torch.tensor([1.0, bad])},
-                 "optimizer": {"state": {0: {"momentum_buffer": torch.zeros(2)}}}}
+        state = {
+            "step": 2,
+            "method": {"w": torch.ones(3), "bn.running_var": torch.tensor([1.0, bad])},
+            "optimizer": {"state": {0: {"momentum_buffer": torch.zeros(2)}}},
+        }
         assert first_nonfinite(state) == "method.bn.running_var"
         with pytest.raises(NonFiniteStateError, match="method.bn.running_var"):
             save_checkpoint(tmp_path, state)
     assert _snapshot(tmp_path) == before and load_checkpoint(tmp_path)["step"] == 1
-    assert first_nonfinite({"optimizer": {"state": {3: {"m": torch.tensor([float("nan")])}}}}) == "optimizer.state.3.m"
+    assert (
+        first_nonfinite({"optimizer": {"state": {3: {"m": torch.tensor([float("nan")])}}}})
+        == "optimizer.state.3.m"
+    )
 
 
 # ------------------------------------------------------------------ property-based: config parsing
-FIELDS = {f"{section.name}.{field.name}": str(field.type)  # e.g. "train.lr": "float"
-          for section in dataclasses.fields(Config) for field in dataclasses.fields(section.default_factory())}
+FIELDS = {
+    f"{section.name}.{field.name}": str(field.type)  # e.g. "train.lr": "float"
+    for section in dataclasses.fields(Config)
+    for field in dataclasses.fields(section.default_factory())
+}
 
 
 def _value(key: str):
     """Values a user might write for `key`: the right type (edge cases included) or a wrong one."""
-    anything = st.one_of(st.integers(-3, 3), st.booleans(), st.floats(allow_nan=True, allow_infinity=True),
-                         st.sampled_from(["", "x", "nan", math.nan, math.inf, -math.inf]))
-    typed = {"int": st.integers(-2, 600), "float": st.floats(-1.0, 12.0, allow_nan=False),
-             "bool": st.booleans(), "str": st.sampled_from(CHOICES.get(key, ("", "x")))}
+    anything = st.one_of(
+        st.integers(-3, 3),
+        st.booleans(),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from(["", "x", "nan", math.nan, math.inf, -math.inf]),
+    )
+    typed = {
+        "int": st.integers(-2, 600),
+        "float": st.floats(-1.0, 12.0, allow_nan=False),
+        "bool": st.booleans(),
+        "str": st.sampled_from(CHOICES.get(key, ("", "x"))),
+    }
     kind = FIELDS[key].split(" ")[0]
     return st.one_of(typed[kind], anything) if kind in typed else anything
 
@@ -269,10 +372,15 @@ def _toml(doc: dict) -> str:
         if isinstance(v, float):
             return {math.inf: "inf", -math.inf: "-inf"}.get(v, "nan" if v != v else repr(v))
         return json.dumps(v) if isinstance(v, str) else repr(v)
-    return "".join(f"[{s}]\n" + "".join(f"{k} = {literal(v)}\n" for k, v in t.items()) for s, t in doc.items())
+
+    return "".join(
+        f"[{s}]\n" + "".join(f"{k} = {literal(v)}\n" for k, v in t.items()) for s, t in doc.items()
+    )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(doc=_documents())
 def test_any_toml_document_loads_or_names_a_key_it_set(tmp_path, doc):
     path = tmp_path / "c.toml"
@@ -288,8 +396,13 @@ def test_any_toml_document_loads_or_names_a_key_it_set(tmp_path, doc):
     assert all(math.isfinite(v) for v in values if isinstance(v, float))  # no NaN/Inf gets through
     s = cfg.sparsity
     assert 0 < s.density <= s.initial_density <= 1 and 1 <= s.n < s.m and 0 <= s.density_gap < 1
-    start, end = ramp_epochs(start_epoch=s.start_epoch, end_epoch=s.end_epoch, ramp_start=s.ramp_start,
-                             ramp_end=s.ramp_end, epochs=cfg.train.epochs)
+    start, end = ramp_epochs(
+        start_epoch=s.start_epoch,
+        end_epoch=s.end_epoch,
+        ramp_start=s.ramp_start,
+        ramp_end=s.ramp_end,
+        epochs=cfg.train.epochs,
+    )
     if s.algorithm in ("gmp", "granet", "synccp"):  # the ramp is checked only where it is used
         assert 0 <= start <= end <= cfg.train.epochs
 
@@ -305,16 +418,28 @@ def test_any_set_override_loads_or_raises_config_error(text):
 
 # ------------------------------------------------------------------ property-based: mask functions
 _SHAPES = st.sampled_from([(8, 4, 3, 3), (4, 8, 1, 1), (8, 8), (16, 4, 3, 3), (4, 16)])
-_PATTERNS = st.sampled_from([Pattern("unstructured"), Pattern("nm", n=2, m=4), Pattern("nm", n=1, m=4),
-                             Pattern("block", block=(2, 2)), Pattern("channel")])
+_PATTERNS = st.sampled_from(
+    [
+        Pattern("unstructured"),
+        Pattern("nm", n=2, m=4),
+        Pattern("nm", n=1, m=4),
+        Pattern("block", block=(2, 2)),
+        Pattern("channel"),
+    ]
+)
 
 
 @settings(max_examples=60, deadline=None)
-@given(shapes=st.lists(_SHAPES, min_size=1, max_size=3), pattern=_PATTERNS,
-       allocation=st.sampled_from(["global", "uniform", "erk"]),
-       densities=st.tuples(st.floats(0.05, 1.0), st.floats(0.05, 1.0), st.floats(0.05, 1.0)),
-       seed=st.integers(0, 2**16))
-def test_nested_allocation_keeps_forced_inside_allowed(shapes, pattern, allocation, densities, seed):
+@given(
+    shapes=st.lists(_SHAPES, min_size=1, max_size=3),
+    pattern=_PATTERNS,
+    allocation=st.sampled_from(["global", "uniform", "erk"]),
+    densities=st.tuples(st.floats(0.05, 1.0), st.floats(0.05, 1.0), st.floats(0.05, 1.0)),
+    seed=st.integers(0, 2**16),
+)
+def test_nested_allocation_keeps_forced_inside_allowed(
+    shapes, pattern, allocation, densities, seed
+):
     """SyncCP's nesting M_A ⊆ M_B and shrink-only updates: `forced` ⊆ result ⊆ `allowed`."""
     low, mid, high = sorted(densities)
     if pattern.granularity == "nm":
@@ -324,7 +449,9 @@ def test_nested_allocation_keeps_forced_inside_allowed(shapes, pattern, allocati
     allowed = allocate_masks(scores, high, allocation=allocation, pattern=pattern)
     forced = allocate_masks(scores, low, allocation=allocation, pattern=pattern, allowed=allowed)
     fresh = {k: torch.rand(s.shape, generator=g) for k, s in scores.items()}
-    masks = allocate_masks(fresh, mid, allocation=allocation, pattern=pattern, allowed=allowed, forced=forced)
+    masks = allocate_masks(
+        fresh, mid, allocation=allocation, pattern=pattern, allowed=allowed, forced=forced
+    )
     for name, mask in masks.items():
         assert mask.shape == scores[name].shape and mask.dtype == torch.bool
         assert not (forced[name] & ~allowed[name]).any()
@@ -355,14 +482,32 @@ def test_oscillation_metrics_are_consistent(a, seed):
 
 
 @settings(max_examples=100, deadline=None)
-@given(algorithm=st.sampled_from(["dense", "static", "gmp", "sdclr", "rigl", "granet", "synccp"]),
-       density=st.floats(0.01, 1.0), extra=st.floats(0.0, 1.0), gap=st.floats(0.0, 0.99),
-       granularity=st.sampled_from(["unstructured", "nm"]), start=st.integers(0, 20), length=st.integers(0, 50))
-def test_branch_densities_stay_in_range_and_never_grow(algorithm, density, extra, gap, granularity, start, length):
+@given(
+    algorithm=st.sampled_from(["dense", "static", "gmp", "sdclr", "rigl", "granet", "synccp"]),
+    density=st.floats(0.01, 1.0),
+    extra=st.floats(0.0, 1.0),
+    gap=st.floats(0.0, 0.99),
+    granularity=st.sampled_from(["unstructured", "nm"]),
+    start=st.integers(0, 20),
+    length=st.integers(0, 50),
+)
+def test_branch_densities_stay_in_range_and_never_grow(
+    algorithm, density, extra, gap, granularity, start, length
+):
     initial = density + extra * (1 - density)
-    kwargs = dict(algorithm=algorithm, density=density, initial_density=initial, density_gap=gap,
-                  start_step=start, end_step=start + length, sparse_branch="second",
-                  granularity=granularity, n=2, m=4, update_every=3)
+    kwargs = dict(
+        algorithm=algorithm,
+        density=density,
+        initial_density=initial,
+        density_gap=gap,
+        start_step=start,
+        end_step=start + length,
+        sparse_branch="second",
+        granularity=granularity,
+        n=2,
+        m=4,
+        update_every=3,
+    )
     previous = (1.0, 1.0)
     for step in range(0, start + length + 5):
         online, second = branch_densities(step, **kwargs)

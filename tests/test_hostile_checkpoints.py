@@ -12,7 +12,10 @@ import torch
 from hostile_kit import flip_tensor_byte, payload_file, resign, resume, run_copy, short, snapshot
 from synccp.rundir.checkpoint import content_checksum, load_checkpoint, save_checkpoint
 
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 def _set(key, value):
@@ -29,41 +32,73 @@ DAMAGE = {
     "payload builtins.exec": (lambda p, m: payload_file(p, m, "builtins.exec"), "unsafe"),
     "payload bare pickle posix.system": (lambda p, m: payload_file(p, m, "bare"), "unsafe"),
     "flipped tensor byte": (lambda p, m: flip_tensor_byte(p), "does not match its checksum"),
-    "foreign run": (lambda p, m: resign(p, lambda d: d.__setitem__("identity", "0" * 64)), "another run"),
+    "foreign run": (
+        lambda p, m: resign(p, lambda d: d.__setitem__("identity", "0" * 64)),
+        "another run",
+    ),
     "missing optimizer": (lambda p, m: resign(p, _drop("optimizer")), "lacks 'optimizer'"),
     "missing sparsifier": (lambda p, m: resign(p, _drop("sparsifier")), "lacks 'sparsifier'"),
     "missing generators": (lambda p, m: resign(p, _drop("generators")), "lacks 'generators'"),
     "step is a string": (lambda p, m: resign(p, _set("step", "12")), "lacks 'step'"),
     "negative step": (lambda p, m: resign(p, _set("step", -3)), "its step is -3"),
     "checksum removed": (lambda p, m: resign(p, lambda d: d.pop("checksum")), "checksum"),
-    "unknown format": (lambda p, m: resign(p, lambda d: d.__setitem__("synccp_checkpoint", 3)), "format 3"),
-    "older bare state": (lambda p, m: torch.save(torch.load(p, weights_only=True)["state"], p), "older synccp"),
+    "unknown format": (
+        lambda p, m: resign(p, lambda d: d.__setitem__("synccp_checkpoint", 3)),
+        "format 3",
+    ),
+    "older bare state": (
+        lambda p, m: torch.save(torch.load(p, weights_only=True)["state"], p),
+        "older synccp",
+    ),
     "payload is a list": (lambda p, m: torch.save([1, 2, 3], p), "not a synccp checkpoint"),
-    "numpy array inside": (lambda p, m: resign(p, _set("extra", __import__("numpy").zeros(3))), "unsafe"),
-    "truncated": (lambda p, m: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "unreadable"),
+    "numpy array inside": (
+        lambda p, m: resign(p, _set("extra", __import__("numpy").zeros(3))),
+        "unsafe",
+    ),
+    "truncated": (
+        lambda p, m: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+        "unreadable",
+    ),
     "empty file": (lambda p, m: p.write_bytes(b""), "unreadable"),
     "random bytes": (lambda p, m: p.write_bytes(bytes(range(256)) * 40), "unreadable"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(DAMAGE))
-def test_damaged_last_falls_back_to_prev_naming_it(finished_template, tmp_path, capsys, caplog, hostile, case):
+def test_damaged_last_falls_back_to_prev_naming_it(
+    finished_template, tmp_path, capsys, caplog, hostile, case
+):
     run = run_copy(finished_template, tmp_path, interrupted=True)
     damage, reason = DAMAGE[case]
     marker = tmp_path / "owned"
     damage(run / "checkpoints" / "last.pt", marker)
     code, text = resume(capsys, run)
     warned = [r.getMessage() for r in caplog.records if "last.pt is refused" in r.getMessage()]
-    hostile("exit 0 from prev.pt, warning names last.pt, same model, no code run",
-            short(code, warned[0] if warned else text))
+    hostile(
+        "exit 0 from prev.pt, warning names last.pt, same model, no code run",
+        short(code, warned[0] if warned else text),
+    )
     assert code == 0 and warned and reason in warned[0], (code, text, warned)
     assert not marker.exists()
-    assert (run / "model.safetensors").read_bytes() == (finished_template / "model.safetensors").read_bytes()
+    assert (run / "model.safetensors").read_bytes() == (
+        finished_template / "model.safetensors"
+    ).read_bytes()
 
 
-@pytest.mark.parametrize("case", ["payload os.system", "flipped tensor byte", "foreign run",
-                                  "missing optimizer", "older bare state", "truncated"])
-def test_both_damaged_exit_2_naming_both_and_touching_nothing(finished_template, tmp_path, capsys, hostile, case):
+@pytest.mark.parametrize(
+    "case",
+    [
+        "payload os.system",
+        "flipped tensor byte",
+        "foreign run",
+        "missing optimizer",
+        "older bare state",
+        "truncated",
+    ],
+)
+def test_both_damaged_exit_2_naming_both_and_touching_nothing(
+    finished_template, tmp_path, capsys, hostile, case
+):
     run = run_copy(finished_template, tmp_path, interrupted=True)
     damage, reason = DAMAGE[case]
     marker = tmp_path / "owned"
@@ -76,17 +111,24 @@ def test_both_damaged_exit_2_naming_both_and_touching_nothing(finished_template,
     assert reason in text and not marker.exists() and snapshot(run) == before
 
 
-def test_payload_in_pending_checkpoint_is_refused(finished_template, tmp_path, capsys, caplog, hostile):
+def test_payload_in_pending_checkpoint_is_refused(
+    finished_template, tmp_path, capsys, caplog, hostile
+):
     run = run_copy(finished_template, tmp_path, interrupted=True)
     marker = tmp_path / "owned"
     payload_file(run / "checkpoints" / "last.pt.new", marker)
     code, text = resume(capsys, run)
     warned = [r.getMessage() for r in caplog.records if "last.pt.new is refused" in r.getMessage()]
-    hostile("exit 0 from last.pt, warning names last.pt.new, no code run", short(code, warned[0] if warned else text))
+    hostile(
+        "exit 0 from last.pt, warning names last.pt.new, no code run",
+        short(code, warned[0] if warned else text),
+    )
     assert code == 0 and warned and not marker.exists()
 
 
-def test_checkpoint_that_is_a_directory_exits_2_before_training(finished_template, tmp_path, capsys, hostile):
+def test_checkpoint_that_is_a_directory_exits_2_before_training(
+    finished_template, tmp_path, capsys, hostile
+):
     run = run_copy(finished_template, tmp_path, interrupted=True)
     (run / "checkpoints" / "last.pt").unlink()
     (run / "checkpoints" / "last.pt").mkdir()
@@ -108,19 +150,34 @@ def test_intact_checkpoints_resume_exactly(finished_template, tmp_path, capsys, 
     run = run_copy(finished_template, tmp_path, interrupted=True)
     (run / "checkpoints" / "last.pt").unlink()  # resume from prev.pt: redo the last epoch
     code, text = resume(capsys, run)
-    same = (run / "model.safetensors").read_bytes() == (finished_template / "model.safetensors").read_bytes()
-    hostile("exit 0, model byte-identical to the uninterrupted run", f"{short(code, text, 6)}; identical={same}")
+    same = (run / "model.safetensors").read_bytes() == (
+        finished_template / "model.safetensors"
+    ).read_bytes()
+    hostile(
+        "exit 0, model byte-identical to the uninterrupted run",
+        f"{short(code, text, 6)}; identical={same}",
+    )
     assert code == 0 and same
 
 
 def test_checksum_covers_every_byte_and_key(hostile):
-    state = {"step": 3, "w": torch.arange(6, dtype=torch.bfloat16), "m": torch.ones(2, dtype=torch.bool),
-             "opt": {0: {"buf": torch.zeros(2)}, "groups": [{"lr": 0.1, "nesterov": False}]}}
+    state = {
+        "step": 3,
+        "w": torch.arange(6, dtype=torch.bfloat16),
+        "m": torch.ones(2, dtype=torch.bool),
+        "opt": {0: {"buf": torch.zeros(2)}, "groups": [{"lr": 0.1, "nesterov": False}]},
+    }
     base = content_checksum(state)
-    variants = {"byte": {**state, "w": state["w"].clone().index_fill_(0, torch.tensor([2]), 7)},
-                "dtype": {**state, "w": state["w"].float()}, "key": {**state, "x": None},
-                "shape": {**state, "m": state["m"].reshape(2, 1)},
-                "value": {**state, "opt": {**state["opt"], "groups": [{"lr": 0.1000001, "nesterov": False}]}}}
+    variants = {
+        "byte": {**state, "w": state["w"].clone().index_fill_(0, torch.tensor([2]), 7)},
+        "dtype": {**state, "w": state["w"].float()},
+        "key": {**state, "x": None},
+        "shape": {**state, "m": state["m"].reshape(2, 1)},
+        "value": {
+            **state,
+            "opt": {**state["opt"], "groups": [{"lr": 0.1000001, "nesterov": False}]},
+        },
+    }
     changed = {name: content_checksum(v) != base for name, v in variants.items()}
     hostile("checksum changes with every byte, dtype, key, shape, value", changed)
     assert all(changed.values()) and content_checksum(dict(reversed(list(state.items())))) == base

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import tiny_overrides
 from safetensors.torch import load_file
 
+from helpers import tiny_overrides
 from synccp.config import load_config
 from synccp.train.loop import pretrain
 

@@ -56,7 +56,7 @@ def test_nt_xent_gradient_reaches_both_views():
 def reference_info_nce(q, k, queue, temperature):
     """MoCo eq. 1 per query: −log exp(q·k+/τ) / (exp(q·k+/τ) + Σ_j exp(q·queue_j/τ)), normalized."""
     total = 0.0
-    for qi, ki in zip(q, k):
+    for qi, ki in zip(q, k, strict=True):
         qi = qi / qi.norm()
         positive = math.exp(float(qi @ (ki / ki.norm())) / temperature)
         negatives = sum(math.exp(float(qi @ (kj / kj.norm())) / temperature) for kj in queue)
@@ -79,10 +79,10 @@ def test_info_nce_matches_reference_and_stops_gradient_to_keys_and_queue():
 def test_byol_loss_is_normalized_mse_and_stops_gradient_to_target():
     p = _randn(6, 5, seed=9).requires_grad_()
     z = _randn(6, 5, seed=10).requires_grad_()
-    expected = sum(2 - 2 * _cos(pi, zi) for pi, zi in zip(p.detach(), z.detach())) / 6
+    expected = sum(2 - 2 * _cos(pi, zi) for pi, zi in zip(p.detach(), z.detach(), strict=True)) / 6
     # eq. 2: the same number as the MSE of the L2-normalized vectors
     mse = sum(float(((pi / pi.norm() - zi / zi.norm()) ** 2).sum())
-              for pi, zi in zip(p.detach(), z.detach())) / 6
+              for pi, zi in zip(p.detach(), z.detach(), strict=True)) / 6
     got = byol_loss(p, z)
     assert got.item() == pytest.approx(expected, rel=1e-10)
     assert got.item() == pytest.approx(mse, rel=1e-10)
@@ -93,7 +93,7 @@ def test_byol_loss_is_normalized_mse_and_stops_gradient_to_target():
 def test_negative_cosine_matches_reference_and_stops_gradient():
     p = _randn(7, 3, seed=11).requires_grad_()
     z = _randn(7, 3, seed=12).requires_grad_()
-    expected = -sum(_cos(pi, zi) for pi, zi in zip(p.detach(), z.detach())) / 7
+    expected = -sum(_cos(pi, zi) for pi, zi in zip(p.detach(), z.detach(), strict=True)) / 7
     got = negative_cosine(p, z)
     assert got.item() == pytest.approx(expected, rel=1e-10)
     got.backward()

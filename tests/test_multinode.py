@@ -1,6 +1,6 @@
 """Multi-node torchrun for real on one machine: two "nodes", each its own
-`torchrun --nnodes=2 --node_rank=N --rdzv-backend=c10d --rdzv-endpoint=127.0.0.1:PORT` agent with one
-gloo process, meeting through the c10d rendezvous exactly as two machines would.
+`torchrun --nnodes=2 --node_rank=N --rdzv-backend=c10d --rdzv-endpoint=127.0.0.1:PORT` agent with
+one gloo process, meeting through the c10d rendezvous exactly as two machines would.
 
 1. The replicas are bitwise identical and match one process at the same global batch (the
    worker and tolerances of test_distributed.py, BatchNorm on running statistics).
@@ -27,9 +27,17 @@ from safetensors.torch import load_file
 import test_distributed as single_node
 from helpers import tiny_overrides
 
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
-RUN = {"method.name": '"byol"', "sparsity.algorithm": '"synccp"', "train.epochs": 8,
-       "method.pred_hidden_dim": 16, "sparsity.end_epoch": 5}
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
+RUN = {
+    "method.name": '"byol"',
+    "sparsity.algorithm": '"synccp"',
+    "train.epochs": 8,
+    "method.pred_hidden_dim": 16,
+    "sparsity.end_epoch": 5,
+}
 
 
 def _free_port() -> int:
@@ -41,14 +49,28 @@ def _free_port() -> int:
 def _torchrun(node: int | None, port: int, *args: str, log: Path) -> subprocess.Popen:
     """One node's torchrun agent (its own process group, so a kill takes the node down whole);
     `node=None` is a single-node two-process launch."""
-    launch = (["--standalone", "--nproc_per_node=2"] if node is None else
-              ["--nnodes=2", f"--node_rank={node}", "--nproc_per_node=1", "--rdzv-backend=c10d",
-               f"--rdzv-endpoint=127.0.0.1:{port}", f"--rdzv-id=synccp-{port}", "--local-addr=127.0.0.1",
-               "--max-restarts=0"])
+    launch = (
+        ["--standalone", "--nproc_per_node=2"]
+        if node is None
+        else [
+            "--nnodes=2",
+            f"--node_rank={node}",
+            "--nproc_per_node=1",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{port}",
+            f"--rdzv-id=synccp-{port}",
+            "--local-addr=127.0.0.1",
+            "--max-restarts=0",
+        ]
+    )
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *launch, *args],
-                                env=single_node._env(), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", *launch, *args],
+            env=single_node._env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _nodes(port: int, *args: str, logs: Path) -> list[subprocess.Popen]:
@@ -89,14 +111,19 @@ def _tail(logs: Path) -> str:
 def test_two_nodes_are_bitwise_replicas_and_match_one_process(fmnist_root, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    codes = _wait(_nodes(_free_port(), str(single_node.HERE), str(out), str(fmnist_root), logs=tmp_path), tmp_path)
+    codes = _wait(
+        _nodes(_free_port(), str(single_node.HERE), str(out), str(fmnist_root), logs=tmp_path),
+        tmp_path,
+    )
     assert codes == [0, 0], _tail(tmp_path)
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
     for name in single_node.CASES:
         first, second = single_node._tensors(ranks[0][name]), single_node._tensors(ranks[1][name])
         assert [k for k in first if not torch.equal(first[k], second[k])] == [], name
     for name in ("simclr", "mocov2"):  # the same views as one process with the same global batch
-        one = single_node._tensors(single_node._train_eval_bn(fmnist_root, tmp_path / "single", name))
+        one = single_node._tensors(
+            single_node._train_eval_bn(fmnist_root, tmp_path / "single", name)
+        )
         single_node.assert_matches_one_process(one, single_node._tensors(ranks[0][name]), name)
 
 
@@ -105,7 +132,9 @@ def _pretrain_args(root: Path, run: Path, *extra: str) -> list[str]:
     return ["-m", "synccp", "pretrain", *sets, "--out", str(run), "--no-eval", *extra]
 
 
-def test_killing_a_node_mid_run_then_resuming_both_matches_an_uninterrupted_run(fmnist_root, tmp_path):
+def test_killing_a_node_mid_run_then_resuming_both_matches_an_uninterrupted_run(
+    fmnist_root, tmp_path
+):
     run, logs = tmp_path / "two_nodes", tmp_path / "logs"
     logs.mkdir()
     nodes = _nodes(_free_port(), *_pretrain_args(fmnist_root, run), logs=logs)
@@ -117,10 +146,15 @@ def test_killing_a_node_mid_run_then_resuming_both_matches_an_uninterrupted_run(
     assert nodes[1].wait(timeout=30) == -signal.SIGKILL
     assert _wait(nodes[:1], logs, timeout=120)[0] != 0, _tail(logs)  # node 0 fails, does not hang
     assert not (run / "summary.json").exists()  # killed before the end
-    codes = _wait(_nodes(_free_port(), *_pretrain_args(fmnist_root, run, "--resume"), logs=logs), logs)
+    codes = _wait(
+        _nodes(_free_port(), *_pretrain_args(fmnist_root, run, "--resume"), logs=logs), logs
+    )
     assert codes == [0, 0], _tail(logs)
     reference = tmp_path / "one_node"
-    done = _wait([_torchrun(None, 0, *_pretrain_args(fmnist_root, reference), log=logs / "one_node.txt")], logs)
+    done = _wait(
+        [_torchrun(None, 0, *_pretrain_args(fmnist_root, reference), log=logs / "one_node.txt")],
+        logs,
+    )
     assert done == [0], _tail(logs)
     for name in ("model.safetensors", "masks.safetensors"):
         resumed, whole = (load_file(str(d / name)) for d in (run, reference))

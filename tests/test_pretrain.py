@@ -29,13 +29,18 @@ def test_synccp_byol_run_directory_is_complete_and_pruned(fmnist_root, tmp_path)
     for name in ("config.json", "metrics.jsonl", "summary.json", "checkpoints/last.pt",
                  "model.safetensors", "masks.safetensors"):
         assert (run / name).is_file(), name
-    model, masks = load_file(str(run / "model.safetensors")), load_file(str(run / "masks.safetensors"))
-    online = {k[len("online/"):]: v for k, v in masks.items() if k.startswith("online/")}
+    model, masks = (
+        load_file(str(run / "model.safetensors")),
+        load_file(str(run / "masks.safetensors")),
+    )
+    online = {k[len("online/") :]: v for k, v in masks.items() if k.startswith("online/")}
     assert online and all(not model[name][~mask].any() for name, mask in online.items())
     kept = sum(int(m.sum()) for m in online.values()) / sum(m.numel() for m in online.values())
     assert abs(kept - 0.2) < 0.01
-    second = {k[len("second/"):]: v for k, v in masks.items() if k.startswith("second/")}
-    kept_second = sum(int(m.sum()) for m in second.values()) / sum(m.numel() for m in second.values())
+    second = {k[len("second/") :]: v for k, v in masks.items() if k.startswith("second/")}
+    kept_second = sum(int(m.sum()) for m in second.values()) / sum(
+        m.numel() for m in second.values()
+    )
     assert abs(kept_second - 0.4) < 0.01
     updates = read_metrics(run, "mask_update")
     assert updates[0]["step"] == 0 and len(updates) > 2
@@ -49,17 +54,33 @@ def test_synccp_byol_run_directory_is_complete_and_pruned(fmnist_root, tmp_path)
 
 @pytest.mark.parametrize("method", ["simclr", "byol"])
 def test_bf16_on_cpu_trains_sparse_and_evaluates_in_bf16(fmnist_root, tmp_path, method):
-    cfg = _cfg(fmnist_root, **{**method_keys(method, **{"method.pred_hidden_dim": 16}),
-                               "train.precision": '"bf16"', "sparsity.density": 0.2})
+    cfg = _cfg(
+        fmnist_root,
+        **{
+            **method_keys(method, **{"method.pred_hidden_dim": 16}),
+            "train.precision": '"bf16"',
+            "sparsity.density": 0.2,
+        },
+    )
     setup = build_setup(cfg, torch.device("cpu"))
     assert setup.runtime.bf16 and setup.runtime.channels_last
     with setup.runtime.autocast():
-        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled(
+            "cpu"
+        )
     summary = pretrain(cfg, tmp_path / "run")
-    assert summary["final_loss"] == summary["final_loss"]  # finite (the NaN guard would have stopped it)
-    model, masks = load_file(str(tmp_path / "run" / "model.safetensors")), load_file(str(tmp_path / "run" / "masks.safetensors"))
-    online = {k[len("online/"):]: v for k, v in masks.items() if k.startswith("online/")}
-    assert all(model[name].dtype == torch.float32 and not model[name][~mask].any() for name, mask in online.items())
+    assert (
+        summary["final_loss"] == summary["final_loss"]
+    )  # finite (the NaN guard would have stopped it)
+    model, masks = (
+        load_file(str(tmp_path / "run" / "model.safetensors")),
+        load_file(str(tmp_path / "run" / "masks.safetensors")),
+    )
+    online = {k[len("online/") :]: v for k, v in masks.items() if k.startswith("online/")}
+    assert all(
+        model[name].dtype == torch.float32 and not model[name][~mask].any()
+        for name, mask in online.items()
+    )
     result = evaluate(tmp_path / "run")
     assert result["feature_precision"] == "bf16" and 0 <= result["encoder"]["knn_top1"] <= 100
 
@@ -72,13 +93,22 @@ def test_precision_auto_is_bf16_on_cuda_only():
 
 @pytest.mark.parametrize("method", ["simclr", "byol"])
 def test_resume_mid_ramp_equals_uninterrupted_run(fmnist_root, tmp_path, method):
-    cfg = _cfg(fmnist_root, **{"method.name": f'"{method}"', "sparsity.algorithm": '"synccp"',
-                               "sparsity.score_ema": 0.5})
+    cfg = _cfg(
+        fmnist_root,
+        **{
+            "method.name": f'"{method}"',
+            "sparsity.algorithm": '"synccp"',
+            "sparsity.score_ema": 0.5,
+        },
+    )
     pretrain(cfg, tmp_path / "full")
     assert pretrain(cfg, tmp_path / "cut", stop_after=7) == {"stopped_at": 7}  # killed mid-epoch 2
     pretrain(cfg, tmp_path / "cut", resume=True)
     for name in ("model.safetensors", "masks.safetensors"):
-        full, cut = load_file(str(tmp_path / "full" / name)), load_file(str(tmp_path / "cut" / name))
+        full, cut = (
+            load_file(str(tmp_path / "full" / name)),
+            load_file(str(tmp_path / "cut" / name)),
+        )
         assert full.keys() == cut.keys()
         for key in full:
             assert torch.equal(full[key], cut[key]), key
@@ -88,8 +118,15 @@ def test_resume_mid_ramp_equals_uninterrupted_run(fmnist_root, tmp_path, method)
 
 @pytest.mark.parametrize("method", ["simclr", "mocov2", "byol", "barlow", "simsiam"])
 def test_every_method_trains_sparse_through_the_loop(fmnist_root, tmp_path, method):
-    cfg = _cfg(fmnist_root, **{**method_keys(method, **{"method.pred_hidden_dim": 16}),
-                               "train.epochs": 1, "sparsity.end_epoch": 1, "sparsity.granularity": '"nm"'})
+    cfg = _cfg(
+        fmnist_root,
+        **{
+            **method_keys(method, **{"method.pred_hidden_dim": 16}),
+            "train.epochs": 1,
+            "sparsity.end_epoch": 1,
+            "sparsity.granularity": '"nm"',
+        },
+    )
     summary = pretrain(cfg, tmp_path / method)
     assert summary["final_loss"] is not None and summary["final_loss"] == summary["final_loss"]
     assert abs(summary["sparsity"]["online"]["total"] - 0.5) < 0.02
@@ -99,7 +136,10 @@ def test_cli_errors_name_the_key_and_leave_runs_alone(fmnist_root, tmp_path, cap
     assert main(["pretrain", "--set", "sparsity.n=4", "--out", str(tmp_path / "x")]) == 2
     assert "sparsity.n" in capsys.readouterr().err and not (tmp_path / "x").exists()
     args = ["pretrain", "--no-eval", "--out", str(tmp_path / "r")] + [
-        a for o in tiny_overrides(fmnist_root, **{"train.epochs": 1, "sparsity.end_epoch": 1}) for a in ("--set", o)]
+        a
+        for o in tiny_overrides(fmnist_root, **{"train.epochs": 1, "sparsity.end_epoch": 1})
+        for a in ("--set", o)
+    ]
     assert main(args) == 0
     before = (tmp_path / "r" / "model.safetensors").read_bytes()
     assert main(args + ["--set", "train.seed=5"]) == 2

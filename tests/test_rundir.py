@@ -1,4 +1,4 @@
-"""Run-directory safety: atomic writes, metrics truncation, checkpoint fallback, refusing other runs."""
+"""Run-dir safety: atomic writes, metrics truncation, checkpoint fallback, other runs refused."""
 
 import json
 

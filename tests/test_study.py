@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_sweep import FIXED, FakeRunner
 
 from synccp import study
 from synccp.sweep import format_remaining, run_sweep
+from test_sweep import FIXED, FakeRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is part of the dev setup")

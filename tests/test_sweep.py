@@ -1,4 +1,4 @@
-"""The sweep runner: grid parsing, validation errors, run-dir names, skip/resume, a fake-runner sweep."""
+"""The sweep runner: grid parsing, validation errors, run-dir names, skip/resume, a fake runner."""
 
 import json
 import sys
@@ -17,8 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 GRIDS = sorted((ROOT / "configs" / "grids").glob("*.toml"))
 # the GPU-scale presets of docs/scale.md (ImageNet, CIFAR at the paper's scale) are checked in
 # tests/data/test_stream.py; every other preset is a CPU one
-SCALE_PRESETS = ("imagenet_byol_r50_synccp.toml", "imagenet_byol_r50_synccp_nm.toml",
-                 "cifar10_byol_r18_synccp.toml", "cifar100_byol_r18_synccp.toml")
+SCALE_PRESETS = (
+    "imagenet_byol_r50_synccp.toml",
+    "imagenet_byol_r50_synccp_nm.toml",
+    "cifar10_byol_r18_synccp.toml",
+    "cifar100_byol_r18_synccp.toml",
+)
 PRESETS = sorted(p for p in (ROOT / "configs").glob("*.toml") if p.name not in SCALE_PRESETS)
 
 FIXED = """
@@ -49,8 +53,11 @@ def _resolved(cell, base=None):
 
 # --- grid files -------------------------------------------------------------------------------
 
+
 def test_cartesian_grid_plus_explicit_cells_times_seeds(tmp_path):
-    path = _grid(tmp_path, f"""
+    path = _grid(
+        tmp_path,
+        f"""
 [sweep]
 seeds = [0, 1]
 {FIXED}
@@ -63,21 +70,30 @@ sparsity.density = [0.2, 0.1]
 [[cells]]
 "sparsity.algorithm" = "synccp"
 sparsity.density_gap = [0.0, 0.3]
-""")
+""",
+    )
     grid = load_grid(path)
     assert grid.name == "g" and grid.out == Path("runs/g") and grid.seeds == (0, 1)
     cells = plan(grid)
     assert len(cells) == (2 * 2 + 2) * 2
     own = [c.overrides for c in cells[::2]]
-    assert own[:4] == [{"sparsity.algorithm": a, "sparsity.density": d}
-                       for a in ("gmp", "synccp") for d in (0.2, 0.1)]
-    assert own[4:] == [{"sparsity.algorithm": "synccp", "sparsity.density_gap": g} for g in (0.0, 0.3)]
+    assert own[:4] == [
+        {"sparsity.algorithm": a, "sparsity.density": d}
+        for a in ("gmp", "synccp")
+        for d in (0.2, 0.1)
+    ]
+    assert own[4:] == [
+        {"sparsity.algorithm": "synccp", "sparsity.density_gap": g} for g in (0.0, 0.3)
+    ]
     assert [c.seed for c in cells[:2]] == [0, 1]
     last = cells[-1].settings
     assert last["sparsity.density_gap"] == 0.3 and last["data.subset"] == 500  # cell beats [fixed]
     assert last["train.seed"] == 1 and last["train.progress"] is False
     assert cells[-1].set_args()[-1] == "train.seed=1"
-    assert all(parse_override(text)[1] == cells[0].settings[text.split("=")[0]] for text in cells[0].set_args())
+    assert all(
+        parse_override(text)[1] == cells[0].settings[text.split("=")[0]]
+        for text in cells[0].set_args()
+    )
 
 
 def test_a_cell_table_may_list_its_own_seeds(tmp_path):
@@ -96,27 +112,48 @@ sparsity.algorithm = "synccp"
 """
     cells = plan(load_grid(_grid(tmp_path, body)))
     assert [(c.overrides["sparsity.algorithm"], c.seed) for c in cells] == [
-        ("gmp", 0), ("gmp", 1), ("synccp", 0), ("synccp", 1), ("synccp", 2)]
-    two = {c.name for c in plan(load_grid(_grid(tmp_path, body.replace("seeds = [0, 1, 2]", ""), "h.toml")))}
+        ("gmp", 0),
+        ("gmp", 1),
+        ("synccp", 0),
+        ("synccp", 1),
+        ("synccp", 2),
+    ]
+    two = {
+        c.name
+        for c in plan(load_grid(_grid(tmp_path, body.replace("seeds = [0, 1, 2]", ""), "h.toml")))
+    }
     assert two < {c.name for c in cells}
-    with pytest.raises(SweepError, match=r"\[\[cells\]\] #2 seeds must be a non-empty list of integers"):
+    with pytest.raises(
+        SweepError, match=r"\[\[cells\]\] #2 seeds must be a non-empty list of integers"
+    ):
         load_grid(_grid(tmp_path, body.replace("seeds = [0, 1, 2]", "seeds = []"), "bad.toml"))
 
 
 def test_identical_cells_run_once(tmp_path):
-    path = _grid(tmp_path, FIXED + """
+    path = _grid(
+        tmp_path,
+        FIXED
+        + """
 [grid]
 sparsity.density = [0.1, 0.2]
 [[cells]]
 sparsity.density = 0.1
-""")
+""",
+    )
     assert [c.overrides["sparsity.density"] for c in plan(load_grid(path))] == [0.1, 0.2]
 
 
 def test_extends_inherits_cells_and_overrides_fixed(tmp_path):
-    _grid(tmp_path, "[sweep]\nseeds = [0, 1]\njobs = 1\n" + FIXED + "[grid]\nsparsity.density = [0.1, 0.2]\n",
-          "parent.toml")
-    child = _grid(tmp_path, '[sweep]\nextends = "parent.toml"\njobs = 3\n[fixed]\ntrain.epochs = 4\n', "child.toml")
+    _grid(
+        tmp_path,
+        "[sweep]\nseeds = [0, 1]\njobs = 1\n" + FIXED + "[grid]\nsparsity.density = [0.1, 0.2]\n",
+        "parent.toml",
+    )
+    child = _grid(
+        tmp_path,
+        '[sweep]\nextends = "parent.toml"\njobs = 3\n[fixed]\ntrain.epochs = 4\n',
+        "child.toml",
+    )
     grid = load_grid(child, overrides=["model.width=32"])
     assert grid.name == "child" and grid.jobs == 3 and grid.seeds == (0, 1)
     assert grid.fixed["train.epochs"] == 4 and grid.fixed["data.subset"] == 500
@@ -124,18 +161,21 @@ def test_extends_inherits_cells_and_overrides_fixed(tmp_path):
     assert len(plan(grid)) == 4
 
 
-@pytest.mark.parametrize("body, words", [
-    ("[grid]\ndensity = [0.1]\n", ["[grid]", "'density'", "section.key"]),
-    ("[fixed]\ntrain.seed = 3\n", ["train.seed", "seeds"]),
-    ("[grid]\nsparsity.density = []\n", ["'sparsity.density'", "empty"]),
-    ("[sweep]\nsedes = [0]\n", ["sedes"]),
-    ("[sweep]\nseeds = [0.5]\n", ["seeds"]),
-    ("[sweep]\njobs = 0\n", ["jobs"]),
-    ("[fixed]\nsparsity.density = [0.1, 0.2]\n", ["[fixed]", "sparsity.density", "[grid]"]),
-    ("[sweep]\nbase = \"missing.toml\"\n", ["base", "missing.toml"]),
-    ("[grid]\nsparsity.density = [{a = 1}]\n", ["sparsity.density"]),
-    ("[grdi]\n", ["grdi"]),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("[grid]\ndensity = [0.1]\n", ["[grid]", "'density'", "section.key"]),
+        ("[fixed]\ntrain.seed = 3\n", ["train.seed", "seeds"]),
+        ("[grid]\nsparsity.density = []\n", ["'sparsity.density'", "empty"]),
+        ("[sweep]\nsedes = [0]\n", ["sedes"]),
+        ("[sweep]\nseeds = [0.5]\n", ["seeds"]),
+        ("[sweep]\njobs = 0\n", ["jobs"]),
+        ("[fixed]\nsparsity.density = [0.1, 0.2]\n", ["[fixed]", "sparsity.density", "[grid]"]),
+        ('[sweep]\nbase = "missing.toml"\n', ["base", "missing.toml"]),
+        ("[grid]\nsparsity.density = [{a = 1}]\n", ["sparsity.density"]),
+        ("[grdi]\n", ["grdi"]),
+    ],
+)
 def test_structural_errors_name_the_file_and_key(tmp_path, body, words):
     path = _grid(tmp_path, body)
     with pytest.raises(SweepError) as err:
@@ -146,34 +186,51 @@ def test_structural_errors_name_the_file_and_key(tmp_path, body, words):
         assert word in message
 
 
-@pytest.mark.parametrize("cell, key", [
-    ('sparsity.density = [0.1, 1.5]', "sparsity.density"),
-    ('sparsity.densty = [0.1]', "sparsity.densty"),
-    ('sparsity.algorithm = ["synccp", "prune-it"]', "sparsity.algorithm"),
-    ('sparsity.end_epoch = [1.0, 9.0]', "sparsity.end_epoch"),
-])
+@pytest.mark.parametrize(
+    "cell, key",
+    [
+        ("sparsity.density = [0.1, 1.5]", "sparsity.density"),
+        ("sparsity.densty = [0.1]", "sparsity.densty"),
+        ('sparsity.algorithm = ["synccp", "prune-it"]', "sparsity.algorithm"),
+        ("sparsity.end_epoch = [1.0, 9.0]", "sparsity.end_epoch"),
+    ],
+)
 def test_validation_errors_name_grid_cell_and_key_before_running(tmp_path, cell, key):
     path = _grid(tmp_path, FIXED + "[grid]\n" + cell + "\n")
     calls = []
     with pytest.raises(SweepError) as err:
-        run_sweep(path, out=tmp_path / "runs", runner=lambda *a: calls.append(a) or 0, progress=False)
+        run_sweep(
+            path, out=tmp_path / "runs", runner=lambda *a: calls.append(a) or 0, progress=False
+        )
     message = str(err.value)
     assert str(path) in message and key in message and "cell " in message
     assert calls == [] and not (tmp_path / "runs").exists()
 
 
 def test_run_dir_names_are_readable_deterministic_and_track_every_setting(tmp_path):
-    body = FIXED + '[grid]\nmethod.name = ["byol"]\nsparsity.algorithm = ["synccp"]\nsparsity.density = [0.1, 0.05]\n'
+    body = (
+        FIXED
+        + '[grid]\nmethod.name = ["byol"]\nsparsity.algorithm = ["synccp"]\nsparsity.density = '
+          '[0.1, 0.05]\n'
+    )
     first = [c.name for c in plan(load_grid(_grid(tmp_path, body)))]
     again = [c.name for c in plan(load_grid(_grid(tmp_path, body)))]
     assert first == again
-    assert first[0].startswith("byol_synccp_d0.1_s0_") and first[1].startswith("byol_synccp_d0.05_s0_")
-    changed = [c.name for c in plan(load_grid(_grid(tmp_path, body.replace("train.epochs = 2", "train.epochs = 3"))))]
+    assert first[0].startswith("byol_synccp_d0.1_s0_") and first[1].startswith(
+        "byol_synccp_d0.05_s0_"
+    )
+    changed = [
+        c.name
+        for c in plan(
+            load_grid(_grid(tmp_path, body.replace("train.epochs = 2", "train.epochs = 3")))
+        )
+    ]
     assert changed[0] != first[0] and changed[0].rsplit("_", 1)[0] == first[0].rsplit("_", 1)[0]
     assert cell_name({"train.lr": 0.4, "sparsity.n": 2}, 1, "abcdef") == "lr0.4_n2_s1_abcdef"
 
 
 # --- skip / resume decisions on fabricated run directories --------------------------------------
+
 
 def _files(run_dir, *names):
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +262,8 @@ def test_run_state_of_every_stage(tmp_path):
     assert run_state(tmp_path / "other", expected)[0] == "conflict"
 
 
-# --- running a sweep through a fake runner ---------------------------------------------------------
+# --- running a sweep through a fake runner ------------------------------------------------
+
 
 class FakeRunner:
     """Stands in for the subprocesses: writes what pretrain / eval / cost would write."""
@@ -227,12 +285,16 @@ class FakeRunner:
         with open(log, "a") as handle:
             handle.write(" ".join(argv) + "\n")
         command = argv[argv.index("synccp") + 1]
-        run = Path(argv[argv.index("synccp") + 2 if command != "pretrain" else argv.index("--out") + 1])
+        run = Path(
+            argv[argv.index("synccp") + 2 if command != "pretrain" else argv.index("--out") + 1]
+        )
         if self.fail_when and self.fail_when in " ".join(argv):
             if command == "pretrain":
                 sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
                 run.mkdir(parents=True, exist_ok=True)
-                (run / "config.json").write_text(json.dumps(config_to_dict(load_config(None, sets))))
+                (run / "config.json").write_text(
+                    json.dumps(config_to_dict(load_config(None, sets)))
+                )
             return 1
         if command == "pretrain":
             sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
@@ -245,24 +307,39 @@ class FakeRunner:
 
 
 def _small_grid(tmp_path, extra=""):
-    return _grid(tmp_path, f"[sweep]\nseeds = [0]\n{extra}\n{FIXED}\n[grid]\n"
-                           'sparsity.algorithm = ["gmp", "rigl", "synccp"]\n')
+    return _grid(
+        tmp_path,
+        f"[sweep]\nseeds = [0]\n{extra}\n{FIXED}\n[grid]\n"
+        'sparsity.algorithm = ["gmp", "rigl", "synccp"]\n',
+    )
 
 
 def test_sweep_runs_cells_reports_failures_then_skips_finished(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(sweep, "cost_available", lambda: True)
     path, out = _small_grid(tmp_path), tmp_path / "runs"
-    runner = FakeRunner(fail_when="sparsity.algorithm=\"rigl\"")
+    runner = FakeRunner(fail_when='sparsity.algorithm="rigl"')
     with caplog.at_level("INFO", logger="synccp.sweep"):
         result = run_sweep(path, out=out, runner=runner, progress=False)
-    lines = [r.getMessage() for r in caplog.records if "cells;" in r.getMessage()]  # no bar: a line per cell
+    lines = [
+        r.getMessage() for r in caplog.records if "cells;" in r.getMessage()
+    ]  # no bar: a line per cell
     assert len(lines) == 3 and "3 of 3 cells" in lines[-1] and "min so far" in lines[-1]
     assert sum("FAILED" in line for line in lines) == 1 and "min left" in lines[0]
-    assert not result.ok and len(result.completed) == 2 and list(result.failed) == [result.cells[1].name]
+    assert (
+        not result.ok
+        and len(result.completed) == 2
+        and list(result.failed) == [result.cells[1].name]
+    )
     assert "pretrain exited with code 1" in result.failed[result.cells[1].name]
     done = result.cells[0].run_dir
-    assert {"config.json", "summary.json", "eval.json", "cost.json", "log.txt"} <= {p.name for p in done.iterdir()}
-    assert [a[a.index("synccp") + 1] for a in runner.calls if str(done) in a] == ["pretrain", "eval", "cost"]
+    assert {"config.json", "summary.json", "eval.json", "cost.json", "log.txt"} <= {
+        p.name for p in done.iterdir()
+    }
+    assert [a[a.index("synccp") + 1] for a in runner.calls if str(done) in a] == [
+        "pretrain",
+        "eval",
+        "cost",
+    ]
     pretrain = next(a for a in runner.calls if "pretrain" in a and str(done) in a)
     assert pretrain[0] == sys.executable and "--no-eval" in pretrain and "--resume" not in pretrain
     assert "pretrain" in (done / "log.txt").read_text()
@@ -271,7 +348,9 @@ def test_sweep_runs_cells_reports_failures_then_skips_finished(tmp_path, monkeyp
     again = FakeRunner()
     second = run_sweep(path, out=out, runner=again, progress=False)
     assert second.ok and second.skipped == [result.cells[0].name, result.cells[2].name]
-    assert second.actions[result.cells[1].name] == "restart" and second.completed == [result.cells[1].name]
+    assert second.actions[result.cells[1].name] == "restart" and second.completed == [
+        result.cells[1].name
+    ]
     assert all(str(result.cells[1].run_dir) in " ".join(a) for a in again.calls)
 
 
@@ -290,9 +369,15 @@ def test_sweep_resumes_interrupted_and_evaluates_trained_runs(tmp_path, monkeypa
     runner = FakeRunner()
     result = run_sweep(path, out=out, runner=runner, progress=False)
     assert result.ok and any("no cost.json" in w for w in result.warnings)
-    commands = {c.name: [a[a.index("synccp") + 1] for a in runner.calls if str(c.run_dir) in " ".join(a)] for c in cells}
-    assert commands == {cells[0].name: ["pretrain", "eval"], cells[1].name: ["eval"],
-                        cells[2].name: ["pretrain", "eval"]}
+    commands = {
+        c.name: [a[a.index("synccp") + 1] for a in runner.calls if str(c.run_dir) in " ".join(a)]
+        for c in cells
+    }
+    assert commands == {
+        cells[0].name: ["pretrain", "eval"],
+        cells[1].name: ["eval"],
+        cells[2].name: ["pretrain", "eval"],
+    }
     assert any("--resume" in a for a in runner.calls if str(cells[0].run_dir) in a)
 
 
@@ -302,21 +387,29 @@ def test_launcher_wraps_pretrain_only(tmp_path, monkeypatch):
     runner = FakeRunner()
     run_sweep(path, out=tmp_path / "runs", runner=runner, progress=False)
     pretrain = [a for a in runner.calls if "pretrain" in a]
-    assert pretrain and all(a[:4] == ["torchrun", "--nproc_per_node=2", "-m", "synccp"] for a in pretrain)
+    assert pretrain and all(
+        a[:4] == ["torchrun", "--nproc_per_node=2", "-m", "synccp"] for a in pretrain
+    )
     assert all(a[0] == sys.executable for a in runner.calls if "eval" in a)
 
 
 def test_jobs_run_cells_concurrently(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "cost_available", lambda: False)
     runner = FakeRunner(delay=0.15)
-    result = run_sweep(_small_grid(tmp_path), out=tmp_path / "runs", runner=runner, jobs=3, progress=False)
+    result = run_sweep(
+        _small_grid(tmp_path), out=tmp_path / "runs", runner=runner, jobs=3, progress=False
+    )
     assert result.ok and runner.peak >= 2
 
 
 def test_dry_run_touches_nothing_and_explains_conflicts(tmp_path):
     path = _small_grid(tmp_path)
     result = run_sweep(path, out=tmp_path / "runs", dry_run=True)
-    assert result.dry_run and set(result.actions.values()) == {"new"} and not (tmp_path / "runs").exists()
+    assert (
+        result.dry_run
+        and set(result.actions.values()) == {"new"}
+        and not (tmp_path / "runs").exists()
+    )
     _files(result.cells[0].run_dir, "notes.txt")
     again = run_sweep(path, out=tmp_path / "runs", dry_run=True)
     assert again.actions[result.cells[0].name] == "conflict"
@@ -344,6 +437,7 @@ def test_subprocess_runner_appends_output_to_log(tmp_path):
 
 # --- the shipped configs ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.name)
 def test_every_shipped_grid_validates(path):
     result = run_sweep(path, dry_run=True, out=Path("/nonexistent/synccp-test"))
@@ -354,7 +448,13 @@ def test_every_shipped_grid_validates(path):
 
 def test_shipped_grids_include_cpu_and_gpu_variants():
     names = {p.stem for p in GRIDS}
-    for claim in ("claim_a_sdclr", "claim_b_regrow", "claim_c_sota", "ablation_gap", "ablation_ema"):
+    for claim in (
+        "claim_a_sdclr",
+        "claim_b_regrow",
+        "claim_c_sota",
+        "ablation_gap",
+        "ablation_ema",
+    ):
         assert {claim, f"{claim}-gpu"} <= names
 
 
@@ -371,18 +471,32 @@ def test_default_preset_mirrors_embedded_default():
 def test_cli_runs_several_grids_validating_all_first(tmp_path, monkeypatch, capsys):
     from synccp.cli import main
 
-    first, second = _small_grid(tmp_path), _grid(tmp_path, '[sweep]\nseeds = [0]\n[grid]\nsparsity.density = [1.5]\n',
-                                                 name="bad.toml")
+    first, second = (
+        _small_grid(tmp_path),
+        _grid(
+            tmp_path, "[sweep]\nseeds = [0]\n[grid]\nsparsity.density = [1.5]\n", name="bad.toml"
+        ),
+    )
     calls = []
     monkeypatch.setattr(sweep, "subprocess_runner", lambda argv, log, env: calls.append(argv) or 1)
     assert main(["sweep", str(first), str(second), "--out", str(tmp_path / "runs")]) == 2
-    assert "bad.toml" in capsys.readouterr().err and calls == []  # nothing ran: the second grid is invalid
+    assert (
+        "bad.toml" in capsys.readouterr().err and calls == []
+    )  # nothing ran: the second grid is invalid
     assert not (tmp_path / "runs").exists()
-    third = _grid(tmp_path, f'[sweep]\nseeds = [1]\n{FIXED}\n[grid]\nsparsity.algorithm = ["dense"]\n', name="c.toml")
-    assert main(["sweep", str(first), str(third), "--out", str(tmp_path / "runs"), "--dry-run"]) == 0
+    third = _grid(
+        tmp_path,
+        f'[sweep]\nseeds = [1]\n{FIXED}\n[grid]\nsparsity.algorithm = ["dense"]\n',
+        name="c.toml",
+    )
+    assert (
+        main(["sweep", str(first), str(third), "--out", str(tmp_path / "runs"), "--dry-run"]) == 0
+    )
     plans = capsys.readouterr().out
     assert plans.count("new ") == 4 and "g.toml" in plans and "c.toml" in plans
-    assert main(["sweep", str(first), str(third), "--out", str(tmp_path / "runs"), "--jobs", "1"]) == 1
+    assert (
+        main(["sweep", str(first), str(third), "--out", str(tmp_path / "runs"), "--jobs", "1"]) == 1
+    )
     assert len(calls) == 4  # every cell of both grids was tried (each pretrain "failed": exit 1)
 
 
@@ -390,6 +504,10 @@ def test_a_broken_test_split_stops_the_sweep_before_anything_trains(tmp_path, fm
     (fmnist_root / "t10k-images-idx3-ubyte.gz").write_bytes(b"not a gzip file")
     calls = []
     with pytest.raises(SweepError, match="t10k-images") as err:
-        run_sweep(_small_grid(tmp_path), out=tmp_path / "runs", runner=lambda *a: calls.append(a) or 0,
-                  progress=False)
+        run_sweep(
+            _small_grid(tmp_path),
+            out=tmp_path / "runs",
+            runner=lambda *a: calls.append(a) or 0,
+            progress=False,
+        )
     assert "nothing was run" in str(err.value) and calls == [] and not (tmp_path / "runs").exists()

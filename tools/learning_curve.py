@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
+from synccp import rundir
 from synccp.config import load_config, load_resolved
 from synccp.config.specs import run_spec
 from synccp.eval.features import extract_features
 from synccp.eval.knn import knn_accuracy
 from synccp.eval.run import _splits, evaluate
 from synccp.models import build_backbone
-from synccp import rundir
 from synccp.rundir.checkpoint import load_checkpoint
 from synccp.train.loop import pretrain
 

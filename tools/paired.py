@@ -49,7 +49,9 @@ def by_seed(rows: list[dict], filters: list[str], side: str) -> dict[int, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("csv", type=Path)
-    parser.add_argument("--where", nargs="*", default=[], metavar="KEY=VALUE", help="filters of both sides")
+    parser.add_argument(
+        "--where", nargs="*", default=[], metavar="KEY=VALUE", help="filters of both sides"
+    )
     parser.add_argument("--a", nargs="+", required=True, metavar="KEY=VALUE")
     parser.add_argument("--b", nargs="+", required=True, metavar="KEY=VALUE")
     args = parser.parse_args(argv)
@@ -63,11 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     b = by_seed(rows, [*args.where, *args.b], "b")
     seeds = sorted(set(a) & set(b))
     if not seeds:
-        sys.exit(f"paired: no seed has a run on both sides (a: seeds {sorted(a)}, b: seeds {sorted(b)})")
+        sys.exit(
+            f"paired: no seed has a run on both sides (a: seeds {sorted(a)}, b: seeds {sorted(b)})"
+        )
     for probe in ("knn", "linear"):
         diffs = [float(a[s][f"{probe}_top1"]) - float(b[s][f"{probe}_top1"]) for s in seeds]
         mean, std, n = mean_std(diffs)
-        per_seed = ", ".join(f"seed {s}: {d:+.2f}" for s, d in zip(seeds, diffs))
+        per_seed = ", ".join(f"seed {s}: {d:+.2f}" for s, d in zip(seeds, diffs, strict=True))
         print(f"{probe:6s} a − b = {mean:+.2f} ± {std:.2f} (n = {n}; {per_seed})")
     return 0
 

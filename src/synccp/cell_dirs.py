@@ -11,7 +11,9 @@ from synccp.grid import Cell
 from synccp.rundir.lock import RunLock, holder
 
 
-def run_state(run_dir: Path, expected: dict | None = None, *, want_cost: bool = False) -> tuple[str, str]:
+def run_state(
+    run_dir: Path, expected: dict | None = None, *, want_cost: bool = False
+) -> tuple[str, str]:
     """What a cell's directory needs: `new`, `restart` (started, never checkpointed), `resume`,
     `eval`, `cost`, `done`, `locked` (another process writes it now; its holder is returned) or
     `conflict` (holds something else; the reason is returned too)."""
@@ -45,7 +47,9 @@ def pending_log(cell: Cell) -> Path:
 
 
 def log_for(cell: Cell) -> Path:
-    return cell.run_dir / "log.txt" if (cell.run_dir / rundir.CONFIG).is_file() else pending_log(cell)
+    return (
+        cell.run_dir / "log.txt" if (cell.run_dir / rundir.CONFIG).is_file() else pending_log(cell)
+    )
 
 
 def adopt_pending_log(cell: Cell) -> None:
@@ -65,7 +69,9 @@ def clear_unstarted(cell: Cell) -> None:
         entries = rundir.foreign_entries(cell.run_dir)
         strangers = [p.name for p in entries if p.name not in ours and not p.name.startswith(".")]
         if strangers:
-            raise rundir.RunDirError(f"cannot restart {cell.run_dir}: it also holds {sorted(strangers)}")
+            raise rundir.RunDirError(
+                f"cannot restart {cell.run_dir}: it also holds {sorted(strangers)}"
+            )
         log = cell.run_dir / "log.txt"
         if log.is_file():
             pending_log(cell).parent.mkdir(parents=True, exist_ok=True)

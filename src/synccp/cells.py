@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synccp.config import apply_overrides
 from synccp import rundir
+from synccp.config import apply_overrides
 
 LOG = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class SweepError(ValueError):
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of the grid: its own keys, its seed and every `--set` override it is launched with."""
+    """One run of the grid: its own keys, its seed and every `--set` override it runs with."""
 
     name: str
     seed: int
@@ -57,13 +57,18 @@ def _toml_literal(key: str, value: Any, *, path: Path | None = None, where: str 
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)
-    raise SweepError(f"{path}: {where} key {key!r} must be a string, number or boolean "
-                     f"(or a list of them), got {value!r}")
+    raise SweepError(
+        f"{path}: {where} key {key!r} must be a string, number or boolean "
+        f"(or a list of them), got {value!r}"
+    )
 
 
 def _slug_value(value: Any) -> str:
-    text = ("true" if value else "false") if isinstance(value, bool) else (
-        f"{value:g}" if isinstance(value, float) else str(value))
+    text = (
+        ("true" if value else "false")
+        if isinstance(value, bool)
+        else (f"{value:g}" if isinstance(value, float) else str(value))
+    )
     return "".join(c if c.isalnum() or c in ".+-" else "-" for c in text)
 
 
@@ -73,17 +78,21 @@ def _legacy_digest(identity: Any) -> str:
 
 
 def cell_identity(resolved: dict[str, Any]) -> str:
-    """64 bits (hex) of SHA-256 of a resolved config without the keys that cannot change the result."""
-    kept = {section: {k: v for k, v in table.items() if f"{section}.{k}" not in rundir.HARMLESS_KEYS}
-            for section, table in resolved.items()}
+    """64 bits (hex) of SHA-256 of a resolved config, without the keys that cannot change it."""
+    kept = {
+        section: {k: v for k, v in table.items() if f"{section}.{k}" not in rundir.HARMLESS_KEYS}
+        for section, table in resolved.items()
+    }
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cell_name(labels: dict[str, Any], seed: int, digest: str) -> str:
     """`<label>_..._s<seed>_<digest>`, e.g. `byol_synccp_nm_n2_m4_d0.5_s0_1a2b3c`: readable from
     the cell's labels; the digest of everything that defines the run keeps runs apart."""
-    parts = [LABELS.get(key, key.split(".")[-1].replace("_", "") + "{}").format(_slug_value(value))
-             for key, value in labels.items()]
+    parts = [
+        LABELS.get(key, key.split(".")[-1].replace("_", "") + "{}").format(_slug_value(value))
+        for key, value in labels.items()
+    ]
     slug = "_".join(parts)[:120]
     return f"{slug}_s{seed}_{digest}" if slug else f"s{seed}_{digest}"
 
@@ -102,10 +111,18 @@ def _reuse_legacy(cell: Cell, legacy: Path) -> Cell:
     if cell.run_dir.exists() or not (legacy / rundir.CONFIG).is_file():
         return cell
     try:
-        if rundir.config_differences(rundir.read_json(legacy / rundir.CONFIG), cell.resolved, ignore=()):
+        if rundir.config_differences(
+            rundir.read_json(legacy / rundir.CONFIG), cell.resolved, ignore=()
+        ):
             return cell
     except rundir.RunDirError:
         return cell
     LOG.info("cell %s: reusing %s (named by an earlier synccp)", cell.name, legacy)
-    return Cell(name=legacy.name, seed=cell.seed, overrides=cell.overrides, settings=cell.settings,
-                run_dir=legacy, resolved=cell.resolved)
+    return Cell(
+        name=legacy.name,
+        seed=cell.seed,
+        overrides=cell.overrides,
+        settings=cell.settings,
+        run_dir=legacy,
+        resolved=cell.resolved,
+    )

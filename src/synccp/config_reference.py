@@ -13,17 +13,22 @@ from synccp.config import CHOICES, Config, config_to_dict, load_config
 
 MEANINGS = {
     "data.name": "dataset (stl10 pretrains on train+unlabeled)",
-    "data.root": "folder of the dataset files; empty: $SYNCCP_DATA, /usr/share/datasets/<name>, ~/.cache/synccp",
+    "data.root": "folder of the dataset files; empty: $SYNCCP_DATA, /usr/share/datasets/<name>, "
+                 "~/.cache/synccp",
     "data.subset": "pretrain on the first N training images only (0 = all)",
-    "data.image_size": "resize to this size (0 = native: 28, 32, 96; image folders 64; streamed 224)",
-    "data.stream": "stream an image_folder from disk instead of decoding it into memory (ImageNet always streams; docs/scale.md)",
+    "data.image_size": "resize to this size (0 = native: 28, 32, 96; image folders 64; streamed "
+                       "224)",
+    "data.stream": "stream an image_folder from disk instead of decoding it into memory (ImageNet "
+                   "always streams; docs/scale.md)",
     "data.workers": "streaming: DataLoader decoding processes per training process",
-    "data.on_corrupt": "streaming: an unreadable image stops the run (error) or is skipped by name (skip)",
+    "data.on_corrupt": "streaming: an unreadable image stops the run (error) or is skipped by "
+                       "name (skip)",
     "model.backbone": "ResNet depth",
     "model.width": "channels of stage 1 (64 = standard ResNet)",
     "model.stem": "cifar (3x3, no max-pool) or imagenet (7x7/2 + max-pool, torchvision's layout)",
     "method.name": "SSL method",
-    "method.proj_hidden_dim": "projector hidden width (unset: the method's solo-learn CIFAR default)",
+    "method.proj_hidden_dim": "projector hidden width (unset: the method's solo-learn CIFAR "
+                              "default)",
     "method.proj_output_dim": "projector output width (unset: per method)",
     "method.pred_hidden_dim": "predictor hidden width, BYOL/SimSiam (unset: per method)",
     "method.temperature": "InfoNCE / NT-Xent temperature (unset: per method)",
@@ -43,17 +48,21 @@ MEANINGS = {
     "train.warmup_epochs": "linear LR warmup",
     "train.min_lr": "LR at the end of the cosine",
     "train.device": "auto = cuda when available",
-    "train.precision": "auto = bf16 autocast + channels_last on GPU, fp32 on CPU; the probes use the same",
+    "train.precision": "auto = bf16 autocast + channels_last on GPU, fp32 on CPU; the probes use "
+                       "the same",
     "train.log_every": "log cadence (optimizer steps)",
     "train.progress": "progress bar",
     "train.sync_bn": "SyncBatchNorm under torchrun (CUDA only)",
-    "train.global_augment": "torchrun: every process augments the whole global batch (views of a 1-process run)",
-    "train.loggers": "live loggers next to metrics.jsonl: tensorboard, wandb (offline unless WANDB_MODE says otherwise)",
+    "train.global_augment": "torchrun: every process augments the whole global batch (views of a "
+                            "1-process run)",
+    "train.loggers": "live loggers next to metrics.jsonl: tensorboard, wandb (offline unless "
+                     "WANDB_MODE says otherwise)",
     "sparsity.algorithm": "sparse-training algorithm",
     "sparsity.granularity": "what a mask keeps or drops as a unit",
     "sparsity.density": "final density (fraction kept) of the online encoder (N:M: n/m)",
     "sparsity.initial_density": "density before the ramp",
-    "sparsity.density_gap": "delta: the second branch keeps min(1, density + delta), and always the online mask; at most 1 - final density",
+    "sparsity.density_gap": "delta: the second branch keeps min(1, density + delta), and always "
+                            "the online mask; at most 1 - final density",
     "sparsity.n": "N of the N:M pattern",
     "sparsity.m": "M of the N:M pattern",
     "sparsity.block_out": "block tile height (C_out) per kernel position",
@@ -61,20 +70,26 @@ MEANINGS = {
     "sparsity.allocation": "density budget across layers",
     "sparsity.score_ema": "beta of the magnitude-score EMA (0 = plain magnitude)",
     "sparsity.update_every": "optimizer steps between mask updates",
-    "sparsity.ramp_start": "start of the density ramp of gmp/granet/synccp as a fraction of train.epochs (unset: 0.0)",
-    "sparsity.ramp_end": "end of the ramp as a fraction of train.epochs (unset: 0.75); masks frozen after (GraNet keeps regrowing)",
+    "sparsity.ramp_start": "start of the density ramp of gmp/granet/synccp as a fraction of "
+                           "train.epochs (unset: 0.0)",
+    "sparsity.ramp_end": "end of the ramp as a fraction of train.epochs (unset: 0.75); masks "
+                         "frozen after (GraNet keeps regrowing)",
     "sparsity.start_epoch": "the ramp start in absolute (fractional) epochs; wins over ramp_start",
     "sparsity.end_epoch": "the ramp end in absolute epochs; wins over ramp_end",
-    "sparsity.drop_fraction": "RigL/GraNet initial drop fraction (unset: RigL 0.3, GraNet 0.5; cosine-decayed, GraNet to 0.005)",
-    "sparsity.regrow_end": "fraction of training where drop-and-grow stops (unset: RigL 0.75, GraNet 1.0)",
-    "sparsity.sparse_branch": "SDCLR: which branch is pruned; online only with a shared encoder (simclr, barlow, simsiam)",
+    "sparsity.drop_fraction": "RigL/GraNet initial drop fraction (unset: RigL 0.3, GraNet 0.5; "
+                              "cosine-decayed, GraNet to 0.005)",
+    "sparsity.regrow_end": "fraction of training where drop-and-grow stops (unset: RigL 0.75, "
+                           "GraNet 1.0)",
+    "sparsity.sparse_branch": "SDCLR: which branch is pruned; online only with a shared encoder "
+                              "(simclr, barlow, simsiam)",
     "eval.knn_k": "weighted kNN neighbours (Wu et al. 2018)",
     "eval.knn_temperature": "weighted kNN temperature",
     "eval.linear_epochs": "linear probe epochs on cached features",
     "eval.linear_lr": "linear probe learning rate",
     "eval.linear_batch_size": "linear probe batch",
     "eval.raw_baseline": "also probe raw pixels (cached)",
-    "eval.subset": "probe on the first N train and N test images only (0 = the full protocol; for development runs)",
+    "eval.subset": "probe on the first N train and N test images only (0 = the full protocol; for "
+                   "development runs)",
     "eval.batch_size": "images per feature-extraction batch",
 }
 
@@ -87,8 +102,15 @@ def rows() -> list[dict]:
     for section in defaults:
         for name in defaults[section]:
             key = f"{section}.{name}"
-            out.append({"key": key, "default": defaults[section][name], "demo": demo[section][name],
-                        "choices": CHOICES.get(key, ()), "meaning": MEANINGS.get(key, "")})
+            out.append(
+                {
+                    "key": key,
+                    "default": defaults[section][name],
+                    "demo": demo[section][name],
+                    "choices": CHOICES.get(key, ()),
+                    "meaning": MEANINGS.get(key, ""),
+                }
+            )
     return out
 
 
@@ -100,10 +122,18 @@ def reference(style: str = "text") -> str:
     """The reference as aligned text, a Markdown table (the README's) or a commented TOML."""
     table = rows()
     if style == "markdown":
-        lines = ["| key | default | `synccp pretrain` (no arguments) | meaning |", "|---|---|---|---|"]
+        lines = [
+            "| key | default | `synccp pretrain` (no arguments) | meaning |",
+            "|---|---|---|---|",
+        ]
         for r in table:
-            meaning = r["meaning"] + (f"; one of {', '.join(f'`{c}`' for c in r['choices'])}" if r["choices"] else "")
-            lines.append(f"| `{r['key']}` | `{_literal(r['default'])}` | `{_literal(r['demo'])}` | {meaning} |")
+            meaning = r["meaning"] + (
+                f"; one of {', '.join(f'`{c}`' for c in r['choices'])}" if r["choices"] else ""
+            )
+            lines.append(
+                f"| `{r['key']}` | `{_literal(r['default'])}` | `{_literal(r['demo'])}` | "
+                f"{meaning} |"
+            )
         return "\n".join(lines)
     if style == "toml":
         lines, section = [], None
@@ -122,6 +152,8 @@ def reference(style: str = "text") -> str:
     lines = [f"{'key':{width}s}  {'default':14s} {'no-arguments run':16s} meaning"]
     for r in table:
         choices = f" [{'|'.join(r['choices'])}]" if r["choices"] else ""
-        lines.append(f"{r['key']:{width}s}  {_literal(r['default']):14s} {_literal(r['demo']):16s} "
-                     f"{r['meaning']}{choices}")
+        lines.append(
+            f"{r['key']:{width}s}  {_literal(r['default']):14s} {_literal(r['demo']):16s} "
+            f"{r['meaning']}{choices}"
+        )
     return "\n".join(lines)

@@ -72,8 +72,10 @@ def process_group(device: str = "auto") -> Iterator[None]:
     if cuda:
         count = torch.cuda.device_count()
         if local_rank() >= count:
-            raise ValueError(f"train.device={device!r}: process LOCAL_RANK={local_rank()} needs a GPU, "
-                             f"but this machine has {count}; start at most {count} processes per node")
+            raise ValueError(
+                f"train.device={device!r}: process LOCAL_RANK={local_rank()} needs a GPU, "
+                f"but this machine has {count}; start at most {count} processes per node"
+            )
         torch.cuda.set_device(local_rank())
     if cuda:
         dist.init_process_group(backend="nccl", device_id=torch.device("cuda", local_rank()))
@@ -131,7 +133,7 @@ class _GatherWithGrad(torch.autograd.Function):
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
         size = grad.shape[0] // world_size()
-        return grad[rank() * size:(rank() + 1) * size]
+        return grad[rank() * size : (rank() + 1) * size]
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
@@ -169,7 +171,7 @@ def all_min(value: torch.Tensor) -> int:
 
 
 def mean(value: torch.Tensor) -> torch.Tensor:
-    """The mean over ranks of a float 0-d tensor (e.g. each rank's loss on its share of the batch)."""
+    """The mean over ranks of a float 0-d tensor (e.g. each rank's loss on its share of a batch)."""
     if world_size() == 1:
         return value
     total = value.detach().float().reshape(1).clone()
@@ -240,7 +242,9 @@ def first_mismatch(named: Sequence[tuple[str, torch.Tensor]]) -> str | None:
     mine = torch.cat([c.to(device) for c in chunks])  # (total bytes,)
     theirs = mine.clone()
     dist.broadcast(theirs, src=0)
-    flags = torch.stack([a.ne(b).any() for a, b in zip(mine.split(sizes), theirs.split(sizes))])  # (T,)
+    flags = torch.stack(
+        [a.ne(b).any() for a, b in zip(mine.split(sizes), theirs.split(sizes), strict=True)]
+    )  # (T,)
     index = torch.where(flags, torch.arange(len(sizes), device=device), len(sizes)).min().reshape(1)
     dist.all_reduce(index, op=dist.ReduceOp.MIN)
     found = int(index.item())

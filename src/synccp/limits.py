@@ -28,20 +28,33 @@ def check_totals(cfg: Config, *, steps_per_epoch: int) -> None:
     MAX_MASK_UPDATES; called with the real steps per epoch once the data is loaded."""
     s, total = cfg.sparsity, round(cfg.train.epochs * steps_per_epoch)
     if total > MAX_TOTAL_STEPS:
-        raise ConfigError(f"train.epochs={cfg.train.epochs} at train.batch_size={cfg.train.batch_size} "
-                          f"({steps_per_epoch} steps per epoch) makes {total} optimizer steps, more than "
-                          f"the {MAX_TOTAL_STEPS} synccp runs")
+        raise ConfigError(
+            f"train.epochs={cfg.train.epochs} at train.batch_size={cfg.train.batch_size} "
+            f"({steps_per_epoch} steps per epoch) makes {total} optimizer steps, more than "
+            f"the {MAX_TOTAL_STEPS} synccp runs"
+        )
     if s.algorithm in ("dense", "static"):
         return
     from synccp.sparsity.schedule import ramp_epochs
 
-    start, end = ramp_epochs(start_epoch=s.start_epoch, end_epoch=s.end_epoch, ramp_start=s.ramp_start,
-                             ramp_end=s.ramp_end, epochs=cfg.train.epochs)
+    start, end = ramp_epochs(
+        start_epoch=s.start_epoch,
+        end_epoch=s.end_epoch,
+        ramp_start=s.ramp_start,
+        ramp_end=s.ramp_end,
+        epochs=cfg.train.epochs,
+    )
     from synccp.sparsity import policy_for
 
-    window = total if policy_for(s.algorithm).regrow is not None else (end - start) * steps_per_epoch
-    updates = math.ceil(cfg.train.epochs) if s.algorithm == "sdclr" else int(window // s.update_every)
+    window = (
+        total if policy_for(s.algorithm).regrow is not None else (end - start) * steps_per_epoch
+    )
+    updates = (
+        math.ceil(cfg.train.epochs) if s.algorithm == "sdclr" else int(window // s.update_every)
+    )
     if updates > MAX_MASK_UPDATES:
-        raise ConfigError(f"sparsity.update_every={s.update_every} makes up to {updates} mask updates "
-                          f"({s.algorithm}, {total} steps), more than {MAX_MASK_UPDATES}; raise "
-                          f"sparsity.update_every or shorten the run")
+        raise ConfigError(
+            f"sparsity.update_every={s.update_every} makes up to {updates} mask updates "
+            f"({s.algorithm}, {total} steps), more than {MAX_MASK_UPDATES}; raise "
+            f"sparsity.update_every or shorten the run"
+        )

@@ -26,7 +26,8 @@ class DataSpec:
     root: str = ""
     subset: int = 0
     image_size: int = 0
-    stream: bool = False  # image_folder: decode from disk per batch (imagenet, imagenet100 always do)
+    # image_folder: decode from disk per batch (imagenet, imagenet100 always do)
+    stream: bool = False
     workers: int = 4  # streaming: DataLoader decoding processes per training process
     on_corrupt: str = "error"  # streaming: an unreadable image stops the run, or is skipped by name
 
@@ -46,7 +47,8 @@ class SparsitySettings:
     the `SparsitySpec` of a run once its steps are known. Its values are checked by that spec
     (and the window keys by `synccp.config.checks`)."""
 
-    algorithm: str = "synccp"  # what `synccp pretrain` runs with no arguments, and any TOML without it
+    # what `synccp pretrain` runs with no arguments, and any TOML without it
+    algorithm: str = "synccp"
     granularity: str = "unstructured"
     density: float = 0.1
     initial_density: float = 1.0
@@ -64,27 +66,44 @@ class SparsitySettings:
     ramp_end: float | None = None  # default 0.75
     start_epoch: float | None = None
     end_epoch: float | None = None
-    drop_fraction: float | None = None  # drop-and-grow: RigL 0.3, GraNet 0.5 (their papers' defaults)
-    regrow_end: float | None = None  # fraction of training where drop-and-grow stops: RigL 0.75, GraNet 1.0
+    # drop-and-grow: RigL 0.3, GraNet 0.5 (their papers' defaults)
+    drop_fraction: float | None = None
+    # fraction of training where drop-and-grow stops: RigL 0.75, GraNet 1.0
+    regrow_end: float | None = None
     sparse_branch: str = "second"
 
-    def spec(self, *, epochs: float, steps_per_epoch: int, total_steps: int,
-             seed: int) -> SparsitySpec:
+    def spec(
+        self, *, epochs: float, steps_per_epoch: int, total_steps: int, seed: int
+    ) -> SparsitySpec:
         """The run's `SparsitySpec`: ramp and drop-and-grow windows in optimizer steps
         (`sparsity.schedule.sparsity_steps`, the one conversion); ValueError names a bad key."""
         from synccp.sparsity.schedule import sparsity_steps
         from synccp.sparsity.spec import SparsitySpec
 
-        start, end, regrow_end = sparsity_steps(self, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                                                total_steps=total_steps)
+        start, end, regrow_end = sparsity_steps(
+            self, epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps
+        )
         return SparsitySpec(
-            algorithm=self.algorithm, granularity=self.granularity, n=self.n, m=self.m,
-            block=(self.block_out, self.block_in), density=self.density,
-            initial_density=self.initial_density, density_gap=self.density_gap,
-            allocation=self.allocation, score_ema=self.score_ema, update_every=self.update_every,
-            total_steps=total_steps, steps_per_epoch=steps_per_epoch, ramp_start_step=start,
-            ramp_end_step=end, drop_fraction=self.drop_fraction, regrow_end_step=regrow_end,
-            sparse_branch=self.sparse_branch, seed=seed)
+            algorithm=self.algorithm,
+            granularity=self.granularity,
+            n=self.n,
+            m=self.m,
+            block=(self.block_out, self.block_in),
+            density=self.density,
+            initial_density=self.initial_density,
+            density_gap=self.density_gap,
+            allocation=self.allocation,
+            score_ema=self.score_ema,
+            update_every=self.update_every,
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            ramp_start_step=start,
+            ramp_end_step=end,
+            drop_fraction=self.drop_fraction,
+            regrow_end_step=regrow_end,
+            sparse_branch=self.sparse_branch,
+            seed=seed,
+        )
 
 
 @dataclass(frozen=True)
@@ -99,6 +118,7 @@ class EvalSpec:
     raw_baseline: bool = True
     subset: int = 0  # probe on the first N train and test images (0 = the full protocol)
     batch_size: int = 1024  # images per feature-extraction batch
+
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -164,5 +184,9 @@ class RunSpec:
 
     def sparsity_spec(self, *, steps_per_epoch: int, total_steps: int) -> SparsitySpec:
         """The run's `SparsitySpec` for its clock (steps per epoch, total optimizer steps)."""
-        return self.sparsity.spec(epochs=self.train.epochs, steps_per_epoch=steps_per_epoch,
-                                  total_steps=total_steps, seed=self.train.seed)
+        return self.sparsity.spec(
+            epochs=self.train.epochs,
+            steps_per_epoch=steps_per_epoch,
+            total_steps=total_steps,
+            seed=self.train.seed,
+        )

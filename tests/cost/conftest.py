@@ -8,7 +8,7 @@ from torch import nn
 
 
 class TinyNet(nn.Module):
-    """Stem conv 1→8 (3×3, stride 1), conv 8→16 (3×3, stride 2), global pool: (B, 1, 8, 8) → (B, 16)."""
+    """Stem conv 1→8 (3×3, stride 1), conv 8→16 (3×3, stride 2), pool: (B, 1, 8, 8) → (B, 16)."""
 
     out_dim = 16
 

@@ -7,8 +7,13 @@ import torch
 from torch import nn
 
 from synccp.cost import structure
-from synccp.cost.accelerator import (Accelerator, column_groups, compute_cycles, load_imbalance,
-                                     phase_cost)
+from synccp.cost.accelerator import (
+    Accelerator,
+    column_groups,
+    compute_cycles,
+    load_imbalance,
+    phase_cost,
+)
 from synccp.cost.gemms import Gemm, trace_layers
 
 ACCEL = Accelerator(rows=4, cols=4)
@@ -82,10 +87,21 @@ def test_block_skips_tiles_in_forward_and_dgrad_and_channel_shrinks_the_gemm():
         assert cost.rule == "block skip" and cost.compute_cycles < dense_fwd.compute_cycles
     channel = torch.zeros(8, 8, 3, 3, dtype=torch.bool)
     channel[:4] = True  # half the filters
-    half = trace_layers(nn.Conv2d(8, 4, 3, padding=1, bias=False), (1, 8, 4, 4), mark_first=False)[0]
+    half = trace_layers(nn.Conv2d(8, 4, 3, padding=1, bias=False), (1, 8, 4, 4), mark_first=False)[
+        0
+    ]
     for phase in ("forward", "wgrad"):
-        shrunk = phase_cost(half, phase, 2, None, granularity="channel", n=2, m=4,
-                            dense_gradients=False, accel=ACCEL)
+        shrunk = phase_cost(
+            half,
+            phase,
+            2,
+            None,
+            granularity="channel",
+            n=2,
+            m=4,
+            dense_gradients=False,
+            accel=ACCEL,
+        )
         assert _cost(layer, phase, channel, "channel").compute_cycles == shrunk.compute_cycles
 
 
@@ -107,12 +123,30 @@ def test_dense_cycles_follow_the_systolic_formulas():
 
 def test_roofline_switches_regime():
     big = _conv(c_out=64, c_in=64, size=8)
-    compute = phase_cost(big, "forward", 4, None, granularity="unstructured", n=2, m=4,
-                         dense_gradients=False, accel=Accelerator())
+    compute = phase_cost(
+        big,
+        "forward",
+        4,
+        None,
+        granularity="unstructured",
+        n=2,
+        m=4,
+        dense_gradients=False,
+        accel=Accelerator(),
+    )
     assert compute.bound == "compute" and compute.cycles == compute.compute_cycles
     starved = Accelerator(dram_bytes_per_s=1e6)
-    memory = phase_cost(big, "forward", 4, None, granularity="unstructured", n=2, m=4,
-                        dense_gradients=False, accel=starved)
+    memory = phase_cost(
+        big,
+        "forward",
+        4,
+        None,
+        granularity="unstructured",
+        n=2,
+        m=4,
+        dense_gradients=False,
+        accel=starved,
+    )
     assert memory.bound == "memory" and memory.cycles == memory.memory_cycles > compute.cycles
 
 

@@ -8,7 +8,15 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from synccp.cost.flops import dense_macs, needs_dense_gradients, sparse_macs
-from synccp.cost.gemms import Gemm, Pass, method_passes, pass_phases, phase_gemm, trace_layers, training_layers
+from synccp.cost.gemms import (
+    Gemm,
+    Pass,
+    method_passes,
+    pass_phases,
+    phase_gemm,
+    trace_layers,
+    training_layers,
+)
 from synccp.models import build_backbone, mlp
 
 TRAIN = Pass("online", "a", True, ("backbone", "projector", "predictor"))
@@ -28,8 +36,8 @@ def test_dense_macs_match_flop_counter_on_resnets(name):
     backbone = build_backbone(name, stem="cifar", width=8, in_channels=3)
     x = torch.randn(2, 3, 16, 16)
     layers = training_layers(backbone, in_channels=3, image_size=16)
-    forward = sum(dense_macs(l, "forward", 2) for l in layers)
-    training = sum(dense_macs(l, p, 2) for l in layers for p in pass_phases(l, TRAIN))
+    forward = sum(dense_macs(layer, "forward", 2) for layer in layers)
+    training = sum(dense_macs(layer, p, 2) for layer in layers for p in pass_phases(layer, TRAIN))
     assert 2 * forward == _counted_flops(backbone, x, backward=False)
     assert 2 * training == _counted_flops(backbone, x, backward=True)
 
@@ -38,8 +46,8 @@ def test_head_layers_match_flop_counter():
     head = mlp(16, 32, 8)
     x = torch.randn(4, 16, requires_grad=True)
     layers = trace_layers(head, (1, 16), part="projector", mark_first=False)
-    assert [l.name for l in layers] == ["projector.0.weight", "projector.3.weight"]
-    total = sum(dense_macs(l, p, 4) for l in layers for p in pass_phases(l, TRAIN))
+    assert [layer.name for layer in layers] == ["projector.0.weight", "projector.3.weight"]
+    total = sum(dense_macs(layer, p, 4) for layer in layers for p in pass_phases(layer, TRAIN))
     assert 2 * total == _counted_flops(head, x, backward=True)
 
 
@@ -52,7 +60,8 @@ def test_two_layer_net_hand_count():
     assert phase_gemm(linear, "dgrad", 5) == Gemm(5, 256, 10)
     assert pass_phases(conv, TRAIN) == ("forward", "wgrad")  # no gradient w.r.t. the image
     hand = 5 * 64 * 4 * 27 * 2 + 5 * 10 * 256 * 3  # conv fwd+wgrad, linear fwd+dgrad+wgrad
-    assert sum(dense_macs(l, p, 5) for l in (conv, linear) for p in pass_phases(l, TRAIN)) == hand
+    both = (conv, linear)
+    assert sum(dense_macs(layer, p, 5) for layer in both for p in pass_phases(layer, TRAIN)) == hand
 
 
 def test_sparse_macs_scale_with_kept_weights_and_dense_gradient_rule():
@@ -71,15 +80,24 @@ def test_sparse_macs_scale_with_kept_weights_and_dense_gradient_rule():
 def test_method_passes_follow_the_method_contract():
     byol = method_passes("byol")
     assert [(p.branch, p.view, p.backward) for p in byol] == [
-        ("online", "a", True), ("online", "b", True), ("second", "a", False), ("second", "b", False)]
+        ("online", "a", True),
+        ("online", "b", True),
+        ("second", "a", False),
+        ("second", "b", False),
+    ]
     assert "predictor" not in byol[2].parts
     simclr = method_passes("simclr")
-    assert [(p.branch, p.view, p.backward) for p in simclr] == [("online", "a", True), ("second", "b", True)]
+    assert [(p.branch, p.view, p.backward) for p in simclr] == [
+        ("online", "a", True),
+        ("second", "b", True),
+    ]
     with pytest.raises(ValueError, match="method.name"):
         method_passes("dino")
 
 
-@pytest.mark.parametrize("shape, block", [((16, 8, 3, 3), (1, 1)), ((16, 8, 3, 3), (4, 4)), ((32, 64), (1, 1))])
+@pytest.mark.parametrize(
+    "shape, block", [((16, 8, 3, 3), (1, 1)), ((16, 8, 3, 3), (4, 4)), ((32, 64), (1, 1))]
+)
 def test_random_mask_counts_equal_a_fresh_draw_at_every_density(shape, block):
     """The cached sorted draw gives exactly the counts of {u < d} for the same u, at any d."""
     import math
@@ -89,7 +107,9 @@ def test_random_mask_counts_equal_a_fresh_draw_at_every_density(shape, block):
     rows, cols = shape[0], math.prod(shape[1:])
     sampler = RandomMask(shape, block, torch.Generator().manual_seed(7))
     for density in (0.05, 0.2, 0.5, 0.93):
-        u = torch.rand((rows // block[0], cols // block[1]), generator=torch.Generator().manual_seed(7))
+        u = torch.rand(
+            (rows // block[0], cols // block[1]), generator=torch.Generator().manual_seed(7)
+        )
         mask = (u < density).repeat_interleave(block[0], 0).repeat_interleave(block[1], 1)
         got_rows, got_cols = sampler.counts(density)
         assert torch.equal(got_rows, mask.sum(1, dtype=torch.float64))

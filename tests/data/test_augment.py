@@ -85,8 +85,8 @@ def test_crop_equals_crop_then_resize():
     top, left, h, w = A._crop_boxes(x, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), generator=gen(3))
     out = A.random_resized_crop(x, size=24, generator=gen(3))
     for i in range(0, 64, 7):
-        t, l, hh, ww = int(top[i]), int(left[i]), int(h[i]), int(w[i])
-        ref = F.interpolate(x[i:i + 1, :, t:t + hh, l:l + ww], size=24, mode="bilinear",
+        t, lft, hh, ww = int(top[i]), int(left[i]), int(h[i]), int(w[i])
+        ref = F.interpolate(x[i:i + 1, :, t:t + hh, lft:lft + ww], size=24, mode="bilinear",
                             align_corners=False)
         torch.testing.assert_close(out[i:i + 1], ref, atol=1e-5, rtol=0)
 
@@ -227,7 +227,9 @@ def test_blur_keeps_constants_and_means_and_smooths():
     x = batch(size=32)
     out = A.gaussian_blur(x, p=1.0, sigma=(1.0, 2.0), generator=gen())
     torch.testing.assert_close(out.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=5e-3, rtol=0)
-    tv = lambda t: (t.diff(dim=-1).abs().mean() + t.diff(dim=-2).abs().mean()).item()
+    def tv(t):
+        return (t.diff(dim=-1).abs().mean() + t.diff(dim=-2).abs().mean()).item()
+
     assert tv(out) < 0.8 * tv(x)
     assert torch.equal(A.gaussian_blur(x, p=0.0, generator=gen()), x)
 
@@ -261,7 +263,7 @@ SOLO_LEARN_CIFAR = {  # (brightness, contrast, saturation, hue, blur, (solarize 
 def test_recipes_are_solo_learn_cifar_defaults(method):
     b, c, s, h, blur, solarize = SOLO_LEARN_CIFAR[method]
     views = view_recipes(method, image_size=32, channels=3)
-    for recipe, sol in zip(views, solarize):
+    for recipe, sol in zip(views, solarize, strict=True):
         assert recipe == ViewRecipe(crop_size=32, crop_scale=(0.08, 1.0),
                                     crop_ratio=(3 / 4, 4 / 3), jitter_prob=0.8, brightness=b,
                                     contrast=c, saturation=s, hue=h, grayscale_prob=0.2,

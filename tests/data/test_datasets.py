@@ -20,8 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from synccp.data import DatasetError, ImageDataset, load_dataset
-from synccp.data import cifar, fashion_mnist, image_folder
+from synccp.data import DatasetError, ImageDataset, cifar, fashion_mnist, image_folder, load_dataset
 from synccp.data.datasets import channel_stats, resize_images
 from synccp.data.download import gunzip_sha256
 

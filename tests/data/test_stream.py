@@ -53,7 +53,9 @@ def test_index_lists_once_caches_and_rebuilds_when_a_class_directory_changes(tmp
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_streamed_batches_equal_the_in_memory_batches_across_epochs_ranks_and_restarts(tmp_path, workers):
+def test_streamed_batches_equal_the_in_memory_batches_across_epochs_ranks_and_restarts(
+    tmp_path, workers
+):
     root = tmp_path / "png"
     write_image_folder(root, CLASSES, per_class=8, ext=".png", size=(23, 17))
     memory = build_setup(_cfg(root, **{"data.stream": "false"}), torch.device("cpu"))
@@ -76,20 +78,36 @@ def test_streamed_batches_equal_the_in_memory_batches_across_epochs_ranks_and_re
 def test_corrupt_jpegs_fail_by_name_or_are_skipped_by_name(tmp_path, caplog):
     bad = ["bee/0001.JPEG", "cat/0003.JPEG"]
     write_image_folder(tmp_path / "j", CLASSES, per_class=8, corrupt=bad)
-    with pytest.raises(DatasetError, match=r"bee/0001\.JPEG.*cannot decode.*data.on_corrupt='skip'"):
+    with pytest.raises(
+        DatasetError, match=r"bee/0001\.JPEG.*cannot decode.*data.on_corrupt='skip'"
+    ):
         load_stream("image_folder", "train", root=str(tmp_path / "j"))  # mean/std sample decodes it
     stats = load_stream("image_folder", "train", root=str(tmp_path / "j"), on_corrupt="skip")
-    failing = build_setup(_cfg(tmp_path / "j", **{"data.workers": 1}), torch.device("cpu"), data=replace(stats, on_corrupt="error"))
-    with pytest.raises(DatasetError, match=r"^\S+/(bee/0001|cat/0003)\.JPEG: cannot decode.*on_corrupt='skip'$"):
+    failing = build_setup(
+        _cfg(tmp_path / "j", **{"data.workers": 1}),
+        torch.device("cpu"),
+        data=replace(stats, on_corrupt="error"),
+    )
+    with pytest.raises(
+        DatasetError, match=r"^\S+/(bee/0001|cat/0003)\.JPEG: cannot decode.*on_corrupt='skip'$"
+    ):
         for step in range(3):  # in a DataLoader worker, re-raised in the training process
             failing.batches.batch(step)
-    skipping = build_setup(_cfg(tmp_path / "j", **{"data.workers": 1, "data.on_corrupt": '"skip"'}),
-                           torch.device("cpu"))
+    skipping = build_setup(
+        _cfg(tmp_path / "j", **{"data.workers": 1, "data.on_corrupt": '"skip"'}),
+        torch.device("cpu"),
+    )
     with caplog.at_level(logging.WARNING, logger="synccp.data.loader"):
-        batches = [skipping.batches.batch(step) for step in range(3)]  # one whole epoch: every file seen
+        batches = [
+            skipping.batches.batch(step) for step in range(3)
+        ]  # one whole epoch: every file seen
     assert all(b.shape == (8, 3, 16, 16) for b in batches)
-    assert sorted(skipping.batches.stream.skipped) == sorted(str(tmp_path / "j" / "train" / p) for p in bad)
-    warned = [r.getMessage() for r in caplog.records if "skipped unreadable image" in r.getMessage()]
+    assert sorted(skipping.batches.stream.skipped) == sorted(
+        str(tmp_path / "j" / "train" / p) for p in bad
+    )
+    warned = [
+        r.getMessage() for r in caplog.records if "skipped unreadable image" in r.getMessage()
+    ]
     assert len(warned) == 2 and all(any(p in w for w in warned) for p in bad)
     with pytest.raises(DatasetError, match="data.on_corrupt must be one of error, skip"):
         load_stream("image_folder", "train", root=str(tmp_path / "j"), on_corrupt="ignore")
@@ -120,7 +138,11 @@ def test_imagenet100_takes_solo_learns_100_classes_in_sorted_order(tmp_path):
         load_stream("imagenet100", "train", root=str(tmp_path / "in"))
     write_image_folder(tmp_path / "in", [IMAGENET100_CLASSES[99]], per_class=1, size=(8, 8))
     data = load_stream("imagenet100", "train", root=str(tmp_path / "in"))
-    assert data.num_classes == 100 and len(data) == 100 and list(data.index.classes) == sorted(data.index.classes)
+    assert (
+        data.num_classes == 100
+        and len(data) == 100
+        and list(data.index.classes) == sorted(data.index.classes)
+    )
     assert "n00000001" not in {data.index.path(i).parent.name for i in range(100)}
     assert len(load_stream("imagenet", "train", root=str(tmp_path / "in"))) == 101
 
@@ -138,18 +160,26 @@ def test_a_streamed_run_resumes_exactly(tmp_path):
         assert [k for k in one if not torch.equal(one[k], two[k])] == [], name
 
 
-@pytest.mark.parametrize("name, data, backbone, granularity, final", [
-    ("imagenet_byol_r50_synccp.toml", "imagenet", "resnet50", "unstructured", 0.2),
-    ("imagenet_byol_r50_synccp_nm.toml", "imagenet", "resnet50", "nm", 0.5),
-    ("cifar10_byol_r18_synccp.toml", "cifar10", "resnet18", "unstructured", 0.2),
-    ("cifar100_byol_r18_synccp.toml", "cifar100", "resnet18", "unstructured", 0.2),
-])
+@pytest.mark.parametrize(
+    "name, data, backbone, granularity, final",
+    [
+        ("imagenet_byol_r50_synccp.toml", "imagenet", "resnet50", "unstructured", 0.2),
+        ("imagenet_byol_r50_synccp_nm.toml", "imagenet", "resnet50", "nm", 0.5),
+        ("cifar10_byol_r18_synccp.toml", "cifar10", "resnet18", "unstructured", 0.2),
+        ("cifar100_byol_r18_synccp.toml", "cifar100", "resnet18", "unstructured", 0.2),
+    ],
+)
 def test_scale_presets_are_the_authors_recipe(name, data, backbone, granularity, final):
     from pathlib import Path
 
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / name)
     s = cfg.sparsity
-    assert (cfg.data.name, cfg.model.backbone, cfg.model.width, s.algorithm) == (data, backbone, 64, "synccp")
+    assert (cfg.data.name, cfg.model.backbone, cfg.model.width, s.algorithm) == (
+        data,
+        backbone,
+        64,
+        "synccp",
+    )
     assert s.granularity == granularity and s.density_gap == 0.3 and s.score_ema == 0.99
     assert (s.n / s.m if granularity == "nm" else s.density) == final
     assert granularity == "nm" or s.initial_density == 0.7

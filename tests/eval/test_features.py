@@ -1,4 +1,4 @@
-"""Fast feature extraction equals the plain eval-mode forward; eval.subset is a recorded quick mode."""
+"""Fast feature extraction equals the plain eval-mode forward; eval.subset is a recorded mode."""
 
 import json
 
@@ -31,13 +31,19 @@ def test_folded_channels_last_features_equal_the_plain_forward(backbone, one_thr
     assert model.layer1[0].bn1.weight.requires_grad  # the original is untouched
 
 
-def test_eval_subset_is_a_quick_protocol_recorded_in_eval_json(fmnist_root, tmp_path, one_thread, capsys):
+def test_eval_subset_is_a_quick_protocol_recorded_in_eval_json(
+    fmnist_root, tmp_path, one_thread, capsys
+):
     cfg = load_config(None, tiny_overrides(fmnist_root, **{"eval.raw_baseline": "false"}))
     pretrain(cfg, tmp_path / "run")
     assert main(["eval", str(tmp_path / "run"), "--probe", "knn", "--subset", "20"]) == 0
     assert "quick (eval.subset=20)" in capsys.readouterr().out
     result = json.loads((tmp_path / "run" / "eval.json").read_text())
-    assert (result["train_images"], result["test_images"], result["protocol"]) == (20, 20, "quick (eval.subset=20)")
+    assert (result["train_images"], result["test_images"], result["protocol"]) == (
+        20,
+        20,
+        "quick (eval.subset=20)",
+    )
     assert main(["eval", str(tmp_path / "run"), "--probe", "knn"]) == 0  # the default: full
     result = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert (result["train_images"], result["test_images"], result["protocol"]) == (96, 48, "full")

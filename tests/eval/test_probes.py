@@ -14,7 +14,7 @@ def _reference_knn(train, labels, test, k, t, classes):
         sims = torch.stack([F.cosine_similarity(q, x, dim=0) for x in train])
         top = sims.topk(k)
         votes = torch.zeros(classes, dtype=torch.float64)
-        for s, i in zip(top.values, top.indices):
+        for s, i in zip(top.values, top.indices, strict=True):
             votes[labels[i]] += torch.exp(s / t)
         out.append(int(votes.argmax()))
     return torch.tensor(out)
@@ -34,7 +34,9 @@ def test_linear_probe_learns_a_separable_problem():
     centers = torch.randn(3, 16, generator=g) * 4
     y = torch.randint(0, 3, (600,), generator=g)
     x = centers[y] + torch.randn(600, 16, generator=g)
-    result = linear_probe(x[:500], y[:500], x[500:], y[500:], num_classes=3, epochs=10, batch_size=64)
+    result = linear_probe(
+        x[:500], y[:500], x[500:], y[500:], num_classes=3, epochs=10, batch_size=64
+    )
     assert result["test_top1"] > 95.0
 
 

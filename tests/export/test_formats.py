@@ -11,15 +11,20 @@ from synccp.export.compact import compact_encoder, parameter_count
 from synccp.export.run import export_run
 
 
-def test_onnx_export_runs_in_onnxruntime_with_pruned_weights_exactly_zero(tmp_path, one_thread, capsys):
+def test_onnx_export_runs_in_onnxruntime_with_pruned_weights_exactly_zero(
+    tmp_path, one_thread, capsys
+):
     model = export_sparse(tmp_path, granularity="unstructured", density=0.2, width=8)
     assert main(["export", str(tmp_path), "--format", "onnx"]) == 0
     out = capsys.readouterr().out
     assert "max |difference|" in out
     report = export_run(tmp_path, "onnx")
     assert report["max_abs_diff"] < 1e-4  # onnxruntime vs the torch encoder, reported by the CLI
-    pruned = sum(int((~m).sum()) for k, m in load_file(str(tmp_path / "masks.safetensors")).items()
-                 if k.startswith("online/"))
+    pruned = sum(
+        int((~m).sum())
+        for k, m in load_file(str(tmp_path / "masks.safetensors")).items()
+        if k.startswith("online/")
+    )
     assert report["conv_zeros"] >= pruned > 0  # BN folding keeps zeros zero
     assert (tmp_path / "export" / "encoder.json").is_file()
     import onnxruntime as ort
@@ -60,11 +65,13 @@ def test_compact_encoder_is_smaller_with_the_same_outputs(backbone, one_thread):
         kept = compact.kept_features.tolist()
         assert len(kept) <= model.out_dim - 3 and not {0, 5, 9} & set(kept)
         assert compact.trunk.layer3[0].bn2.num_features <= 31  # channel 2 gone, channel 1 kept
-        assert compact.trunk.layer4[0].conv1.in_channels == compact.trunk.layer3[1].conv2.out_channels
+        assert (
+            compact.trunk.layer4[0].conv1.in_channels == compact.trunk.layer3[1].conv2.out_channels
+        )
 
 
 def test_compact_keeps_pruned_filters_whose_batchnorm_makes_them_constant(one_thread):
-    """A zero filter with a positive BN constant is a nonzero map: removing it would change outputs."""
+    """A zero filter with a positive BN constant is a nonzero map: removing it changes outputs."""
     model, _ = sparse_backbone(granularity="unstructured", density=1.0, width=8)
     with torch.no_grad():
         model.layer2[0].conv1.weight[:4] = 0
@@ -97,16 +104,27 @@ def test_export_of_an_unfinished_run_names_the_file(tmp_path, capsys):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_a_trained_channel_run_exports_compact_from_the_cli(fmnist_root, tmp_path, one_thread, capsys):
+def test_a_trained_channel_run_exports_compact_from_the_cli(
+    fmnist_root, tmp_path, one_thread, capsys
+):
     from helpers import tiny_overrides
     from synccp.config import load_config
     from synccp.train.loop import pretrain
 
-    cfg = load_config(None, tiny_overrides(fmnist_root, **{"sparsity.granularity": '"channel"',
-                                                           "sparsity.density": 0.3}))
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            fmnist_root, **{"sparsity.granularity": '"channel"', "sparsity.density": 0.3}
+        ),
+    )
     pretrain(cfg, tmp_path / "run")
     spec, sparsity = synccp.encoder_metadata(tmp_path / "run" / "model.safetensors")
-    assert (spec["width"], spec["in_channels"], spec["image_size"], spec["stem"]) == (4, 1, 16, "cifar")
+    assert (spec["width"], spec["in_channels"], spec["image_size"], spec["stem"]) == (
+        4,
+        1,
+        16,
+        "cifar",
+    )
     assert sparsity["granularity"] == "channel" and abs(sparsity["density"] - 0.3) < 0.05
     assert main(["export", str(tmp_path / "run"), "--format", "compact"]) == 0
     assert "parameters:" in capsys.readouterr().out

@@ -9,7 +9,9 @@ from synccp.export.semistructured import default_matrix, gemm_matrix, holds_nm, 
 
 def test_nm_masks_hold_in_the_channels_last_gemm_and_for_1x1_in_torchs_flattening(one_thread):
     model, _ = sparse_backbone(granularity="nm", n=2, m=4, width=8)
-    convs = {name: p for name, p in model.named_parameters() if p.dim() == 4 and name != "conv1.weight"}
+    convs = {
+        name: p for name, p in model.named_parameters() if p.dim() == 4 and name != "conv1.weight"
+    }
     one_by_one = [p for p in convs.values() if p.shape[2:] == (1, 1)]
     assert one_by_one
     for weight in convs.values():
@@ -36,4 +38,6 @@ def test_semi_structured_linear_matches_the_dense_product():
     dense = default_matrix(weight).to("cuda", torch.float16)
     sparse = to_semi_structured(weight.to("cuda", torch.float16))
     x = torch.randn(128, dense.shape[1], device="cuda", dtype=torch.float16)
-    torch.testing.assert_close(torch.nn.functional.linear(x, sparse), x @ dense.T, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(
+        torch.nn.functional.linear(x, sparse), x @ dense.T, rtol=1e-2, atol=1e-2
+    )

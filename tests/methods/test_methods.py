@@ -115,8 +115,9 @@ def test_momentum_methods_online_gets_both_views_target_only_without_grad(name):
     projector_before = [p.clone() for p in method.target_projector.parameters()]
     loss = method.training_loss(view_a, view_b, online=online, second=second)
     # one forward per view (per-view BatchNorm statistics), never a concatenated 2B batch
-    assert [x is v for x, v in zip(online_calls, (view_a, view_b))] == [True, True]
-    assert [x is v for (x, _), v in zip(second_calls, (view_a, view_b))] == [True, True]
+    assert [x is v for x, v in zip(online_calls, (view_a, view_b), strict=True)] == [True, True]
+    both = (view_a, view_b)
+    assert [x is v for (x, _), v in zip(second_calls, both, strict=True)] == [True, True]
     assert not any(grad for _, grad in second_calls)
     loss.backward()
     torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1).step()
@@ -124,7 +125,7 @@ def test_momentum_methods_online_gets_both_views_target_only_without_grad(name):
     assert all(p.grad is None for p in method.target_projector.parameters())
     assert all(torch.equal(p, target_before[n]) for n, p in method.target_parameters().items())
     projector_after = list(method.target_projector.parameters())
-    assert all(torch.equal(a, b) for a, b in zip(projector_after, projector_before))
+    assert all(torch.equal(a, b) for a, b in zip(projector_after, projector_before, strict=True))
 
 
 @pytest.mark.parametrize("name", MOMENTUM)
@@ -143,8 +144,9 @@ def test_update_target_is_ema_of_backbone_and_projector(name):
     method.update_target(0.75)
     for n, p in method.target_parameters().items():
         torch.testing.assert_close(p, 0.75 * xi[n] + 0.25 * online[n].detach())
-    for p, before, theta in zip(method.target_projector.parameters(), xi_proj,
-                                method.projector.parameters()):
+    for p, before, theta in zip(
+        method.target_projector.parameters(), xi_proj, method.projector.parameters(), strict=True
+    ):
         torch.testing.assert_close(p, 0.75 * before + 0.25 * theta.detach())
 
 
@@ -174,8 +176,9 @@ def test_mocov2_queue_is_a_buffer_that_enqueues_and_wraps_around():
         method.training_loss(view_a, view_b, online=online, second=second)
         assert torch.equal(method.queue, queue_before)  # the loss never touches the queue
         with torch.no_grad():
-            keys.append([F.normalize(method.target_projector(second(v)), dim=1)
-                         for v in (view_a, view_b)])
+            keys.append(
+                [F.normalize(method.target_projector(second(v)), dim=1) for v in (view_a, view_b)]
+            )
         method.after_step()
     assert int(method.queue_ptr) == (4 + 4) % 6
     for view in (0, 1):

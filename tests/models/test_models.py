@@ -6,8 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from synccp.models import (build_backbone, cosine_tau, ema_update_, frozen_copy, mlp,
-                           prunable_parameters)
+from synccp.models import (
+    build_backbone,
+    cosine_tau,
+    ema_update_,
+    frozen_copy,
+    mlp,
+    prunable_parameters,
+)
 
 # torchvision.models.resnetXX(num_classes=1000) parameter counts minus the fc layer
 TORCHVISION_PARAMS_WITHOUT_FC = {
@@ -136,12 +142,13 @@ def test_ema_update_matches_the_formula_and_copies_buffers():
     for name, buffer in online.named_buffers():
         assert torch.equal(dict(target.named_buffers())[name], buffer)
     ema_update_(target, online, 0.0)
-    assert all(torch.equal(a, b) for a, b in zip(target.parameters(), online.parameters()))
+    pairs = zip(target.parameters(), online.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
     snapshot = [p.clone() for p in target.parameters()]
     with torch.no_grad():
         online[0].weight.add_(1.0)
     ema_update_(target, online, 1.0)
-    assert all(torch.equal(a, b) for a, b in zip(target.parameters(), snapshot))
+    assert all(torch.equal(a, b) for a, b in zip(target.parameters(), snapshot, strict=True))
 
 
 def test_cosine_tau_endpoints_and_shape():
@@ -150,7 +157,8 @@ def test_cosine_tau_endpoints_and_shape():
     assert cosine_tau(50, 100, base=0.99, final=1.0) == pytest.approx(0.995)
     # BYOL: τ = 1 − (1 − τ_base)(cos(πk/K) + 1)/2
     assert cosine_tau(25, 100, base=0.996, final=1.0) == pytest.approx(
-        1 - 0.004 * (math.cos(math.pi / 4) + 1) / 2)
+        1 - 0.004 * (math.cos(math.pi / 4) + 1) / 2
+    )
     values = [cosine_tau(k, 40, base=0.9, final=0.999) for k in range(41)]
-    assert all(a <= b for a, b in zip(values, values[1:]))
+    assert all(a <= b for a, b in zip(values, values[1:], strict=False))
     assert cosine_tau(500, 100, base=0.99, final=1.0) == pytest.approx(1.0)  # clamped

@@ -1,4 +1,4 @@
-"""Fabricated run directories with realistic contents (no training): what pretrain/eval/cost write."""
+"""Fabricated run directories with real contents (no training), as pretrain/eval/cost write."""
 
 import dataclasses
 import json
@@ -23,12 +23,27 @@ RAW = {"knn_top1": 85.61, "linear_top1": 84.27, "linear_train_top1": 88.0}
 def _config(*, method, algorithm, granularity, density, gap, ema, seed, n, m, epochs, start, end):
     cfg = Config()
     cfg = dataclasses.replace(
-        cfg, data=dataclasses.replace(cfg.data, subset=5000),
-        model=dataclasses.replace(cfg.model, width=16), method=dataclasses.replace(cfg.method, name=method),
-        train=dataclasses.replace(cfg.train, epochs=float(epochs), batch_size=128, seed=seed, progress=False),
-        sparsity=dataclasses.replace(cfg.sparsity, algorithm=algorithm, granularity=granularity,
-                                     density=density, density_gap=gap, score_ema=ema, n=n, m=m,
-                                     update_every=10, start_epoch=float(start), end_epoch=float(end)))
+        cfg,
+        data=dataclasses.replace(cfg.data, subset=5000),
+        model=dataclasses.replace(cfg.model, width=16),
+        method=dataclasses.replace(cfg.method, name=method),
+        train=dataclasses.replace(
+            cfg.train, epochs=float(epochs), batch_size=128, seed=seed, progress=False
+        ),
+        sparsity=dataclasses.replace(
+            cfg.sparsity,
+            algorithm=algorithm,
+            granularity=granularity,
+            density=density,
+            density_gap=gap,
+            score_ema=ema,
+            n=n,
+            m=m,
+            update_every=10,
+            start_epoch=float(start),
+            end_epoch=float(end),
+        ),
+    )
     return config_to_dict(cfg)
 
 
@@ -56,7 +71,9 @@ def _flip(algorithm, before, after, epoch, start, end, seed):
     """Flip rate of one update: pruning removes (before-after)/before; regrowth adds swaps."""
     pruned = max(before - after, 0.0) / before
     phase = min(max((epoch - start) / (end - start), 0.0), 1.0)
-    regrow = {"rigl": 0.3, "granet": 0.12}.get(algorithm, 0.0) * 0.5 * (1 + math.cos(math.pi * phase))
+    regrow = (
+        {"rigl": 0.3, "granet": 0.12}.get(algorithm, 0.0) * 0.5 * (1 + math.cos(math.pi * phase))
+    )
     reprune = 0.004 if algorithm == "sdclr" and abs(epoch - round(epoch)) < 0.13 else 0.0
     return (pruned + 2 * regrow + reprune) * (1 + 0.05 * seed)
 
@@ -69,64 +86,159 @@ def _updates(algorithm, density, gap, *, epochs, steps_per_epoch, start, end, se
             break
         online = _schedule(algorithm, density, epoch, start, end)
         second = {"synccp": min(1.0, online + gap), "sdclr": 1.0}.get(algorithm, online)
-        iou = {"synccp": online / second, "sdclr": online, "gmp": 1.0, "dense": 1.0}.get(algorithm, 0.8)
-        record = {"kind": "mask_update", "step": step, "epoch": epoch,
-                  "density": {"online": {"total": online, "layers": _layer_densities(online)},
-                              "second": {"total": second, "layers": _layer_densities(second)}},
-                  "oscillation": {"online_vs_second_iou": {"total": iou, "layers": {}}}}
+        iou = {"synccp": online / second, "sdclr": online, "gmp": 1.0, "dense": 1.0}.get(
+            algorithm, 0.8
+        )
+        record = {
+            "kind": "mask_update",
+            "step": step,
+            "epoch": epoch,
+            "density": {
+                "online": {"total": online, "layers": _layer_densities(online)},
+                "second": {"total": second, "layers": _layer_densities(second)},
+            },
+            "oscillation": {"online_vs_second_iou": {"total": iou, "layers": {}}},
+        }
         if previous is not None:
-            flips = {branch: _flip(algorithm, previous[i], now, epoch, start, end, seed)
-                     for i, (branch, now) in enumerate((("online", online), ("second", second)))}
+            flips = {
+                branch: _flip(algorithm, previous[i], now, epoch, start, end, seed)
+                for i, (branch, now) in enumerate((("online", online), ("second", second)))
+            }
             for branch, flip in flips.items():
-                record["oscillation"][branch] = {"total": {"flip_rate": flip, "iou": 1 / (1 + flip),
-                                                           "hamming": 1 - flip * 0.1}, "layers": {}}
+                record["oscillation"][branch] = {
+                    "total": {"flip_rate": flip, "iou": 1 / (1 + flip), "hamming": 1 - flip * 0.1},
+                    "layers": {},
+                }
         previous = (online, second)
         records.append(record)
     return records
 
 
-def fake_run(path, *, method="byol", algorithm="synccp", granularity="unstructured", density=0.1,
-             gap=0.1, ema=0.0, seed=0, n=2, m=4, knn=80.0, linear=82.0, cost=True, evaluated=True,
-             finished=True, epochs=8, start=1, end=6, steps_per_epoch=39):
+def fake_run(
+    path,
+    *,
+    method="byol",
+    algorithm="synccp",
+    granularity="unstructured",
+    density=0.1,
+    gap=0.1,
+    ema=0.0,
+    seed=0,
+    n=2,
+    m=4,
+    knn=80.0,
+    linear=82.0,
+    cost=True,
+    evaluated=True,
+    finished=True,
+    epochs=8,
+    start=1,
+    end=6,
+    steps_per_epoch=39,
+):
     """Write a run directory as pretrain (+ eval, + cost) leave it; returns its path."""
     path.mkdir(parents=True, exist_ok=True)
     final = n / m if granularity == "nm" and algorithm != "dense" else density
-    config = _config(method=method, algorithm=algorithm, granularity=granularity, density=density,
-                     gap=gap, ema=ema, seed=seed, n=n, m=m, epochs=epochs, start=start, end=end)
+    config = _config(
+        method=method,
+        algorithm=algorithm,
+        granularity=granularity,
+        density=density,
+        gap=gap,
+        ema=ema,
+        seed=seed,
+        n=n,
+        m=m,
+        epochs=epochs,
+        start=start,
+        end=end,
+    )
     (path / "config.json").write_text(json.dumps(config, indent=2))
-    updates = _updates(algorithm, final, gap, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                       start=start, end=end, seed=seed)
-    trains = [{"kind": "train", "step": s, "epoch": s / steps_per_epoch, "loss": 1.0 / (1 + s / 50),
-               "lr": 0.5, "images_per_s": 290.0} for s in range(10, epochs * steps_per_epoch + 1, 10)]
-    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sorted(
-        updates + trains, key=lambda r: (r["step"], r["kind"] == "train"))))
+    updates = _updates(
+        algorithm,
+        final,
+        gap,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        start=start,
+        end=end,
+        seed=seed,
+    )
+    trains = [
+        {
+            "kind": "train",
+            "step": s,
+            "epoch": s / steps_per_epoch,
+            "loss": 1.0 / (1 + s / 50),
+            "lr": 0.5,
+            "images_per_s": 290.0,
+        }
+        for s in range(10, epochs * steps_per_epoch + 1, 10)
+    ]
+    (path / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in sorted(updates + trains, key=lambda r: (r["step"], r["kind"] == "train"))
+        )
+    )
     if not finished:
         return path
     last = updates[-1]["density"]
-    summary = {"total_steps": epochs * steps_per_epoch, "steps_per_epoch": steps_per_epoch,
-               "epochs": epochs, "train_images": 4992, "final_loss": trains[-1]["loss"],
-               "wall_s_last_process": 130.0 + seed, "device": "cpu", "torch": "2.13.0",
-               "sparsity": {"online": last["online"], "second": last["second"]}}
+    summary = {
+        "total_steps": epochs * steps_per_epoch,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs": epochs,
+        "train_images": 4992,
+        "final_loss": trains[-1]["loss"],
+        "wall_s_last_process": 130.0 + seed,
+        "device": "cpu",
+        "torch": "2.13.0",
+        "sparsity": {"online": last["online"], "second": last["second"]},
+    }
     (path / "summary.json").write_text(json.dumps(summary))
     if evaluated:
-        result = {"encoder": {"knn_top1": knn, "linear_top1": linear, "linear_train_top1": linear + 3},
-                  "raw_pixels": RAW, "online_density": last["online"]["total"]}
+        result = {
+            "encoder": {"knn_top1": knn, "linear_top1": linear, "linear_train_top1": linear + 3},
+            "raw_pixels": RAW,
+            "online_density": last["online"]["total"],
+        }
         (path / "eval.json").write_text(json.dumps(result))
     if cost:
         mean_density = sum(u["density"]["online"]["total"] for u in updates) / len(updates)
         dense_macs = 2.5e13
-        sparse = dense_macs if algorithm == "dense" else dense_macs * (
-            0.35 + 0.65 * (0.3 * mean_density + 0.7 * last["online"]["total"]))
+        sparse = (
+            dense_macs
+            if algorithm == "dense"
+            else dense_macs * (0.35 + 0.65 * (0.3 * mean_density + 0.7 * last["online"]["total"]))
+        )
         speedup = 1.0 if algorithm == "dense" else 0.8 * dense_macs / sparse
-        (path / "cost.json").write_text(json.dumps({  # the layout synccp.cost.report writes
-            "totals": {"sparse": {"macs": sparse, "cycles": 1e9 / speedup},
-                       "dense": {"macs": dense_macs, "cycles": 1e9}},
-            "speedup": {"cycles": speedup, "energy": speedup * 1.1, "macs": dense_macs / sparse}}))
+        (path / "cost.json").write_text(
+            json.dumps(
+                {  # the layout synccp.cost.report writes
+                    "totals": {
+                        "sparse": {"macs": sparse, "cycles": 1e9 / speedup},
+                        "dense": {"macs": dense_macs, "cycles": 1e9},
+                    },
+                    "speedup": {
+                        "cycles": speedup,
+                        "energy": speedup * 1.1,
+                        "macs": dense_macs / sparse,
+                    },
+                }
+            )
+        )
     return path
 
 
-ACCURACY = {"dense": 86.0, "static": 80.5, "gmp": 83.0, "sdclr": 81.5, "rigl": 82.0, "granet": 82.6,
-            "synccp": 84.0}
+ACCURACY = {
+    "dense": 86.0,
+    "static": 80.5,
+    "gmp": 83.0,
+    "sdclr": 81.5,
+    "rigl": 82.0,
+    "granet": 82.6,
+    "synccp": 84.0,
+}
 
 
 def build_study(root):
@@ -139,11 +251,23 @@ def build_study(root):
     cells += [("simclr", a, "unstructured", 0.1) for a in ("dense", "granet", "synccp")]
     for method, algorithm, granularity, density in cells:
         for seed in (0, 1):
-            drop = 0 if algorithm == "dense" else 12 * (0.2 - min(density, 0.2)) + (1 if granularity != "unstructured" else 0)
+            drop = (
+                0
+                if algorithm == "dense"
+                else 12 * (0.2 - min(density, 0.2)) + (1 if granularity != "unstructured" else 0)
+            )
             linear = ACCURACY[algorithm] - drop - (2.0 if method == "simclr" else 0) + 0.4 * seed
             name = f"{method}_{algorithm}_{granularity}_d{density}_s{seed}"
-            fake_run(root / name, method=method, algorithm=algorithm, granularity=granularity,
-                     density=density, seed=seed, linear=round(linear, 2), knn=round(linear - 1.5, 2))
+            fake_run(
+                root / name,
+                method=method,
+                algorithm=algorithm,
+                granularity=granularity,
+                density=density,
+                seed=seed,
+                linear=round(linear, 2),
+                knn=round(linear - 1.5, 2),
+            )
     return root
 
 

@@ -1,8 +1,8 @@
 """`synccp inspect`: per-layer densities and, for N:M, the second branch's actual layout."""
 
 import pytest
-from helpers import tiny_overrides
 
+from helpers import tiny_overrides
 from synccp.config import load_config
 from synccp.results.inspect import format_inspect, inspect_rows
 from synccp.train.loop import pretrain

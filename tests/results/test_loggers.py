@@ -43,7 +43,9 @@ def test_a_two_step_run_logs_both_steps(fmnist_root, tmp_path, one_thread):
     assert [r["step"] for r in read_metrics(run, "train")] == [1, 2]
 
 
-def test_wandb_logger_runs_offline_and_logs_every_record(fmnist_root, tmp_path, one_thread, monkeypatch):
+def test_wandb_logger_runs_offline_and_logs_every_record(
+    fmnist_root, tmp_path, one_thread, monkeypatch
+):
     """wandb itself is an optional extra (not in dev: ~30 packages): a stand-in module records our
     calls. (The real wandb 0.31 ran the same offline, checked by hand: README, "Watching a run".)"""
     calls = {"log": [], "finished": 0}
@@ -63,7 +65,9 @@ def test_wandb_logger_runs_offline_and_logs_every_record(fmnist_root, tmp_path, 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     run = _run(fmnist_root, tmp_path, "wandb")
     assert calls["init"]["mode"] == "offline" and calls["finished"] == 1
-    assert calls["init"]["dir"] == str(run) and calls["init"]["config"]["train"]["loggers"] == "wandb"
+    assert (
+        calls["init"]["dir"] == str(run) and calls["init"]["config"]["train"]["loggers"] == "wandb"
+    )
     records = read_metrics(run)
     assert [step for step, _ in calls["log"]] == [r["step"] for r in records]
     assert calls["log"][-1][1] == scalars(records[-1])
@@ -78,6 +82,11 @@ def test_unknown_logger_and_missing_package_are_clear_errors(fmnist_root, tmp_pa
 
 
 def test_scalars_flatten_nested_numbers_and_skip_layer_tables():
-    record = {"kind": "mask_update", "step": 3, "epoch": 0.5,
-              "density": {"online": {"total": 0.4, "layers": {"a": 1.0}}}, "flag": True}
+    record = {
+        "kind": "mask_update",
+        "step": 3,
+        "epoch": 0.5,
+        "density": {"online": {"total": 0.4, "layers": {"a": 1.0}}},
+        "flag": True,
+    }
     assert scalars(record) == {"mask_update/epoch": 0.5, "mask_update/density/online/total": 0.4}

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-SPEC = importlib.util.spec_from_file_location("paired", Path(__file__).parents[2] / "tools" / "paired.py")
+SPEC = importlib.util.spec_from_file_location(
+    "paired", Path(__file__).parents[2] / "tools" / "paired.py"
+)
 paired = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(paired)
 
@@ -20,17 +22,44 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 
 
 def run(algorithm, seed, gap, knn, linear):
-    return {"run": f"{algorithm}_{gap}_s{seed}", "method": "simclr", "algorithm": algorithm, "seed": seed,
-            "density_gap": gap, "knn_top1": knn, "linear_top1": linear}
+    return {
+        "run": f"{algorithm}_{gap}_s{seed}",
+        "method": "simclr",
+        "algorithm": algorithm,
+        "seed": seed,
+        "density_gap": gap,
+        "knn_top1": knn,
+        "linear_top1": linear,
+    }
 
 
 def test_differences_are_paired_by_seed_and_only_over_shared_seeds(tmp_path, capsys):
-    path = write_csv(tmp_path / "r.csv", [
-        run("synccp", 0, "0.1", 70.0, 80.0), run("synccp", 1, "0.1", 60.0, 70.0), run("synccp", 2, "0.1", 1.0, 1.0),
-        run("granet", 0, "", 69.0, 79.5), run("granet", 1, "", 61.0, 68.5),
-        run("synccp", 0, "0.2", 0.0, 0.0)])
-    assert paired.main([str(path), "--where", "method=simclr", "--a", "algorithm=synccp", "density_gap=0.10",
-                        "--b", "algorithm=granet"]) == 0
+    path = write_csv(
+        tmp_path / "r.csv",
+        [
+            run("synccp", 0, "0.1", 70.0, 80.0),
+            run("synccp", 1, "0.1", 60.0, 70.0),
+            run("synccp", 2, "0.1", 1.0, 1.0),
+            run("granet", 0, "", 69.0, 79.5),
+            run("granet", 1, "", 61.0, 68.5),
+            run("synccp", 0, "0.2", 0.0, 0.0),
+        ],
+    )
+    assert (
+        paired.main(
+            [
+                str(path),
+                "--where",
+                "method=simclr",
+                "--a",
+                "algorithm=synccp",
+                "density_gap=0.10",
+                "--b",
+                "algorithm=granet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     # knn: +1, -1 -> mean 0, std sqrt(2); linear: +0.5, +1.5 -> mean 1, std sqrt(0.5)
     assert out[0].startswith("knn    a − b = +0.00 ± 1.41 (n = 2; seed 0: +1.00, seed 1: -1.00)")
@@ -38,8 +67,14 @@ def test_differences_are_paired_by_seed_and_only_over_shared_seeds(tmp_path, cap
 
 
 def test_an_ambiguous_side_or_an_unknown_column_is_an_error(tmp_path, capsys):
-    path = write_csv(tmp_path / "r.csv", [run("synccp", 0, "0.1", 70.0, 80.0), run("synccp", 0, "0.2", 1.0, 1.0),
-                                          run("granet", 0, "", 69.0, 79.5)])
+    path = write_csv(
+        tmp_path / "r.csv",
+        [
+            run("synccp", 0, "0.1", 70.0, 80.0),
+            run("synccp", 0, "0.2", 1.0, 1.0),
+            run("granet", 0, "", 69.0, 79.5),
+        ],
+    )
     with pytest.raises(SystemExit, match="matches two runs of seed 0"):
         paired.main([str(path), "--a", "algorithm=synccp", "--b", "algorithm=granet"])
     with pytest.raises(SystemExit):

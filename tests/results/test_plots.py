@@ -52,7 +52,7 @@ def test_every_figure_uses_the_palette_for_every_algorithm(figures):
     for title, figure in figures.items():
         assert not isinstance(figure, str), (title, figure)
         for legend in figure.legends:
-            for handle, text in zip(legend.legend_handles, legend.get_texts()):
+            for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
                 label = text.get_text()
                 plain = {s.label: name for name, s in STYLES.items()}.get(label)
                 if plain is not None:
@@ -94,7 +94,9 @@ def test_report_of_one_run_writes_its_metrics_csv_and_training_curves(tmp_path, 
     assert losses == pytest.approx([r["loss"] for r in records if r["kind"] == "train"])
     with Image.open(tmp_path / "out" / "training_curves.png") as image:
         assert 800 <= image.width <= 1300
-    assert "![Training curves](training_curves.png)" in text and "[metrics.csv](metrics.csv)" in text
+    assert (
+        "![Training curves](training_curves.png)" in text and "[metrics.csv](metrics.csv)" in text
+    )
 
 
 def test_runs_without_probe_results_get_no_empty_accuracy_panels(tmp_path, make_run):
@@ -116,4 +118,6 @@ def test_report_flags_runs_probed_with_the_quick_protocol(tmp_path, make_run):
     make_run(tmp_path / "runs" / "full", seed=1)
     text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
     assert "## Quick-protocol evaluations (eval.subset: not results)" in text
-    assert "quick (eval.subset=2000)" in text and "runs/full`" not in text.split("Quick-protocol")[1]
+    assert (
+        "quick (eval.subset=2000)" in text and "runs/full`" not in text.split("Quick-protocol")[1]
+    )

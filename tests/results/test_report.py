@@ -7,11 +7,23 @@ import statistics
 import pytest
 from PIL import Image
 
-from synccp.results.report import ReportError, build_report, find_run_dirs, load_run, ramp_mean, run_row
+from synccp.results.report import (
+    ReportError,
+    build_report,
+    find_run_dirs,
+    load_run,
+    ramp_mean,
+    run_row,
+)
 from synccp.results.tables import CSV_COLUMNS, format_mean_std, mean_std
 
-PLOTS = ("accuracy_vs_density.png", "flip_rate.png", "online_second_iou.png", "layer_density.png",
-         "accuracy_vs_cost.png")
+PLOTS = (
+    "accuracy_vs_density.png",
+    "flip_rate.png",
+    "online_second_iou.png",
+    "layer_density.png",
+    "accuracy_vs_cost.png",
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +39,13 @@ def _csv(path):
 
 def _seeds(root, make_run, linears, **kwargs):
     for seed, linear in enumerate(linears):
-        make_run(root / f"{kwargs.get('algorithm', 'synccp')}_s{seed}", seed=seed, linear=linear,
-                 knn=linear - 2, **kwargs)
+        make_run(
+            root / f"{kwargs.get('algorithm', 'synccp')}_s{seed}",
+            seed=seed,
+            linear=linear,
+            knn=linear - 2,
+            **kwargs,
+        )
 
 
 def test_csv_has_one_row_per_run_with_values_from_the_files(tmp_path, make_run):
@@ -40,33 +57,73 @@ def test_csv_has_one_row_per_run_with_values_from_the_files(tmp_path, make_run):
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 5
     by_run = {row["run"].rsplit("/", 1)[-1]: row for row in rows}
     sync = by_run["synccp_s2"]
-    assert (sync["method"], sync["algorithm"], sync["granularity"]) == ("byol", "synccp", "unstructured")
-    assert float(sync["linear_top1"]) == 83.0 and float(sync["knn_top1"]) == 81.0 and sync["seed"] == "2"
+    assert (sync["method"], sync["algorithm"], sync["granularity"]) == (
+        "byol",
+        "synccp",
+        "unstructured",
+    )
+    assert (
+        float(sync["linear_top1"]) == 83.0
+        and float(sync["knn_top1"]) == 81.0
+        and sync["seed"] == "2"
+    )
     assert float(sync["density"]) == 0.1 and float(sync["density_gap"]) == 0.1
     summary = json.loads((tmp_path / "runs" / "synccp_s2" / "summary.json").read_text())["sparsity"]
-    assert float(sync["final_online_density"]) == summary["online"]["total"] == pytest.approx(0.1, abs=1e-3)
-    assert float(sync["final_second_density"]) == summary["second"]["total"] == pytest.approx(0.2, abs=1e-3)
-    last = [json.loads(line) for line in (tmp_path / "runs" / "synccp_s2" / "metrics.jsonl").open()
-            if '"mask_update"' in line][-1]
-    assert float(sync["final_online_second_iou"]) == last["oscillation"]["online_vs_second_iou"]["total"]
+    assert (
+        float(sync["final_online_density"])
+        == summary["online"]["total"]
+        == pytest.approx(0.1, abs=1e-3)
+    )
+    assert (
+        float(sync["final_second_density"])
+        == summary["second"]["total"]
+        == pytest.approx(0.2, abs=1e-3)
+    )
+    last = [
+        json.loads(line)
+        for line in (tmp_path / "runs" / "synccp_s2" / "metrics.jsonl").open()
+        if '"mask_update"' in line
+    ][-1]
+    assert (
+        float(sync["final_online_second_iou"])
+        == last["oscillation"]["online_vs_second_iou"]["total"]
+    )
     assert float(sync["raw_linear_top1"]) == 84.27 and float(sync["wall_s"]) == 132.0
     cost = json.loads((tmp_path / "runs" / "synccp_s2" / "cost.json").read_text())
     totals = cost["totals"]
-    assert float(sync["train_flops_ratio"]) == pytest.approx(totals["sparse"]["macs"] / totals["dense"]["macs"])
+    assert float(sync["train_flops_ratio"]) == pytest.approx(
+        totals["sparse"]["macs"] / totals["dense"]["macs"]
+    )
     assert float(sync["modeled_speedup"]) == pytest.approx(cost["speedup"]["cycles"])
     dense = by_run["dense_s0"]
     assert dense["granularity"] == "dense" and float(dense["density"]) == 1.0
-    assert dense["train_flops_ratio"] == "" and dense["modeled_speedup"] == "" and dense["ramp_flip_rate"] == ""
+    assert (
+        dense["train_flops_ratio"] == ""
+        and dense["modeled_speedup"] == ""
+        and dense["ramp_flip_rate"] == ""
+    )
     nm = by_run["nm"]
-    assert nm["granularity"] == "nm 1:4" and float(nm["density"]) == 0.25 and nm["density_gap"] == ""
+    assert (
+        nm["granularity"] == "nm 1:4" and float(nm["density"]) == 0.25 and nm["density_gap"] == ""
+    )
 
 
-@pytest.mark.parametrize("cost, ratio, speedup", [
-    ({"totals": {"sparse_macs": 2.0, "dense_macs": 8.0, "speedup": 3.0}}, 0.25, 3.0),
-    ({"totals": {"sparse": {"macs": 1.0}, "dense": {"macs": 4.0}}, "speedup": {"cycles": 2.5}}, 0.25, 2.5),
-    ({"totals": {"sparse": {}}, "speedup": {}}, None, None),
-    ({"unrelated": 1}, None, None),
-])
+@pytest.mark.parametrize(
+    "cost, ratio, speedup",
+    [
+        ({"totals": {"sparse_macs": 2.0, "dense_macs": 8.0, "speedup": 3.0}}, 0.25, 3.0),
+        (
+            {
+                "totals": {"sparse": {"macs": 1.0}, "dense": {"macs": 4.0}},
+                "speedup": {"cycles": 2.5},
+            },
+            0.25,
+            2.5,
+        ),
+        ({"totals": {"sparse": {}}, "speedup": {}}, None, None),
+        ({"unrelated": 1}, None, None),
+    ],
+)
 def test_cost_fields_are_read_defensively(tmp_path, make_run, cost, ratio, speedup):
     path = make_run(tmp_path / "r", cost=False)
     (path / "cost.json").write_text(json.dumps(cost))
@@ -76,15 +133,20 @@ def test_cost_fields_are_read_defensively(tmp_path, make_run, cost, ratio, speed
 
 def test_ramp_flip_rate_averages_updates_inside_the_ramp_only(tmp_path, make_run):
     run = load_run(make_run(tmp_path / "r", start=2, end=5))
-    inside = [u["oscillation"]["online"]["total"]["flip_rate"] for u in run.updates
-              if u["step"] > 0 and 2 < u["epoch"] <= 5]
+    inside = [
+        u["oscillation"]["online"]["total"]["flip_rate"]
+        for u in run.updates
+        if u["step"] > 0 and 2 < u["epoch"] <= 5
+    ]
     assert len(inside) < len(run.updates) - 1
     assert ramp_mean(run, "online") == pytest.approx(statistics.fmean(inside))
     assert run_row(run)["ramp_flip_rate"] == pytest.approx(statistics.fmean(inside))
 
 
 def test_mean_std_uses_sample_std_over_seeds():
-    assert mean_std([80.0, 81.0, 83.0]) == pytest.approx((81.3333, statistics.stdev([80, 81, 83]), 3), rel=1e-4)
+    assert mean_std([80.0, 81.0, 83.0]) == pytest.approx(
+        (81.3333, statistics.stdev([80, 81, 83]), 3), rel=1e-4
+    )
     assert mean_std([None, 70.0]) == (70.0, 0.0, 1)
     assert mean_std([]) is None
     assert format_mean_std([80.0, 81.0, 83.0], "{:.2f}") == "81.33 ± 1.53"
@@ -98,8 +160,11 @@ def test_markdown_table_groups_seeds_and_shows_the_baseline(tmp_path, make_run):
     _seeds(tmp_path / "runs", make_run, [78.0, 79.0], algorithm="granet")
     make_run(tmp_path / "runs" / "dense", algorithm="dense", linear=86.0)
     text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
-    lines = {line.split("|")[2].strip(): line for line in text.splitlines()
-             if line.startswith("| byol |")}
+    lines = {
+        line.split("|")[2].strip(): line
+        for line in text.splitlines()
+        if line.startswith("| byol |")
+    }
     assert set(lines) == {"dense", "granet", "synccp"}
     assert "| 3 | 79.33 ± 1.53 | **81.33 ± 1.53** |" in lines["synccp"]
     assert "| 2 | 76.50 ± 0.71 | 78.50 ± 0.71 |" in lines["granet"]
@@ -122,18 +187,25 @@ def test_differences_to_dense_are_paired_by_seed_and_setting(tmp_path, make_run)
     text = build_report([root], tmp_path / "out").read_text()
     assert "linear − dense, same seed" in text
     synccp = next(line for line in text.splitlines() if line.startswith("| byol | synccp |"))
-    assert "| **75.00 ± 7.07** | -1.50 ± 0.71 | -1.50 ± 0.71 |" in synccp  # linear mean ± std, kNN and linear Δ
+    assert (
+        "| **75.00 ± 7.07** | -1.50 ± 0.71 | -1.50 ± 0.71 |" in synccp
+    )  # linear mean ± std, kNN and linear Δ
     granet = next(line for line in text.splitlines() if line.startswith("| byol | granet |"))
     assert "| 74.00 | - | - |" in granet
     with open(tmp_path / "out" / "results.csv") as handle:
         rows = {r["run"].split("/")[-1]: r for r in csv.DictReader(handle)}
-    assert float(rows["synccp_s1"]["linear_vs_dense"]) == -2.0 and rows["dense_s0"]["linear_vs_dense"] == ""
+    assert (
+        float(rows["synccp_s1"]["linear_vs_dense"]) == -2.0
+        and rows["dense_s0"]["linear_vs_dense"] == ""
+    )
 
 
 def test_swept_settings_become_columns(tmp_path, make_run):
     for gap in (0.0, 0.3):
         for seed in (0, 1):
-            make_run(tmp_path / "runs" / f"g{gap}_s{seed}", gap=gap, seed=seed, linear=80 + gap + seed)
+            make_run(
+                tmp_path / "runs" / f"g{gap}_s{seed}", gap=gap, seed=seed, linear=80 + gap + seed
+            )
     text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
     assert "| gap Δ |" in text
     assert "| byol | synccp | unstructured | 0.1 | 0 | 2 |" in text
@@ -157,7 +229,11 @@ def test_full_study_report(study_report, study):
     rows = _csv(out / "results.csv")
     assert len(rows) == len(find_run_dirs([study])) == 68
     assert {r["granularity"] for r in rows} == {"dense", "unstructured", "nm 2:4", "block 4x4"}
-    table = [line for line in text.splitlines() if line.startswith("| byol |") or line.startswith("| simclr |")]
+    table = [
+        line
+        for line in text.splitlines()
+        if line.startswith("| byol |") or line.startswith("| simclr |")
+    ]
     assert len(table) == 34 and all("| 2 |" in line for line in table)
     assert "Not drawn" not in text
 
@@ -189,17 +265,25 @@ def test_revival_rate_is_derived_from_flip_rate_and_densities_for_older_logs():
 
     # |A| = 0.5 N, |B| = 0.4 N; prune-only: |A∩B| = |B| → flip = 0.1/0.5 = 0.2, revival 0
     before = {"density": {"online": {"total": 0.5}}}
-    pruned = {"density": {"online": {"total": 0.4}}, "oscillation": {"online": {"total": {"flip_rate": 0.2}}}}
+    pruned = {
+        "density": {"online": {"total": 0.4}},
+        "oscillation": {"online": {"total": {"flip_rate": 0.2}}},
+    }
     assert abs(_metric(pruned, before, "online", "revival_rate")) < 1e-12
     # drop 0.15 N, grow 0.05 N: |A∩B| = 0.35 N, △ = 0.15 + 0.05 → flip 0.4, revival 0.05/0.4
-    swapped = {"density": {"online": {"total": 0.4}}, "oscillation": {"online": {"total": {"flip_rate": 0.4}}}}
+    swapped = {
+        "density": {"online": {"total": 0.4}},
+        "oscillation": {"online": {"total": {"flip_rate": 0.4}}},
+    }
     assert abs(_metric(swapped, before, "online", "revival_rate") - 0.125) < 1e-12
     logged = {"oscillation": {"online": {"total": {"revival_rate": 0.3}}}}
     assert _metric(logged, before, "online", "revival_rate") == 0.3
 
 
 def test_loaded_runs_carry_revival_rates_for_curves_even_from_older_logs(tmp_path, make_run):
-    run = make_run(tmp_path / "granet", algorithm="granet")  # its log has flip rates, no revival rates
+    run = make_run(
+        tmp_path / "granet", algorithm="granet"
+    )  # its log has flip rates, no revival rates
     assert "revival_rate" not in (run / "metrics.jsonl").read_text()
     updates = load_run(run).updates
     derived = [u["oscillation"]["online"]["total"]["revival_rate"] for u in updates[1:]]
@@ -212,8 +296,8 @@ def test_runs_written_by_an_older_version_group_with_todays(tmp_path, make_run):
     _seeds(tmp_path / "runs", make_run, [80.0, 82.0])
     older = tmp_path / "runs" / "synccp_s1" / "config.json"
     config = json.loads(older.read_text())
-    del config["train"]["sync_bn"]          # added since
-    config["train"]["compile"] = False      # removed since, at its no-op value
+    del config["train"]["sync_bn"]  # added since
+    config["train"]["compile"] = False  # removed since, at its no-op value
     older.write_text(json.dumps(config))
     text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
     assert "| byol | synccp | unstructured | 0.1 | 2 | 79.00 ± 1.41 | 81.00 ± 1.41 |" in text
@@ -230,7 +314,10 @@ def test_series_labels_name_only_the_settings_a_run_uses():
     assert series_label(synccp, extras) == "synccp, gap Δ=0.3"
     assert series_label(sdclr, extras) == "sdclr, sparse branch=online"
     assert series_label(static, extras) == "static" and series_label(static, []) == "static"
-    default = {"algorithm": "synccp", "_key": {"sparsity.density_gap": 0.1, "train.precision": "auto"}}
+    default = {
+        "algorithm": "synccp",
+        "_key": {"sparsity.density_gap": 0.1, "train.precision": "auto"},
+    }
     assert series_label(default, [*extras, "train.precision"]) == "synccp"  # defaults go unnamed
 
 
@@ -242,8 +329,10 @@ def test_csv_names_every_setting_that_varies(tmp_path, make_run):
     (bf16 / "config.json").write_text(json.dumps(config))
     build_report([tmp_path / "runs"], tmp_path / "out")
     rows = {row["run"].split("/")[-1]: row for row in _csv(tmp_path / "out" / "results.csv")}
-    assert rows["bf16"]["train.precision"] == "bf16" and rows["synccp_s0"]["train.precision"] == "auto"
-    assert list(rows["bf16"])[:len(CSV_COLUMNS)] == list(CSV_COLUMNS)
+    assert (
+        rows["bf16"]["train.precision"] == "bf16" and rows["synccp_s0"]["train.precision"] == "auto"
+    )
+    assert list(rows["bf16"])[: len(CSV_COLUMNS)] == list(CSV_COLUMNS)
 
 
 def test_density_ticks_never_print_over_each_other():
@@ -256,8 +345,10 @@ def test_density_ticks_never_print_over_each_other():
 def test_setting_lines_show_every_value_a_method_ran_with():
     from synccp.results.tables import setting_lines
 
-    rows = [{"method": m, "_key": {"train.lr": lr, "train.precision": p, "data.name": "fashion_mnist"}}
-            for m, lr, p in (("byol", 1.0, "auto"), ("byol", 1.0, "bf16"), ("simclr", 0.4, "auto"))]
+    rows = [
+        {"method": m, "_key": {"train.lr": lr, "train.precision": p, "data.name": "fashion_mnist"}}
+        for m, lr, p in (("byol", 1.0, "auto"), ("byol", 1.0, "bf16"), ("simclr", 0.4, "auto"))
+    ]
     lines = setting_lines(rows)
     assert "`data.name=fashion_mnist`" in lines[0]
     assert "- byol: `train.lr=1`, `train.precision=auto / bf16`" in lines

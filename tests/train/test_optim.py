@@ -38,8 +38,15 @@ def test_lars_step_matches_solo_learn():
     gw, gb = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
     rw, rb, buf_w, buf_b = w.detach().clone(), b.detach().clone(), None, None
     for lr in (0.4, 0.01, 0.0005):  # clipped (trust < lr) at large lr, unclipped at small lr
-        opt = LARS([{"params": [w], "weight_decay": 1e-4, "lars_exclude": False},
-                    {"params": [b], "weight_decay": 0.0, "lars_exclude": True}], lr=lr, momentum=0.9, eta=0.02)
+        opt = LARS(
+            [
+                {"params": [w], "weight_decay": 1e-4, "lars_exclude": False},
+                {"params": [b], "weight_decay": 0.0, "lars_exclude": True},
+            ],
+            lr=lr,
+            momentum=0.9,
+            eta=0.02,
+        )
         if buf_w is not None:
             opt.state[w]["momentum_buffer"] = buf_w.clone()
             opt.state[b]["momentum_buffer"] = buf_b.clone()
@@ -47,7 +54,9 @@ def test_lars_step_matches_solo_learn():
             w.grad, b.grad = gw.clone(), gb.clone()
             opt.step()
             rw, buf_w = _solo_learn_lars(rw, gw, buf_w, lr=lr, wd=1e-4, eta=0.02, momentum=0.9)
-            rb, buf_b = _solo_learn_lars(rb, gb, buf_b, lr=lr, wd=0.0, eta=0.02, momentum=0.9, exclude=True)
+            rb, buf_b = _solo_learn_lars(
+                rb, gb, buf_b, lr=lr, wd=0.0, eta=0.02, momentum=0.9, exclude=True
+            )
         torch.testing.assert_close(w.detach(), rw)
         torch.testing.assert_close(b.detach(), rb)
 
@@ -57,7 +66,12 @@ def test_lars_trust_ratio_uses_the_raw_gradient_and_clips():
     weights whose trust ratio exceeds the lr; solo-learn's clipped form steps min(trust, lr)."""
     w = nn.Parameter(torch.full((10,), 1.0, dtype=torch.float64).reshape(2, 5))
     w.grad = torch.full((2, 5), 1e-3, dtype=torch.float64)
-    LARS([{"params": [w], "weight_decay": 0.0, "lars_exclude": False}], lr=0.4, momentum=0.0, eta=0.02).step()
+    LARS(
+        [{"params": [w], "weight_decay": 0.0, "lars_exclude": False}],
+        lr=0.4,
+        momentum=0.0,
+        eta=0.02,
+    ).step()
     # trust = 0.02·‖w‖/‖g‖ = 20 ≫ lr, so local = 1: a plain SGD step of lr·g
     torch.testing.assert_close(w.detach(), torch.full((2, 5), 1.0 - 0.4e-3, dtype=torch.float64))
 
@@ -71,8 +85,13 @@ def test_lars_trust_ratio_is_one_for_zero_weights():
 
 def test_build_optimizer_sgd_and_lars():
     net = nn.Linear(3, 2)
-    assert isinstance(build_optimizer("sgd", [net], lr=0.1, momentum=0.9, weight_decay=1e-4, eta=0.02), torch.optim.SGD)
-    assert isinstance(build_optimizer("lars", [net], lr=0.1, momentum=0.9, weight_decay=1e-4, eta=0.02), LARS)
+    assert isinstance(
+        build_optimizer("sgd", [net], lr=0.1, momentum=0.9, weight_decay=1e-4, eta=0.02),
+        torch.optim.SGD,
+    )
+    assert isinstance(
+        build_optimizer("lars", [net], lr=0.1, momentum=0.9, weight_decay=1e-4, eta=0.02), LARS
+    )
 
 
 def test_warmup_cosine_endpoints_and_monotone_decay():
@@ -81,5 +100,5 @@ def test_warmup_cosine_endpoints_and_monotone_decay():
     assert math.isclose(warmup_cosine(10, **kw), 1.0)
     assert math.isclose(warmup_cosine(100, **kw), 0.1)
     values = [warmup_cosine(s, **kw) for s in range(10, 101)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
     assert scaled_lr(1.0, 512) == 2.0

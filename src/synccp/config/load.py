@@ -14,6 +14,7 @@ import math
 import sys
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ LOG = logging.getLogger(__name__)
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
     """Check `value` against a dataclass field annotation; ints are accepted where floats are."""
-    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    allowed = (
+        typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    )
     if value is None and type(None) in allowed:
         return None
     for kind in allowed:
@@ -49,7 +52,7 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
 
 @functools.cache
 def _type_hints(cls: type) -> dict[str, Any]:
-    """`typing.get_type_hints(cls)`, once per class (it is slow: a sweep resolves thousands of cells)."""
+    """`typing.get_type_hints(cls)`, once per class (slow: a sweep resolves thousands of cells)."""
     return typing.get_type_hints(cls)
 
 
@@ -62,7 +65,9 @@ def _build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
     for name, value in values.items():
         key = f"{section}.{name}"
         if name not in known:
-            raise ConfigError(f"unknown config key {key!r} (known in [{section}]: {', '.join(sorted(known))})")
+            raise ConfigError(
+                f"unknown config key {key!r} (known in [{section}]: {', '.join(sorted(known))})"
+            )
         kwargs[name] = _coerce(key, value, hints[name])
         if key in CHOICES and kwargs[name] not in CHOICES[key]:
             raise ConfigError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
@@ -74,8 +79,12 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     sections = {f.name: _type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
     unknown = set(raw) - set(sections)
     if unknown:
-        raise ConfigError(f"unknown config section(s) {sorted(unknown)} (known: {', '.join(sections)})")
-    cfg = Config(**{name: _build_section(name, cls, raw.get(name, {})) for name, cls in sections.items()})
+        raise ConfigError(
+            f"unknown config section(s) {sorted(unknown)} (known: {', '.join(sections)})"
+        )
+    cfg = Config(
+        **{name: _build_section(name, cls, raw.get(name, {})) for name, cls in sections.items()}
+    )
     check_config(cfg)
     cfg = _resolve_method_defaults(cfg)
     from synccp.limits import check_known_totals  # optimizer steps and mask updates (issue 16)
@@ -89,8 +98,11 @@ def _resolve_method_defaults(cfg: Config) -> Config:
     from synccp.methods import method_defaults
 
     defaults = method_defaults(cfg.method.name)
-    filled = {f.name: defaults.get(f.name) for f in dataclasses.fields(MethodConfig)
-              if getattr(cfg.method, f.name) is None}
+    filled: dict[str, Any] = {
+        f.name: defaults.get(f.name)
+        for f in dataclasses.fields(MethodConfig)
+        if getattr(cfg.method, f.name) is None
+    }
     return dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, **filled))
 
 
@@ -109,7 +121,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Load a TOML file or a run's `config.json` (or the embedded default when `path` is None)
     and apply `--set` overrides."""
     raw: dict[str, Any] = {}
@@ -121,13 +133,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         try:
             return apply_overrides(raw, overrides)
         except ConfigError as err:
-            raise ConfigError(f"{path}: {err}" if not overrides else f"{path} with --set: {err}") from None
+            raise ConfigError(
+                f"{path}: {err}" if not overrides else f"{path} with --set: {err}"
+            ) from None
     return apply_overrides(default_config_dict(), overrides)
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str] = ()) -> Config:
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
     """`raw` (TOML / config.json shape) with `--set key=value` overrides, built and validated."""
-    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()}
+    raw = {
+        section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()
+    }
     for text in overrides:
         (section, name), value = parse_override(text)
         table = raw.setdefault(section, {})
@@ -135,14 +151,20 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] = ()) -> Config:
             raise ConfigError(f"[{section}] must be a table, got {table!r}")
         table[name] = value
         other = EXCLUSIVE.get(f"{section}.{name}")
-        if other is not None:  # an override of one form of a ramp end replaces the file's other form
+        if (
+            other is not None
+        ):  # an override of one form of a ramp end replaces the file's other form
             table.pop(other.split(".", 1)[1], None)
     return config_from_dict(raw)
 
 
 # Two ways to give one end of the ramp: the later (an override) replaces the earlier (the file).
-EXCLUSIVE = {"sparsity.start_epoch": "sparsity.ramp_start", "sparsity.ramp_start": "sparsity.start_epoch",
-             "sparsity.end_epoch": "sparsity.ramp_end", "sparsity.ramp_end": "sparsity.end_epoch"}
+EXCLUSIVE = {
+    "sparsity.start_epoch": "sparsity.ramp_start",
+    "sparsity.ramp_start": "sparsity.start_epoch",
+    "sparsity.end_epoch": "sparsity.ramp_end",
+    "sparsity.ramp_end": "sparsity.end_epoch",
+}
 
 
 def default_config_dict() -> dict[str, Any]:
@@ -196,15 +218,21 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
         raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except OSError as err:
-        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror or err}") from None
+        raise ConfigError(
+            f"config file {str(path)!r} cannot be read: {err.strerror or err}"
+        ) from None
     except UnicodeDecodeError as err:
-        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start})"
+        ) from None
     except (json.JSONDecodeError, RecursionError) as err:
         raise ConfigError(f"config file {str(path)!r} is not valid JSON: {err}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a table of sections, got {type(raw).__name__}")
+        raise ConfigError(
+            f"config file {str(path)!r} must hold a table of sections, got {type(raw).__name__}"
+        )
     return _drop_removed(raw) if path.suffix == ".json" else raw
 
 
@@ -212,7 +240,9 @@ def _drop_removed(raw: dict[str, Any]) -> dict[str, Any]:
     """`raw` as a stored run wrote it, read by this version: without the `REMOVED_KEYS` that hold
     their no-op value, and without keys of another method (older versions accepted and stored
     them unused; a user who sets one gets an error, a stored run a warning)."""
-    raw = {section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()}
+    raw = {
+        section: dict(table) if isinstance(table, dict) else table for section, table in raw.items()
+    }
     for dotted, harmless in REMOVED_KEYS.items():
         section, key = dotted.split(".", 1)
         table = raw.get(section)
@@ -225,7 +255,12 @@ def _drop_removed(raw: dict[str, Any]) -> dict[str, Any]:
         name = method.get("name", MethodConfig.name)
         options = {k: v for k, v in method.items() if k != "name"}
         for key in foreign_options(name, options):
-            LOG.warning("method.%s=%r of a stored run is not an option of method.name=%r: "
-                        "ignored (it never had an effect)", key, method[key], name)
+            LOG.warning(
+                "method.%s=%r of a stored run is not an option of method.name=%r: "
+                "ignored (it never had an effect)",
+                key,
+                method[key],
+                name,
+            )
             del method[key]
     return raw

@@ -53,7 +53,8 @@ class TrainConfig:
     log_every: int = 10
     progress: bool = True
     sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch
-    global_augment: bool = False  # torchrun: every process augments the whole global batch (views of a 1-process run)
+    # torchrun: every process augments the whole global batch (views of a 1-process run)
+    global_augment: bool = False
     loggers: str = ""  # comma-separated live loggers beside metrics.jsonl: tensorboard, wandb
 
 
@@ -72,7 +73,15 @@ from synccp.sparsity.registry import ALGORITHMS  # noqa: E402 (torch-free)
 LOGGERS = ("tensorboard", "wandb")  # train.loggers: synccp.results.loggers
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.name": ("fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder", "imagenet", "imagenet100"),
+    "data.name": (
+        "fashion_mnist",
+        "cifar10",
+        "cifar100",
+        "stl10",
+        "image_folder",
+        "imagenet",
+        "imagenet100",
+    ),
     "data.on_corrupt": ("error", "skip"),
     "model.backbone": ("resnet18", "resnet34", "resnet50"),
     "model.stem": ("cifar", "imagenet"),

@@ -29,32 +29,56 @@ def elementwise(workload: Workload, spec: RunSpec, *, clock: Clock, updates: lis
     weight; read weights and scores, write 1-bit masks) and the drop-and-grow of RigL/GraNet on
     the online branch (reading the dense gradient too)."""
     size, work, s = accel.bytes_per_element, {}, spec.sparsity
-    ema = sum(l.numel for l in workload.layers if l.part in ("backbone", "projector"))
-    prunable = sum(l.numel for l in workload.layers if l.name in workload.prunable)
+    ema = sum(layer.numel for layer in workload.layers if layer.part in ("backbone", "projector"))
+    prunable = sum(layer.numel for layer in workload.layers if layer.name in workload.prunable)
     policy, shared = policy_for(s.algorithm), METHODS[workload.method].shared_encoder
     if not shared:
-        work["target_ema"] = _times(elementwise_cost(2 * ema, 3 * ema * size, accel), clock.total_steps)
+        work["target_ema"] = _times(
+            elementwise_cost(2 * ema, 3 * ema * size, accel), clock.total_steps
+        )
         denser = _shadow_steps(intervals, clock.total_steps) if policy.nested else 0
         if denser:
-            work["target_shadow"] = _times(elementwise_cost(2 * prunable, 3 * prunable * size, accel), denser)
-    start, end, regrow_end = sparsity_steps(s, epochs=spec.train.epochs, steps_per_epoch=clock.steps_per_epoch,
-                                            total_steps=clock.total_steps)
-    drop, regrow_end = regrow_settings(policy, drop_fraction=s.drop_fraction, regrow_end_step=regrow_end,
-                                       total_steps=clock.total_steps)
+            work["target_shadow"] = _times(
+                elementwise_cost(2 * prunable, 3 * prunable * size, accel), denser
+            )
+    start, end, regrow_end = sparsity_steps(
+        s,
+        epochs=spec.train.epochs,
+        steps_per_epoch=clock.steps_per_epoch,
+        total_steps=clock.total_steps,
+    )
+    drop, regrow_end = regrow_settings(
+        policy,
+        drop_fraction=s.drop_fraction,
+        regrow_end_step=regrow_end,
+        total_steps=clock.total_steps,
+    )
     branches = len(tracked_branches(policy, shared=shared, score_ema=s.score_ema))
     if branches:
-        scored = min(clock.total_steps, last_scored_step(policy, end_step=end, regrow_end_step=regrow_end,
-                                                         total_steps=clock.total_steps))
+        scored = min(
+            clock.total_steps,
+            last_scored_step(
+                policy, end_step=end, regrow_end_step=regrow_end, total_steps=clock.total_steps
+            ),
+        )
         per = elementwise_cost(2 * prunable * branches, 3 * prunable * size * branches, accel)
         work["score_ema"] = _times(per, scored)
-    selections = len([u for u in updates if policy.reselect and (policy.cadence != "regrow" or u <= end)])
+    selections = len(
+        [u for u in updates if policy.reselect and (policy.cadence != "regrow" or u <= end)]
+    )
     selections *= selected_branches(policy)
     if selections:
         traffic = prunable * (2 * size + 1 / 8)
         work["mask_update"] = _times(elementwise_cost(4 * prunable, traffic, accel), selections)
     if policy.regrow is not None:
-        regrows = len([u for u in updates if cosine_drop_fraction(u, initial=drop, final=policy.regrow.floor,
-                                                                  end=regrow_end) > 0])
+        regrows = len(
+            [
+                u
+                for u in updates
+                if cosine_drop_fraction(u, initial=drop, final=policy.regrow.floor, end=regrow_end)
+                > 0
+            ]
+        )
         if regrows:
             traffic = prunable * (3 * size + 1 / 8)
             work["drop_and_grow"] = _times(elementwise_cost(4 * prunable, traffic, accel), regrows)

@@ -118,17 +118,28 @@ def trace_layers(module: nn.Module, input_shape: tuple[int, ...], *, part: str =
     try:
         module.eval()
         with torch.no_grad():
-            module(torch.zeros((1, *input_shape[1:]), dtype=reference.dtype, device=reference.device))
+            shape = (1, *input_shape[1:])
+            zeros = torch.zeros(shape, dtype=reference.dtype, device=reference.device)
+            module(zeros)
     finally:
         module.train(was_training)
         for handle in handles:
             handle.remove()
-    return [_layer(name, mod, shape_in, shape_out, part=part, first=mark_first and i == 0)
-            for i, (name, mod, shape_in, shape_out) in enumerate(calls)]
+    return [
+        _layer(name, mod, shape_in, shape_out, part=part, first=mark_first and i == 0)
+        for i, (name, mod, shape_in, shape_out) in enumerate(calls)
+    ]
 
 
-def _layer(name: str, mod: nn.Module, shape_in: tuple[int, ...], shape_out: tuple[int, ...], *,
-           part: str, first: bool) -> Layer:
+def _layer(
+    name: str,
+    mod: nn.Module,
+    shape_in: tuple[int, ...],
+    shape_out: tuple[int, ...],
+    *,
+    part: str,
+    first: bool,
+) -> Layer:
     if isinstance(mod, nn.Conv2d) and mod.groups != 1:
         raise ValueError(f"grouped convolution {name!r} (groups={mod.groups}) is not supported")
     weight = f"{name}.weight" if part == "backbone" else f"{part}.{name}.weight"
@@ -136,12 +147,24 @@ def _layer(name: str, mod: nn.Module, shape_in: tuple[int, ...], shape_out: tupl
         positions = math.prod(shape_out[2:])  # H_o·W_o
     else:
         positions = math.prod(shape_out[1:-1])  # leading dims of (B, ..., out)
-    return Layer(weight, tuple(mod.weight.shape), positions, math.prod(shape_in[1:]),
-                 math.prod(shape_out[1:]), part, first)
+    return Layer(
+        weight,
+        tuple(mod.weight.shape),
+        positions,
+        math.prod(shape_in[1:]),
+        math.prod(shape_out[1:]),
+        part,
+        first,
+    )
 
 
-def training_layers(backbone: nn.Module, *, in_channels: int, image_size: int,
-                    heads: dict[str, nn.Module] | None = None) -> list[Layer]:
+def training_layers(
+    backbone: nn.Module,
+    *,
+    in_channels: int,
+    image_size: int,
+    heads: dict[str, nn.Module] | None = None,
+) -> list[Layer]:
     """Backbone layers (stem marked) followed by the dense head layers (`projector`, `predictor`).
 
     Head inputs are the backbone feature dimension (`backbone.out_dim`, else traced) and, for the
@@ -165,8 +188,14 @@ def _feature_dim(backbone: nn.Module, in_channels: int, image_size: int) -> int:
     try:
         with torch.no_grad():
             reference = next(backbone.parameters())
-            x = torch.zeros(1, in_channels, image_size, image_size, dtype=reference.dtype,
-                            device=reference.device)
+            x = torch.zeros(
+                1,
+                in_channels,
+                image_size,
+                image_size,
+                dtype=reference.dtype,
+                device=reference.device,
+            )
             return int(backbone(x).shape[-1])
     finally:
         backbone.train(was_training)

@@ -46,20 +46,33 @@ def _report(spec: RunSpec, workload: Workload, clock: Clock, intervals: list[Int
     sparse_eval = Evaluator(workload, spec, accel, masks)
     run = integrate(sparse_eval, intervals, updates,
                     dense_gradient_updates=policy_for(algorithm).dense_gradients)
-    dense_spec = dataclasses.replace(spec, sparsity=dataclasses.replace(spec.sparsity, algorithm="dense"))
+    dense_spec = dataclasses.replace(
+        spec, sparsity=dataclasses.replace(spec.sparsity, algorithm="dense")
+    )
     dense_eval = Evaluator(workload, dense_spec, accel, None)
     dense_step = dense_eval.step({})
     final_step = sparse_eval.step(intervals[-1].densities)
-    work = elementwise(workload, spec, clock=clock, updates=updates, intervals=intervals, accel=accel)
-    dense_work = elementwise(workload, dense_spec, clock=clock, updates=[], intervals=[], accel=accel)
+    work = elementwise(
+        workload, spec, clock=clock, updates=updates, intervals=intervals, accel=accel
+    )
+    dense_work = elementwise(
+        workload, dense_spec, clock=clock, updates=[], intervals=[], accel=accel
+    )
     summary = totals(run, work, dense_step, dense_work, clock.total_steps, accel)
     return {
         **source,
-        "run": {"method": spec.method.name, "algorithm": algorithm,
-                "granularity": spec.sparsity.granularity, "backbone": spec.model.backbone,
-                "width": spec.model.width, "batch_size": workload.batch,
-                "steps_per_epoch": clock.steps_per_epoch, "total_steps": clock.total_steps,
-                "mask_updates": len(updates), "wgrad_rule": WGRAD_RULES[algorithm]},
+        "run": {
+            "method": spec.method.name,
+            "algorithm": algorithm,
+            "granularity": spec.sparsity.granularity,
+            "backbone": spec.model.backbone,
+            "width": spec.model.width,
+            "batch_size": workload.batch,
+            "steps_per_epoch": clock.steps_per_epoch,
+            "total_steps": clock.total_steps,
+            "mask_updates": len(updates),
+            "wgrad_rule": WGRAD_RULES[algorithm],
+        },
         "accelerator": accel.as_dict(),
         "layers": layer_entries(workload, final_step, run, dense_step, sparse_eval, intervals[-1]),
         "elementwise": work,
@@ -67,38 +80,63 @@ def _report(spec: RunSpec, workload: Workload, clock: Clock, intervals: list[Int
     }
 
 
-def config_report(spec: RunSpec, *, accelerator: Accelerator = DEFAULT_ACCELERATOR,
-                  backbone: nn.Module | None = None, heads: dict[str, nn.Module] | None = None) -> dict:
+def config_report(
+    spec: RunSpec,
+    *,
+    accelerator: Accelerator = DEFAULT_ACCELERATOR,
+    backbone: nn.Module | None = None,
+    heads: dict[str, nn.Module] | None = None,
+) -> dict:
     """Cost of training `spec` before it runs: schedule densities, uniform across layers."""
     workload = build_workload(spec, backbone=backbone, heads=heads)
     clock = config_clock(spec)
     intervals, updates = schedule_timeline(spec, clock, workload.prunable)
-    source = {"source": "config", "density_source":
-              "sparsity schedule (synccp.sparsity.schedule.branch_densities): the same density for "
-              "every prunable layer that fits the granularity; masks are modelled as random "
-              "(binomial column counts; N:M not assumed transposable)"}
-    return _report(spec, workload, clock, intervals, updates, masks=None, source=source, accel=accelerator)
+    source = {
+        "source": "config",
+        "density_source": "sparsity schedule (synccp.sparsity.schedule.branch_densities): the "
+                          "same density for "
+        "every prunable layer that fits the granularity; masks are modelled as random "
+        "(binomial column counts; N:M not assumed transposable)",
+    }
+    return _report(
+        spec, workload, clock, intervals, updates, masks=None, source=source, accel=accelerator
+    )
 
 
-def run_report(run_dir: str | Path, *, accelerator: Accelerator = DEFAULT_ACCELERATOR,
-               backbone: nn.Module | None = None, heads: dict[str, nn.Module] | None = None) -> dict:
+def run_report(
+    run_dir: str | Path,
+    *,
+    accelerator: Accelerator = DEFAULT_ACCELERATOR,
+    backbone: nn.Module | None = None,
+    heads: dict[str, nn.Module] | None = None,
+) -> dict:
     """Cost of a finished (or running) run from its config.json, metrics.jsonl, summary.json and
     masks.safetensors."""
     run_dir = Path(run_dir)
     spec = rundir.read_spec(run_dir)
     workload = build_workload(spec, backbone=backbone, heads=heads)
     if rundir.is_finished(run_dir):
-        summary = rundir.read_summary(run_dir / rundir.SUMMARY, need_sparsity=False)  # names file and key
+        summary = rundir.read_summary(
+            run_dir / rundir.SUMMARY, need_sparsity=False
+        )  # names file and key
         clock = Clock(summary["steps_per_epoch"], summary["total_steps"])
     else:
         clock = config_clock(spec)
-    intervals, updates = records_timeline(rundir.read_metrics(run_dir, "mask_update"), clock.total_steps)
+    intervals, updates = records_timeline(
+        rundir.read_metrics(run_dir, "mask_update"), clock.total_steps
+    )
     masks = _load_masks(run_dir / rundir.MASKS, workload.prunable)
-    source = {"source": "run", "run_dir": str(run_dir), "density_source":
-              "metrics.jsonl mask_update records (per layer and branch); load imbalance and N:M "
-              "transposability from the final masks" + ("" if masks else " (masks.safetensors "
-              "missing: random masks modelled)")}
-    return _report(spec, workload, clock, intervals, updates, masks=masks, source=source, accel=accelerator)
+    source = {
+        "source": "run",
+        "run_dir": str(run_dir),
+        "density_source": "metrics.jsonl mask_update records (per layer and branch); load "
+                          "imbalance and N:M "
+        "transposability from the final masks"
+        + ("" if masks else " (masks.safetensors missing: random masks modelled)"),
+    }
+    return _report(
+        spec, workload, clock, intervals, updates, masks=masks, source=source, accel=accelerator
+    )
 
 
 def _load_masks(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor] | None:

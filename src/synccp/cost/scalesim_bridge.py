@@ -48,7 +48,7 @@ class CheckGemm:
 
 
 def topology_csv(gemms: list[CheckGemm]) -> str:
-    """SCALE-Sim GEMM topology text; every row ends with a comma (SCALE-Sim drops the last field)."""
+    """SCALE-Sim GEMM topology text; each row ends with a comma (SCALE-Sim drops the last field)."""
     lines = ["Layer, M, N, K, Sparsity,"]
     for item in gemms:
         n, m = item.nm or (1, 1)
@@ -65,17 +65,36 @@ def config_text(accel: Accelerator, *, sparsity: bool) -> str:
     parser["general"] = {"run_name": RUN_NAME}
     parser["run_presets"] = {"InterfaceBandwidth": "CALC", "UseRamulatorTrace": "False"}
     parser["architecture_presets"] = {
-        "ArrayHeight": str(accel.rows), "ArrayWidth": str(accel.cols), "ifmapsramszkB": str(kb),
-        "filtersramszkB": str(kb), "ofmapsramszkB": str(kb), "IfmapOffset": "0",
-        "FilterOffset": "10000000", "OfmapOffset": "20000000", "Bandwidth": "10",
-        "Dataflow": accel.dataflow, "ReadRequestBuffer": "32", "WriteRequestBuffer": "32"}
-    parser["layout"] = {"IfmapCustomLayout": "False", "IfmapSRAMBankBandwidth": "10",
-                        "IfmapSRAMBankNum": "10", "IfmapSRAMBankPort": "2",
-                        "FilterCustomLayout": "False", "FilterSRAMBankBandwidth": "10",
-                        "FilterSRAMBankNum": "10", "FilterSRAMBankPort": "2"}
-    parser["sparsity"] = {"SparsitySupport": str(sparsity).lower(), "SparseRep": "ellpack_block",
-                          "OptimizedMapping": "false", "BlockSize": "4",
-                          "RandomNumberGeneratorSeed": "40"}
+        "ArrayHeight": str(accel.rows),
+        "ArrayWidth": str(accel.cols),
+        "ifmapsramszkB": str(kb),
+        "filtersramszkB": str(kb),
+        "ofmapsramszkB": str(kb),
+        "IfmapOffset": "0",
+        "FilterOffset": "10000000",
+        "OfmapOffset": "20000000",
+        "Bandwidth": "10",
+        "Dataflow": accel.dataflow,
+        "ReadRequestBuffer": "32",
+        "WriteRequestBuffer": "32",
+    }
+    parser["layout"] = {
+        "IfmapCustomLayout": "False",
+        "IfmapSRAMBankBandwidth": "10",
+        "IfmapSRAMBankNum": "10",
+        "IfmapSRAMBankPort": "2",
+        "FilterCustomLayout": "False",
+        "FilterSRAMBankBandwidth": "10",
+        "FilterSRAMBankNum": "10",
+        "FilterSRAMBankPort": "2",
+    }
+    parser["sparsity"] = {
+        "SparsitySupport": str(sparsity).lower(),
+        "SparseRep": "ellpack_block",
+        "OptimizedMapping": "false",
+        "BlockSize": "4",
+        "RandomNumberGeneratorSeed": "40",
+    }
     out = io.StringIO()
     parser.write(out)
     return out.getvalue()
@@ -86,11 +105,18 @@ def parse_compute_report(text: str) -> list[int]:
     rows = [line.split(",") for line in text.strip().splitlines()]
     header = [cell.strip() for cell in rows[0]]
     column = header.index("Total Cycles")
-    return [int(float(row[column])) for row in rows[1:] if len(row) > column and row[column].strip()]
+    return [
+        int(float(row[column])) for row in rows[1:] if len(row) > column and row[column].strip()
+    ]
 
 
-def run_scalesim(gemms: list[CheckGemm], accel: Accelerator, *, python: str | None = None,
-                 timeout_s: float = 600.0) -> list[int]:
+def run_scalesim(
+    gemms: list[CheckGemm],
+    accel: Accelerator,
+    *,
+    python: str | None = None,
+    timeout_s: float = 600.0,
+) -> list[int]:
     """Run SCALE-Sim on `gemms` with `accel`'s array; returns its compute cycles per GEMM."""
     python = python or os.environ.get("SYNCCP_SCALESIM_PYTHON") or sys.executable
     sparse = any(item.nm for item in gemms)
@@ -102,13 +128,26 @@ def run_scalesim(gemms: list[CheckGemm], accel: Accelerator, *, python: str | No
         (work / "topology.csv").write_text(topology_csv(gemms))
         (work / "layout.csv").write_text("Layer,\n")
         done = subprocess.run(
-            [python, "-c", _RUNNER, str(work / "scale.cfg"), str(work / "topology.csv"),
-             str(work / "layout.csv"), str(work / "out")],
-            capture_output=True, text=True, timeout=timeout_s, cwd=work)
+            [
+                python,
+                "-c",
+                _RUNNER,
+                str(work / "scale.cfg"),
+                str(work / "topology.csv"),
+                str(work / "layout.csv"),
+                str(work / "out"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            cwd=work,
+        )
         report = work / "out" / RUN_NAME / "COMPUTE_REPORT.csv"
         if done.returncode != 0 or not report.is_file():
-            raise RuntimeError(f"SCALE-Sim failed with {python} (needs scalesim and numpy<2.4):\n"
-                               f"{(done.stderr or done.stdout)[-2000:]}")
+            raise RuntimeError(
+                f"SCALE-Sim failed with {python} (needs scalesim and numpy<2.4):\n"
+                f"{(done.stderr or done.stdout)[-2000:]}"
+            )
         return parse_compute_report(report.read_text())
 
 

@@ -127,7 +127,8 @@ def from_density(shape: tuple[int, ...], density: float, *, granularity: str, n:
         return LayerSparsity(density, torch.full((rows,), density * cols, dtype=torch.float64),
                              torch.full((cols,), density * rows, dtype=torch.float64), at_nm, False)
     b_out, b_in = block if granularity == "block" else (1, 1)
-    sampler = sampler or RandomMask(shape, (b_out, b_in), generator)  # (the same draw for every density)
+    # (the same draw for every density)
+    sampler = sampler or RandomMask(shape, (b_out, b_in), generator)
     row_counts, col_counts = sampler.counts(density)
     return LayerSparsity(density, row_counts, col_counts, False, False)
 
@@ -140,20 +141,25 @@ class RandomMask:
 
     def __init__(self, shape: tuple[int, ...], block: tuple[int, int], generator: torch.Generator):
         rows, cols = shape[0], math.prod(shape[1:])
-        assert rows % block[0] == 0 and cols % block[1] == 0, "only fitting layers are pruned by blocks"
+        assert rows % block[0] == 0 and cols % block[1] == 0, (
+            "only fitting layers are pruned by blocks"
+        )
         self.rows, self.cols, self.block = rows, cols, block
-        u = torch.rand((math.ceil(rows / block[0]), math.ceil(cols / block[1])), generator=generator)
+        u = torch.rand(
+            (math.ceil(rows / block[0]), math.ceil(cols / block[1])), generator=generator
+        )
         self._by_row = u.sort(dim=1).values  # (R_blocks, C_blocks)
         self._by_col = u.t().sort(dim=1).values.contiguous()  # (C_blocks, R_blocks)
 
     def counts(self, density: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Kept weights per row and per column of the (C_out, rest) matrix at `density`."""
         b_out, b_in = self.block
+
         def below(sorted_rows: torch.Tensor) -> torch.Tensor:  # per row: how many u < density
             target = torch.full((len(sorted_rows), 1), density, dtype=sorted_rows.dtype)
             return torch.searchsorted(sorted_rows, target).squeeze(1)
 
         row_blocks, col_blocks = below(self._by_row), below(self._by_col)
-        rows = (row_blocks.to(torch.float64) * b_in).repeat_interleave(b_out)[:self.rows]
-        cols = (col_blocks.to(torch.float64) * b_out).repeat_interleave(b_in)[:self.cols]
+        rows = (row_blocks.to(torch.float64) * b_in).repeat_interleave(b_out)[: self.rows]
+        cols = (col_blocks.to(torch.float64) * b_out).repeat_interleave(b_in)[: self.cols]
         return rows, cols

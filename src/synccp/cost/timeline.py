@@ -23,7 +23,14 @@ from synccp.train.schedules import Clock, make_clock
 
 TRAIN_IMAGES = {"fashion_mnist": 60000, "cifar10": 50000, "cifar100": 50000, "stl10": 105000,
                 "imagenet": 1281167, "imagenet100": 126689}
-NATIVE_SIZE = {"fashion_mnist": 28, "cifar10": 32, "cifar100": 32, "stl10": 96, "imagenet": 224, "imagenet100": 224}
+NATIVE_SIZE = {
+    "fashion_mnist": 28,
+    "cifar10": 32,
+    "cifar100": 32,
+    "stl10": 96,
+    "imagenet": 224,
+    "imagenet100": 224,
+}
 
 
 @dataclass(frozen=True)
@@ -43,11 +50,15 @@ def config_clock(spec: RunSpec) -> Clock:
     """Steps per epoch and total steps as the trainer computes them (train/setup.py)."""
     images = spec.data.subset or TRAIN_IMAGES.get(spec.data.name, 0)
     if images <= 0:
-        raise ValueError(f"data.subset must be > 0 to cost data.name={spec.data.name!r} before "
-                         f"training (its size is unknown), got {spec.data.subset}")
+        raise ValueError(
+            f"data.subset must be > 0 to cost data.name={spec.data.name!r} before "
+            f"training (its size is unknown), got {spec.data.subset}"
+        )
     if spec.train.batch_size > images:
-        raise ValueError(f"train.batch_size={spec.train.batch_size} is larger than the {images} "
-                         f"training images of data.name={spec.data.name!r}")
+        raise ValueError(
+            f"train.batch_size={spec.train.batch_size} is larger than the {images} "
+            f"training images of data.name={spec.data.name!r}"
+        )
     return make_clock(images, batch_size=spec.train.batch_size, epochs=spec.train.epochs)
 
 
@@ -56,8 +67,10 @@ def image_geometry(spec: RunSpec) -> tuple[int, int]:
     channels = 1 if spec.data.name == "fashion_mnist" else 3
     size = spec.data.image_size or NATIVE_SIZE.get(spec.data.name, 0)
     if size <= 0:
-        raise ValueError(f"data.image_size must be > 0 for data.name={spec.data.name!r}, got "
-                         f"{spec.data.image_size}")
+        raise ValueError(
+            f"data.image_size must be > 0 for data.name={spec.data.name!r}, got "
+            f"{spec.data.image_size}"
+        )
     return channels, size
 
 
@@ -65,15 +78,20 @@ def records_timeline(records: list[dict], total_steps: int) -> tuple[list[Interv
     """Intervals and update steps from `mask_update` records (the last record per step wins)."""
     by_step = {int(r["step"]): r for r in records if r.get("kind", "mask_update") == "mask_update"}
     if 0 not in by_step:
-        raise ValueError("metrics.jsonl has no mask_update record at step 0: cannot tell the "
-                         "densities the run started with")
+        raise ValueError(
+            "metrics.jsonl has no mask_update record at step 0: cannot tell the "
+            "densities the run started with"
+        )
     logged = sorted(by_step)
     steps = [s for s in logged if s < total_steps]
     intervals = []
     for i, start in enumerate(steps):
         end = steps[i + 1] if i + 1 < len(steps) else total_steps
         density = by_step[start].get("density", {})
-        layers = {branch: dict(density.get(branch, {}).get("layers", {})) for branch in ("online", "second")}
+        layers = {
+            branch: dict(density.get(branch, {}).get("layers", {}))
+            for branch in ("online", "second")
+        }
         if not layers["second"]:  # no second-branch densities logged: it uses the online masks
             layers["second"] = layers["online"]
         intervals.append(Interval(start, end, layers))
@@ -85,33 +103,63 @@ def update_steps(spec: RunSpec, clock: Clock) -> list[int]:
     Sparsifier's own rule (`synccp.sparsity.algorithms.policy_update_steps`), by arithmetic per
     phase, so the time taken grows with the number of updates, not of steps."""
     s = spec.sparsity
-    start, end, regrow_end = sparsity_steps(s, epochs=spec.train.epochs, steps_per_epoch=clock.steps_per_epoch,
-                                            total_steps=clock.total_steps)
+    start, end, regrow_end = sparsity_steps(
+        s,
+        epochs=spec.train.epochs,
+        steps_per_epoch=clock.steps_per_epoch,
+        total_steps=clock.total_steps,
+    )
     policy = policy_for(s.algorithm)
-    _, regrow_end = regrow_settings(policy, drop_fraction=s.drop_fraction, regrow_end_step=regrow_end,
-                                    total_steps=clock.total_steps)
-    return policy_update_steps(policy, start_step=start, end_step=end, update_every=s.update_every,
-                               steps_per_epoch=clock.steps_per_epoch, total_steps=clock.total_steps,
-                               regrow_end_step=regrow_end)
+    _, regrow_end = regrow_settings(
+        policy,
+        drop_fraction=s.drop_fraction,
+        regrow_end_step=regrow_end,
+        total_steps=clock.total_steps,
+    )
+    return policy_update_steps(
+        policy,
+        start_step=start,
+        end_step=end,
+        update_every=s.update_every,
+        steps_per_epoch=clock.steps_per_epoch,
+        total_steps=clock.total_steps,
+        regrow_end_step=regrow_end,
+    )
 
 
-def schedule_timeline(spec: RunSpec, clock: Clock, layers: dict[str, tuple[int, ...]]
-                      ) -> tuple[list[Interval], list[int]]:
+def schedule_timeline(
+    spec: RunSpec, clock: Clock, layers: dict[str, tuple[int, ...]]
+) -> tuple[list[Interval], list[int]]:
     """Intervals from the density schedule; `layers` maps prunable weight names to shapes.
     Densities change only inside the ramp, so the intervals are those of the ramp updates."""
     s = spec.sparsity
-    start, end, _ = sparsity_steps(s, epochs=spec.train.epochs, steps_per_epoch=clock.steps_per_epoch,
-                                   total_steps=clock.total_steps)
+    start, end, _ = sparsity_steps(
+        s,
+        epochs=spec.train.epochs,
+        steps_per_epoch=clock.steps_per_epoch,
+        total_steps=clock.total_steps,
+    )
     updates = update_steps(spec, clock)
     pattern = Pattern(s.granularity, n=s.n, m=s.m, block=(s.block_out, s.block_in))
     fitting = [name for name, shape in layers.items() if fits(shape, pattern)]
     intervals: list[Interval] = []
     for first in [0] + [u for u in updates if u < clock.total_steps and u <= end]:
-        pair = branch_densities(first, algorithm=s.algorithm, density=s.density,
-                                initial_density=s.initial_density, density_gap=s.density_gap,
-                                start_step=start, end_step=end, sparse_branch=s.sparse_branch,
-                                granularity=s.granularity, n=s.n, m=s.m, update_every=s.update_every)
-        densities = {b: {name: d for name in fitting} for b, d in zip(("online", "second"), pair)}
+        pair = branch_densities(
+            first,
+            algorithm=s.algorithm,
+            density=s.density,
+            initial_density=s.initial_density,
+            density_gap=s.density_gap,
+            start_step=start,
+            end_step=end,
+            sparse_branch=s.sparse_branch,
+            granularity=s.granularity,
+            n=s.n,
+            m=s.m,
+            update_every=s.update_every,
+        )
+        branches = zip(("online", "second"), pair, strict=True)
+        densities = {b: {name: d for name in fitting} for b, d in branches}
         if intervals and intervals[-1].densities == densities:
             continue
         if intervals:

@@ -23,7 +23,8 @@ class Workload:
     @property
     def prunable(self) -> dict[str, tuple[int, ...]]:
         """Backbone weights that carry masks: every conv/linear except the stem."""
-        return {l.name: l.weight_shape for l in self.layers if l.part == "backbone" and not l.first}
+        return {layer.name: layer.weight_shape for layer in self.layers
+                if layer.part == "backbone" and not layer.first}
 
 
 def build_workload(spec: RunSpec, *, backbone: nn.Module | None = None,
@@ -33,16 +34,22 @@ def build_workload(spec: RunSpec, *, backbone: nn.Module | None = None,
     if backbone is None:
         backbone, heads = _build_model(spec, channels)
     layers = training_layers(backbone, in_channels=channels, image_size=size, heads=heads)
-    return Workload(spec.method.name, spec.train.batch_size, tuple(layers), method_passes(spec.method.name))
+    return Workload(
+        spec.method.name, spec.train.batch_size, tuple(layers), method_passes(spec.method.name)
+    )
 
 
 def _build_model(spec: RunSpec, channels: int) -> tuple[nn.Module, dict[str, nn.Module]]:
     from synccp.methods import build_method
     from synccp.models import build_backbone
 
-    backbone = build_backbone(spec.model.backbone, stem=spec.model.stem, width=spec.model.width,
-                              in_channels=channels)
+    backbone = build_backbone(
+        spec.model.backbone, stem=spec.model.stem, width=spec.model.width, in_channels=channels
+    )
     method = build_method(spec.method.name, backbone, **spec.method.options)
-    heads = {part: getattr(method, part) for part in ("projector", "predictor")
-             if isinstance(getattr(method, part, None), nn.Module)}
+    heads = {
+        part: getattr(method, part)
+        for part in ("projector", "predictor")
+        if isinstance(getattr(method, part, None), nn.Module)
+    }
     return backbone, heads

@@ -92,15 +92,18 @@ def load_dataset(name: str, split: str, *, root: str | None = None,
     decode size (default 64).
     """
     if name in ("imagenet", "imagenet100"):
-        raise DatasetError(f"data.name={name!r} is streamed from disk (synccp.data.stream.load_stream) and "
-                           "cannot be loaded into memory; pretrain with --no-eval and probe its encoder "
-                           "on a smaller labelled set")
+        raise DatasetError(
+            f"data.name={name!r} is streamed from disk (synccp.data.stream.load_stream) and "
+            "cannot be loaded into memory; pretrain with --no-eval and probe its encoder "
+            "on a smaller labelled set"
+        )
     if name not in _LOADERS:
         raise DatasetError(f"data.name must be one of {sorted(_LOADERS)}, got {name!r}")
     module_name, function_name, splits = _LOADERS[name]
     if split not in splits:
-        raise DatasetError(f"split of data.name={name!r} must be one of {list(splits)}, "
-                           f"got {split!r}")
+        raise DatasetError(
+            f"split of data.name={name!r} must be one of {list(splits)}, got {split!r}"
+        )
     if image_size is not None and (not isinstance(image_size, int) or image_size <= 0):
         raise DatasetError(f"data.image_size must be a positive integer, got {image_size!r}")
     loader = getattr(importlib.import_module(module_name), function_name)
@@ -109,8 +112,9 @@ def load_dataset(name: str, split: str, *, root: str | None = None,
     dataset = loader(split, root=root)
     height, width = dataset.images.shape[-2:]
     if image_size is not None and (height, width) != (image_size, image_size):
-        logger.info("resizing %s %s from %dx%d to %dx%d", name, split, height, width,
-                    image_size, image_size)
+        logger.info(
+            "resizing %s %s from %dx%d to %dx%d", name, split, height, width, image_size, image_size
+        )
         dataset = replace(dataset, images=resize_images(dataset.images, image_size))
     return dataset
 
@@ -119,10 +123,11 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear (antialiased) resize of uint8 `(N, C, H, W)` to uint8 `(N, C, size, size)`."""
     out = torch.empty((*images.shape[:2], size, size), dtype=torch.uint8)
     for start in range(0, images.shape[0], _RESIZE_CHUNK):
-        chunk = images[start:start + _RESIZE_CHUNK].float()                  # (B, C, H, W)
-        chunk = torch.nn.functional.interpolate(chunk, size=(size, size), mode="bilinear",
-                                                align_corners=False, antialias=True)
-        out[start:start + _RESIZE_CHUNK] = chunk.round_().clamp_(0, 255).to(torch.uint8)
+        chunk = images[start : start + _RESIZE_CHUNK].float()  # (B, C, H, W)
+        chunk = torch.nn.functional.interpolate(
+            chunk, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
+        out[start : start + _RESIZE_CHUNK] = chunk.round_().clamp_(0, 255).to(torch.uint8)
     return out
 
 
@@ -132,7 +137,7 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     total = torch.zeros(channels, dtype=torch.float64)
     total_sq = torch.zeros(channels, dtype=torch.float64)
     for start in range(0, images.shape[0], _RESIZE_CHUNK):
-        chunk = images[start:start + _RESIZE_CHUNK].double().div_(255.0)    # (B, C, H, W)
+        chunk = images[start : start + _RESIZE_CHUNK].double().div_(255.0)  # (B, C, H, W)
         total += chunk.sum(dim=(0, 2, 3))
         total_sq += chunk.square().sum(dim=(0, 2, 3))
     count = max(images.numel() // max(channels, 1), 1)
@@ -152,8 +157,9 @@ def cache_dir(*parts: str) -> Path:
     return base.joinpath(*parts)
 
 
-def candidate_dirs(dataset_dir: str, root: str | None,
-                   system_dirs: Sequence[str] = ()) -> list[Path]:
+def candidate_dirs(
+    dataset_dir: str, root: str | None, system_dirs: Sequence[str] = ()
+) -> list[Path]:
     """Directories to search for a dataset, in the order of this module's docstring."""
     if root:
         base = Path(root).expanduser()
@@ -185,9 +191,11 @@ def searched(dirs: Sequence[Path]) -> str:
 
 def label_tensor(values, *, num_classes: int, source: str, offset: int = 0) -> torch.Tensor:
     """int64 labels `(N,)` from integers in [offset, offset + num_classes), shifted to 0-based."""
-    labels = torch.from_numpy(np.array(values, dtype=np.int64).reshape(-1)) - offset   # (N,)
+    labels = torch.from_numpy(np.array(values, dtype=np.int64).reshape(-1)) - offset  # (N,)
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         bad = labels[(labels < 0) | (labels >= num_classes)][0].item() + offset
-        raise DatasetError(f"{source}: label {bad} is outside [{offset}, "
-                           f"{offset + num_classes - 1}]; the file is corrupt — re-download it")
+        raise DatasetError(
+            f"{source}: label {bad} is outside [{offset}, "
+            f"{offset + num_classes - 1}]; the file is corrupt — re-download it"
+        )
     return labels

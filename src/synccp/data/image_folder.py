@@ -186,7 +186,8 @@ def _cache_problem(state: object, shape: tuple[int, int], num_classes: int) -> s
         return f"not a dict but {type(state).__name__}"
     images, labels = state.get("images"), state.get("labels")
     if (not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4
-            or images.shape[0] != count or images.shape[1] not in (1, 3) or images.shape[2:] != (size, size)):
+            or images.shape[0] != count or images.shape[1] not in (1, 3)
+            or images.shape[2:] != (size, size)):
         return f"images are not a uint8 ({count}, 1 or 3, {size}, {size}) tensor"
     if not torch.is_tensor(labels) or labels.dtype != torch.int64 or labels.shape != (count,):
         return f"labels are not {count} int64 values"
@@ -194,14 +195,17 @@ def _cache_problem(state: object, shape: tuple[int, int], num_classes: int) -> s
         return f"labels are outside [0, {num_classes})"
     for key in ("mean", "std"):
         values = state.get(key)
-        if not isinstance(values, list) or len(values) != images.shape[1] or not all(
-                isinstance(v, float) and math.isfinite(v) for v in values):
+        if (
+            not isinstance(values, list)
+            or len(values) != images.shape[1]
+            or not all(isinstance(v, float) and math.isfinite(v) for v in values)
+        ):
             return f"{key} is not {images.shape[1]} finite numbers"
     return None
 
 
 def _save_atomic(state: dict, path: Path) -> None:
-    """torch.save `state` to `path` through `rundir.atomic_write` (temporary file, fsync, rename)."""
+    """torch.save `state` to `path` by `rundir.atomic_write` (temporary file, fsync, rename)."""
     from synccp.rundir.atomic import atomic_write
 
     atomic_write(path, lambda tmp: torch.save(state, tmp))

@@ -44,8 +44,10 @@ def imagenet_root(root: str | None) -> Path:
     dirs = candidate_dirs("imagenet", root)
     found = find_first(dirs, lambda d: d if (d / "train").is_dir() else None)
     if found is None:
-        raise DatasetError(f"ImageNet: no folder with train/<wnid>/ found (looked in {searched(dirs)}); "
-                           "set data.root to the directory holding train/ and val/")
+        raise DatasetError(
+            f"ImageNet: no folder with train/<wnid>/ found (looked in {searched(dirs)}); "
+            "set data.root to the directory holding train/ and val/"
+        )
     return found
 
 
@@ -54,13 +56,19 @@ def imagenet_classes(name: str, train_dir: Path) -> list[str]:
 
     ImageNet takes every wnid directory present (a folder with fewer than 1000 is accepted:
     e.g. a class subset made by hand); ImageNet-100 needs all 100 listed wnids."""
-    present = sorted(p.name for p in train_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    present = sorted(
+        p.name for p in train_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     if name == "imagenet":
         if not present:
-            raise DatasetError(f"{train_dir}: no class directories; expected {train_dir}/<wnid>/*.JPEG")
+            raise DatasetError(
+                f"{train_dir}: no class directories; expected {train_dir}/<wnid>/*.JPEG"
+            )
         return present
     missing = sorted(set(IMAGENET100_CLASSES) - set(present))
     if missing:
-        raise DatasetError(f"{train_dir}: data.name='imagenet100' needs the 100 classes of solo-learn's "
-                           f"list; {len(missing)} are missing, e.g. {', '.join(missing[:5])}")
+        raise DatasetError(
+            f"{train_dir}: data.name='imagenet100' needs the 100 classes of solo-learn's "
+            f"list; {len(missing)} are missing, e.g. {', '.join(missing[:5])}"
+        )
     return list(IMAGENET100_CLASSES)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
 from synccp.data import imagenet
 from synccp.data.datasets import DatasetError, channel_stats
@@ -64,12 +64,14 @@ class StreamingDataset:
 
 def load_stream(name: str, split: str, *, root: str | None, image_size: int | None = None,
                 subset: int = 0, on_corrupt: str = "error") -> StreamingDataset:
-    """The streamed split `split` ("train" | "test") of `name` (imagenet | imagenet100 | image_folder).
+    """The streamed split `split` ("train" | "test") of `name` (imagenet, imagenet100, folder).
 
     `subset` > 0 keeps that many images evenly spaced over the index (every class represented),
     for quick runs. Image folders get their mean/std from 256 evenly spaced images."""
     if on_corrupt not in ON_CORRUPT:
-        raise DatasetError(f"data.on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}")
+        raise DatasetError(
+            f"data.on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}"
+        )
     size = image_size or imagenet.DEFAULT_IMAGE_SIZE
     if name in STREAMED:
         base = imagenet.imagenet_root(root)
@@ -83,16 +85,25 @@ def load_stream(name: str, split: str, *, root: str | None, image_size: int | No
             raise DatasetError(f"data.root={root!r} is not a directory")
         index = build_index(base, _split_dir(base, split), _classes(base))
     else:
-        raise DatasetError(f"data.name={name!r} cannot be streamed; streaming reads "
-                           f"{', '.join(STREAMED)} and image_folder")
+        raise DatasetError(
+            f"data.name={name!r} cannot be streamed; streaming reads "
+            f"{', '.join(STREAMED)} and image_folder"
+        )
     if subset:
         index = index.take(evenly_spaced(len(index), subset))
-    data = StreamingDataset(index=index, image_size=size, mean=imagenet.MEAN, std=imagenet.STD,
-                            name=name, on_corrupt=on_corrupt)
+    data = StreamingDataset(
+        index=index,
+        image_size=size,
+        mean=imagenet.MEAN,
+        std=imagenet.STD,
+        name=name,
+        on_corrupt=on_corrupt,
+    )
     if name == "image_folder":
         mean, std = channel_stats(_sample_images(data))
-        data = StreamingDataset(index=index, image_size=size, mean=mean, std=std, name=name,
-                                on_corrupt=on_corrupt)
+        data = StreamingDataset(
+            index=index, image_size=size, mean=mean, std=std, name=name, on_corrupt=on_corrupt
+        )
     return data
 
 
@@ -126,8 +137,10 @@ def decode(path: Path, size: int, *, draft: bool = True) -> np.ndarray:
             image = ImageOps.fit(image, (size, size), method=Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DatasetError(f"{path}: cannot decode image ({err}); delete or replace it, or set "
-                           f"data.on_corrupt='skip'") from err
+        raise DatasetError(
+            f"{path}: cannot decode image ({err}); delete or replace it, or set "
+            f"data.on_corrupt='skip'"
+        ) from err
 
 
 class FolderImages(Dataset):
@@ -157,24 +170,40 @@ class FolderImages(Dataset):
                 continue
             image = torch.from_numpy(pixels.copy()).permute(2, 0, 1)  # (3, S, S)
             return image, int(d.index.labels[i]), tuple(skipped), ()
-        raise DatasetError(f"{d.index.root}: {_MAX_SUBSTITUTES} consecutive unreadable images from "
-                           f"{skipped[0]} on; the folder looks damaged")
+        raise DatasetError(
+            f"{d.index.root}: {_MAX_SUBSTITUTES} consecutive unreadable images from "
+            f"{skipped[0]} on; the folder looks damaged"
+        )
 
 
 def collate(items):
     """One step's items → (uint8 (B, 3, S, S) images, int64 (B,) labels, skipped paths, errors)."""
     images = torch.stack([item[0] for item in items])
     labels = torch.tensor([item[1] for item in items], dtype=torch.int64)
-    return (images, labels, tuple(p for item in items for p in item[2]),
-            tuple(e for item in items for e in item[3]))
+    return (
+        images,
+        labels,
+        tuple(p for item in items for p in item[2]),
+        tuple(e for item in items for e in item[3]),
+    )
 
 
 class StepBatches(Sampler):
     """The index lists of steps `first`, `first` + 1, … (up to `last` - 1 when given): this
     rank's slice of each global batch."""
 
-    def __init__(self, *, size: int, seed: int, batch_size: int, take: int, offset: int,
-                 steps_per_epoch: int, first: int, last: int | None = None):
+    def __init__(
+        self,
+        *,
+        size: int,
+        seed: int,
+        batch_size: int,
+        take: int,
+        offset: int,
+        steps_per_epoch: int,
+        first: int,
+        last: int | None = None,
+    ):
         self.size, self.seed, self.batch_size = size, seed, batch_size
         self.take, self.offset = take, offset
         self.steps_per_epoch, self.first, self.last = steps_per_epoch, first, last
@@ -193,5 +222,5 @@ class StepBatches(Sampler):
                 generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
                 order = (epoch, torch.randperm(self.size, generator=generator))
             start = index * self.batch_size + self.offset
-            yield order[1][start:start + self.take].tolist()
+            yield order[1][start : start + self.take].tolist()
             step += 1

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from synccp.data import augment, color
 
+
 @dataclass(frozen=True)
 class ViewRecipe:
     """The augmentations of one view; probabilities are per sample.

@@ -24,7 +24,13 @@ def _conv_bn_pairs(module: nn.Module) -> list[tuple[nn.Module, str, str]]:
     for parent in module.modules():
         names = dict(parent.named_children())
         for name, child in names.items():
-            partner = "1" if name == "0" else name.replace("conv", "bn", 1) if name.startswith("conv") else None
+            partner = (
+                "1"
+                if name == "0"
+                else name.replace("conv", "bn", 1)
+                if name.startswith("conv")
+                else None
+            )
             if isinstance(child, nn.Conv2d) and isinstance(names.get(partner), nn.BatchNorm2d):
                 pairs.append((parent, name, partner))
     return pairs
@@ -42,9 +48,17 @@ def inference_copy(backbone: nn.Module, *, channels_last: bool = True) -> nn.Mod
     return model
 
 
-def extract_features(backbone: nn.Module, images: torch.Tensor, *, image_size: int,
-                     mean: tuple[float, ...], std: tuple[float, ...], batch_size: int = 1024,
-                     device: torch.device | str = "cpu", bf16: bool = False) -> torch.Tensor:
+def extract_features(
+    backbone: nn.Module,
+    images: torch.Tensor,
+    *,
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int = 1024,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+) -> torch.Tensor:
     """Pooled features of `images` (N, C, H, W) uint8 → (N, D) float32 on CPU; BN uses running
     stats (folded into the convs). `bf16`: bf16 autocast, as the run trained (`train.precision`)."""
     device = torch.device(device)
@@ -53,15 +67,20 @@ def extract_features(backbone: nn.Module, images: torch.Tensor, *, image_size: i
     chunks = []
     with torch.inference_mode(), autocast:
         for start in range(0, len(images), batch_size):
-            batch = images[start:start + batch_size].to(device, non_blocking=True)
+            batch = images[start : start + batch_size].to(device, non_blocking=True)
             x = eval_transform(batch, image_size=image_size, mean=mean, std=std)  # (B, C, S, S)
-            chunks.append(model(x.contiguous(memory_format=torch.channels_last)).float().cpu())  # (B, D)
-    return torch.cat(chunks)  # outside inference mode: a normal tensor the linear probe can train on
+            chunks.append(
+                model(x.contiguous(memory_format=torch.channels_last)).float().cpu()
+            )  # (B, D)
+    return torch.cat(
+        chunks
+    )  # outside inference mode: a normal tensor the linear probe can train on
 
 
-def raw_pixel_features(images: torch.Tensor, *, mean: tuple[float, ...],
-                       std: tuple[float, ...]) -> torch.Tensor:
-    """Flattened normalized pixels (N, C·H·W): the raw-pixel baseline every SSL number sits beside."""
+def raw_pixel_features(
+    images: torch.Tensor, *, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
+    """Flattened normalized pixels (N, C·H·W): the raw-pixel baseline beside every SSL number."""
     x = images.float() / 255.0  # (N, C, H, W)
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)

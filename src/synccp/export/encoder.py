@@ -46,7 +46,9 @@ def resize_to(module: nn.Module, state: dict[str, Tensor]) -> nn.Module:
         elif isinstance(child, nn.BatchNorm2d):
             new = nn.BatchNorm2d(weight.shape[0], eps=child.eps, momentum=child.momentum)
         else:
-            raise ValueError(f"{name}: cannot resize a {type(child).__name__} to {tuple(weight.shape)}")
+            raise ValueError(
+                f"{name}: cannot resize a {type(child).__name__} to {tuple(weight.shape)}"
+            )
         parent_name, _, attr = name.rpartition(".")
         setattr(module.get_submodule(parent_name) if parent_name else module, attr, new)
     return module
@@ -64,8 +66,12 @@ def load_encoder(path: str | Path, *, device: str | torch.device = "cpu") -> nn.
         raise FileNotFoundError(f"{path} does not exist")
     spec, _ = read_metadata(path)
     state = load_file(str(path))
-    model = build_backbone(spec["architecture"], stem=spec["stem"], width=spec["width"],
-                           in_channels=spec["in_channels"])
+    model = build_backbone(
+        spec["architecture"],
+        stem=spec["stem"],
+        width=spec["width"],
+        in_channels=spec["in_channels"],
+    )
     kept = state.pop(KEPT_FEATURES, None)
     if kept is not None:
         resize_to(model, state)

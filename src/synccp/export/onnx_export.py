@@ -22,15 +22,24 @@ def _require(module: str):
     try:
         return __import__(module)
     except ImportError as err:
-        raise RuntimeError(f"the ONNX export needs the {module!r} package: pip install 'synccp[onnx]'") from err
+        raise RuntimeError(
+            f"the ONNX export needs the {module!r} package: pip install 'synccp[onnx]'"
+        ) from err
 
 
-def export_onnx(model: nn.Module, path: str | Path, *, example: torch.Tensor, opset: int = 17) -> Path:
+def export_onnx(
+    model: nn.Module, path: str | Path, *, example: torch.Tensor, opset: int = 17
+) -> Path:
     """Write `model` (eval mode) to `path` with a dynamic batch axis; (B, C, S, S) → (B, D)."""
     _require("onnx")
     path = Path(path)
-    kwargs = dict(input_names=[INPUT], output_names=[OUTPUT], opset_version=opset,
-                  dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, do_constant_folding=True)
+    kwargs = dict(
+        input_names=[INPUT],
+        output_names=[OUTPUT],
+        opset_version=opset,
+        dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+        do_constant_folding=True,
+    )
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False
     with warnings.catch_warnings():

@@ -10,7 +10,6 @@ default flattening is in general *not* N:M (tested), and must be fed to a channe
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 
@@ -22,7 +21,7 @@ def gemm_matrix(weight: Tensor) -> Tensor:
 
 
 def default_matrix(weight: Tensor) -> Tensor:
-    """(C_out, C_in·kh·kw): torch's default flattening (what `F.linear` on an unfolded input uses)."""
+    """(C_out, C_in·kh·kw): torch's default flattening (what `F.linear` on unfolded input uses)."""
     return weight.reshape(weight.shape[0], -1)
 
 
@@ -38,13 +37,17 @@ def to_semi_structured(weight: Tensor):
     """torch's 2:4 `SparseSemiStructuredTensor` of a linear or 1×1 conv weight (as (C_out, C_in)).
 
     Needs CUDA (compute capability ≥ 8.0), fp16/bf16 and the shape limits of torch's kernels; a
-    k×k conv is refused (its N:M groups are not along the default flattening, see the module doc)."""
+    k×k conv is refused (its N:M groups are not along the default flattening: module doc)."""
     if weight.dim() == 4 and weight.shape[2:] != (1, 1):
-        raise ValueError(f"to_semi_structured takes linear or 1x1 conv weights; got kernel "
-                         f"{tuple(weight.shape[2:])}: use gemm_matrix(w) with a channels-last kernel")
+        raise ValueError(
+            f"to_semi_structured takes linear or 1x1 conv weights; got kernel "
+            f"{tuple(weight.shape[2:])}: use gemm_matrix(w) with a channels-last kernel"
+        )
     matrix = default_matrix(weight)
     if not holds_nm(matrix, n=2, m=4):
-        raise ValueError("weight is not 2:4 along its input dimension (train with sparsity.n=2, m=4)")
+        raise ValueError(
+            "weight is not 2:4 along its input dimension (train with sparsity.n=2, m=4)"
+        )
     if matrix.device.type != "cuda":
         raise RuntimeError("torch's semi-structured sparse tensors need a CUDA device")
     from torch.sparse import to_sparse_semi_structured

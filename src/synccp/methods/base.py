@@ -56,8 +56,11 @@ class SSLMethod(nn.Module):
         if self.branch_norms is None:
             return {}
         out = {}
-        for name, module in zip(self._branch_norm_names, self.branch_norms):
-            for key, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+        for name, module in zip(self._branch_norm_names, self.branch_norms, strict=True):
+            for key, tensor in [
+                *module.named_parameters(recurse=False),
+                *module.named_buffers(recurse=False),
+            ]:
                 out[f"{name}.{key}"] = tensor
         return out
 
@@ -66,8 +69,9 @@ class SSLMethod(nn.Module):
         """D of the backbone features (`backbone.out_dim`)."""
         return int(self.backbone.out_dim)
 
-    def training_loss(self, view_a: Tensor, view_b: Tensor, *, online: Encode,
-                      second: Encode) -> Tensor:
+    def training_loss(
+        self, view_a: Tensor, view_b: Tensor, *, online: Encode, second: Encode
+    ) -> Tensor:
         """The method's scalar loss for one batch of two views, each (B, C, H, W)."""
         raise NotImplementedError
 
@@ -100,8 +104,10 @@ class MomentumMethod(SSLMethod):
     def __init__(self, backbone: nn.Module, *, base_tau: float, final_tau: float):
         super().__init__(backbone)
         if not 0.0 <= base_tau <= final_tau <= 1.0:
-            raise ValueError(f"method needs 0 <= base_tau <= final_tau <= 1, got "
-                             f"base_tau={base_tau}, final_tau={final_tau}")
+            raise ValueError(
+                f"method needs 0 <= base_tau <= final_tau <= 1, got "
+                f"base_tau={base_tau}, final_tau={final_tau}"
+            )
         self.base_tau = base_tau
         self.final_tau = final_tau
 

@@ -24,7 +24,7 @@ HEADS = ("backbone", "projector", "predictor")
 
 @dataclass(frozen=True)
 class EncoderPass:
-    """One encoder pass of a step: which mask (`branch`), which view, and whether it backpropagates."""
+    """One encoder pass of a step: which mask (`branch`), which view, whether it backpropagates."""
 
     branch: str
     view: str
@@ -37,9 +37,12 @@ class EncoderPass:
 SHARED_PASSES = (EncoderPass("online", "a", True, HEADS), EncoderPass("second", "b", True, HEADS))
 # Momentum: the online encoder (backbone, projector, predictor) on both views with backward; the EMA
 # target (backbone + target projector, second mask) on both views, forward only.
-MOMENTUM_PASSES = (EncoderPass("online", "a", True, HEADS), EncoderPass("online", "b", True, HEADS),
-                   EncoderPass("second", "a", False, ("backbone", "projector")),
-                   EncoderPass("second", "b", False, ("backbone", "projector")))
+MOMENTUM_PASSES = (
+    EncoderPass("online", "a", True, HEADS),
+    EncoderPass("online", "b", True, HEADS),
+    EncoderPass("second", "a", False, ("backbone", "projector")),
+    EncoderPass("second", "b", False, ("backbone", "projector")),
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,11 @@ class MethodRow:
     def options(self) -> dict[str, Any]:
         """Every keyword argument of the method (its `method.*` config keys) with its default."""
         signature = inspect.signature(self.cls.__init__)
-        return {key: p.default for key, p in signature.parameters.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        return {
+            key: p.default
+            for key, p in signature.parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
 
     @property
     def passes(self) -> tuple[EncoderPass, ...]:

@@ -21,13 +21,23 @@ def inspect_rows(run_dir: Path) -> tuple[list[dict], str]:
             continue
         name = key[len("online/"):]
         second = masks[f"second/{name}"]
-        report = pattern_report(name, online, granularity, n=s.n, m=s.m, block=(s.block_out, s.block_in))
+        report = pattern_report(
+            name, online, granularity, n=s.n, m=s.m, block=(s.block_out, s.block_in)
+        )
         reports.append(report)
-        rows.append({"name": name, "shape": tuple(online.shape), "params": online.numel(),
-                     "online": online.float().mean().item(), "second": second.float().mean().item(),
-                     "pattern": "ok" if report["valid"] else ("left dense" if not report["fits"] else
-                                                              f"{report['violations']} violations"),
-                     "second_pattern": _second_pattern(name, second, granularity, s)})
+        rows.append(
+            {
+                "name": name,
+                "shape": tuple(online.shape),
+                "params": online.numel(),
+                "online": online.float().mean().item(),
+                "second": second.float().mean().item(),
+                "pattern": "ok"
+                if report["valid"]
+                else ("left dense" if not report["fits"] else f"{report['violations']} violations"),
+                "second_pattern": _second_pattern(name, second, granularity, s),
+            }
+        )
     return rows, pattern_summary(reports)
 
 
@@ -47,13 +57,17 @@ def format_inspect(run_dir: Path) -> str:
     rows, summary = inspect_rows(run_dir)
     width = max(len(r["name"]) for r in rows)
     nm = any(r["second_pattern"] for r in rows)
-    lines = [f"{'layer':{width}s}  {'shape':>18s} {'params':>9s} {'online':>7s} {'second':>7s}  pattern"
-             + ("   second branch" if nm else "")]
+    lines = [
+        f"{'layer':{width}s}  {'shape':>18s} {'params':>9s} {'online':>7s} {'second':>7s}  pattern"
+        + ("   second branch" if nm else "")
+    ]
     total = sum(r["params"] for r in rows)
     for r in rows:
         shape = "×".join(map(str, r["shape"]))
-        lines.append(f"{r['name']:{width}s}  {shape:>18s} {r['params']:>9d} {r['online']:>7.3f} "
-                     f"{r['second']:>7.3f}  {r['pattern']}" + (f"   {r['second_pattern']}" if nm else ""))
+        lines.append(
+            f"{r['name']:{width}s}  {shape:>18s} {r['params']:>9d} {r['online']:>7.3f} "
+            f"{r['second']:>7.3f}  {r['pattern']}" + (f"   {r['second_pattern']}" if nm else "")
+        )
     online = sum(r["online"] * r["params"] for r in rows) / total
     second = sum(r["second"] * r["params"] for r in rows) / total
     lines.append(f"{'total':{width}s}  {'':>18s} {total:>9d} {online:>7.3f} {second:>7.3f}")

@@ -34,14 +34,16 @@ def scalars(record: dict, *, prefix: str | None = None) -> dict[str, float]:
 
 
 class TensorBoardLogger:
-    """`torch.utils.tensorboard.SummaryWriter` into DIR/tb (needs ``pip install 'synccp[tensorboard]'``)."""
+    """`torch.utils.tensorboard.SummaryWriter` into DIR/tb (extra: ``synccp[tensorboard]``)."""
 
     def __init__(self, run_dir: Path, *, config: dict, first_step: int):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as err:
-            raise RuntimeError("train.loggers=tensorboard needs the tensorboard package: "
-                               "pip install 'synccp[tensorboard]'") from err
+            raise RuntimeError(
+                "train.loggers=tensorboard needs the tensorboard package: "
+                "pip install 'synccp[tensorboard]'"
+            ) from err
         # purge_step: a resumed run drops what the killed process logged after its checkpoint
         self.writer = SummaryWriter(str(run_dir / TENSORBOARD_DIR), purge_step=first_step or None)
         if first_step == 0:
@@ -65,11 +67,19 @@ class WandbLogger:
         try:
             import wandb
         except ImportError as err:
-            raise RuntimeError("train.loggers=wandb needs the wandb package: pip install 'synccp[wandb]'") from err
+            raise RuntimeError(
+                "train.loggers=wandb needs the wandb package: pip install 'synccp[wandb]'"
+            ) from err
         (run_dir / WANDB_DIR).mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(dir=str(run_dir), name=run_dir.name, config=config, resume="allow",
-                              id=_wandb_id(run_dir), mode=os.environ.get("WANDB_MODE", "offline"),
-                              project=os.environ.get("WANDB_PROJECT", "synccp"))
+        self.run = wandb.init(
+            dir=str(run_dir),
+            name=run_dir.name,
+            config=config,
+            resume="allow",
+            id=_wandb_id(run_dir),
+            mode=os.environ.get("WANDB_MODE", "offline"),
+            project=os.environ.get("WANDB_PROJECT", "synccp"),
+        )
 
     def write(self, record: dict) -> None:
         self.run.log(scalars(record), step=record["step"])
@@ -85,8 +95,11 @@ LOGGERS = {"tensorboard": TensorBoardLogger, "wandb": WandbLogger}
 
 
 def _flat_config(config: dict) -> str:
-    return "\n".join(f"{section}.{key} = {value!r}" for section, table in config.items()
-                     for key, value in table.items())
+    return "\n".join(
+        f"{section}.{key} = {value!r}"
+        for section, table in config.items()
+        for key, value in table.items()
+    )
 
 
 def _wandb_id(run_dir: Path) -> str:
@@ -120,12 +133,16 @@ class MetricsTee:
             logger.close()
 
 
-def with_live_loggers(log, names: str, run_dir: Path, *, config: dict, first_step: int,
-                      enabled: bool) -> MetricsTee:
+def with_live_loggers(
+    log, names: str, run_dir: Path, *, config: dict, first_step: int, enabled: bool
+) -> MetricsTee:
     """Wrap the run's MetricsLog with the loggers `names` lists (rank 0 only: `enabled`)."""
     chosen = [name.strip() for name in names.split(",") if name.strip()]
-    live = [LOGGERS[name](Path(run_dir), config=config, first_step=first_step)
-            for name in chosen] if enabled else []
+    live = (
+        [LOGGERS[name](Path(run_dir), config=config, first_step=first_step) for name in chosen]
+        if enabled
+        else []
+    )
     if live:
         LOG.info("live loggers: %s (metrics.jsonl stays the record)", ", ".join(chosen))
     return MetricsTee(log, live)

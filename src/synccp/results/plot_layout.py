@@ -28,8 +28,10 @@ def panels(count: int, *, columns: int = MAX_COLUMNS, panel: tuple[float, float]
     """A figure with `count` visible axes (row-major) and room for a legend below."""
     columns = max(1, min(columns, count))
     rows = math.ceil(count / columns)
-    figure = Figure(figsize=(max(panel[0] * columns, 7.0), panel[1] * rows + 0.9 + 0.28 * legend_rows),
-                    layout="constrained")
+    figure = Figure(
+        figsize=(max(panel[0] * columns, 7.0), panel[1] * rows + 0.9 + 0.28 * legend_rows),
+        layout="constrained",
+    )
     grid = figure.subplots(rows, columns, squeeze=False)
     axes = [ax for row in grid for ax in row]
     for ax in axes[count:]:
@@ -37,19 +39,48 @@ def panels(count: int, *, columns: int = MAX_COLUMNS, panel: tuple[float, float]
     return figure, axes[:count]
 
 
-def legend(figure: Figure, series: dict[str, dict], *, title: str, kinds: list[str] = (),
-           lines: tuple[str, ...] = (), show_lines: bool = False) -> None:
+def legend(
+    figure: Figure,
+    series: dict[str, dict],
+    *,
+    title: str,
+    kinds: list[str] = (),
+    lines: tuple[str, ...] = (),
+    show_lines: bool = False,
+) -> None:
     """Colour/marker (and line style) per series, marker fill per granularity, reference lines."""
-    handles = [Line2D([], [], color=s["color"], marker=s["marker"], markersize=7,
-                      linestyle=s["linestyle"] if show_lines else "none", label=display(label))
-               for label, s in series.items()]
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=s["color"],
+            marker=s["marker"],
+            markersize=7,
+            linestyle=s["linestyle"] if show_lines else "none",
+            label=display(label),
+        )
+        for label, s in series.items()
+    ]
     if len([k for k in kinds if k != "dense"]) > 1:
-        handles += [Line2D([], [], color="#555555", marker="o", fillstyle=FILLS.get(k, "full"),
-                           markersize=7, linestyle="none", label=f"granularity: {k}")
-                    for k in kinds if k != "dense"]
+        handles += [
+            Line2D(
+                [],
+                [],
+                color="#555555",
+                marker="o",
+                fillstyle=FILLS.get(k, "full"),
+                markersize=7,
+                linestyle="none",
+                label=f"granularity: {k}",
+            )
+            for k in kinds
+            if k != "dense"
+        ]
     handles += [Line2D([], [], label=f"{name} (reference)", **REFERENCE[name]) for name in lines]
     columns = min(len(handles), 4)
-    figure.legend(handles=handles, loc="outside lower center", ncols=columns, title=title, frameon=False)
+    figure.legend(
+        handles=handles, loc="outside lower center", ncols=columns, title=title, frameon=False
+    )
 
 
 def legend_rows(entries: int) -> int:

@@ -19,16 +19,27 @@ from synccp.results.palette import STYLES
 from synccp.results.plot_layout import DPI, RC, panels
 
 METRICS_CSV, CURVES_PNG = "metrics.csv", "training_curves.png"
-CURVES = (("train/loss", "loss"), ("train/lr", "learning rate"), ("train/images_per_s", "images / s"),
-          (("mask_update/density/online/total", "mask_update/density/second/total"), "density"),
-          (("mask_update/oscillation/online/total/flip_rate",
-            "mask_update/oscillation/second/total/flip_rate"), "flip rate |A △ B| / |A|"))
+CURVES = (
+    ("train/loss", "loss"),
+    ("train/lr", "learning rate"),
+    ("train/images_per_s", "images / s"),
+    (("mask_update/density/online/total", "mask_update/density/second/total"), "density"),
+    (
+        (
+            "mask_update/oscillation/online/total/flip_rate",
+            "mask_update/oscillation/second/total/flip_rate",
+        ),
+        "flip rate |A △ B| / |A|",
+    ),
+)
 
 
 def metrics_table(run_dir: str | Path) -> list[dict]:
     """One dict per record of metrics.jsonl: kind, step, then the flattened scalars."""
-    return [{"kind": r.get("kind"), "step": r.get("step"), **scalars(r)}
-            for r in rundir.read_metrics(run_dir)]
+    return [
+        {"kind": r.get("kind"), "step": r.get("step"), **scalars(r)}
+        for r in rundir.read_metrics(run_dir)
+    ]
 
 
 def write_metrics_csv(table: list[dict], path: Path) -> Path:
@@ -46,7 +57,9 @@ def draw_curves(table: list[dict], *, algorithm: str, title: str) -> Figure | st
     cells = []
     for tags, ylabel in CURVES:
         tags = (tags,) if isinstance(tags, str) else tags
-        series = {tag: [(r["step"], r[tag]) for r in table if r.get(tag) is not None] for tag in tags}
+        series = {
+            tag: [(r["step"], r[tag]) for r in table if r.get(tag) is not None] for tag in tags
+        }
         series = {tag: points for tag, points in series.items() if len(points) > 1}
         if series:
             cells.append((ylabel, series))
@@ -54,12 +67,19 @@ def draw_curves(table: list[dict], *, algorithm: str, title: str) -> Figure | st
         return "fewer than two records of any metric"
     color = STYLES.get(algorithm, STYLES["synccp"]).color
     figure, axes = panels(len(cells), legend_rows=0)
-    for ax, (ylabel, series) in zip(axes, cells):
+    for ax, (ylabel, series) in zip(axes, cells, strict=False):
         for index, (tag, points) in enumerate(series.items()):
-            steps, values = zip(*points)
+            steps, values = zip(*points, strict=True)
             branch = "second" if "/second/" in tag else "online"
-            ax.plot(steps, values, color=color, linestyle="-" if index == 0 else "--", linewidth=1.7,
-                    marker=".", label=branch if len(series) > 1 else None)
+            ax.plot(
+                steps,
+                values,
+                color=color,
+                linestyle="-" if index == 0 else "--",
+                linewidth=1.7,
+                marker=".",
+                label=branch if len(series) > 1 else None,
+            )
         if len(series) > 1:
             ax.legend(frameon=False)
         ax.set(title=ylabel, xlabel="optimizer step")
@@ -73,9 +93,13 @@ def run_report(run_dir: Path, out: Path) -> dict[str, Path | str]:
     table = metrics_table(run_dir)
     config = rundir.read_json(Path(run_dir) / rundir.CONFIG)
     sparsity = config.get("sparsity", {})
-    title = (f"{Path(run_dir).name}: {config.get('method', {}).get('name')}, "
-             f"{sparsity.get('algorithm')}/{sparsity.get('granularity')}")
-    result: dict[str, Path | str] = {"Metrics (CSV)": write_metrics_csv(table, Path(out) / METRICS_CSV)}
+    title = (
+        f"{Path(run_dir).name}: {config.get('method', {}).get('name')}, "
+        f"{sparsity.get('algorithm')}/{sparsity.get('granularity')}"
+    )
+    result: dict[str, Path | str] = {
+        "Metrics (CSV)": write_metrics_csv(table, Path(out) / METRICS_CSV)
+    }
     with matplotlib.rc_context(RC):
         figure = draw_curves(table, algorithm=sparsity.get("algorithm", ""), title=title)
         if not isinstance(figure, str):

@@ -48,14 +48,21 @@ def export_model(run_dir: Path, backbone: nn.Module, sparsifier: Sparsifier, *,
         raise
 
 
-def _metadata(sparsifier: Sparsifier, state: dict, masks: dict, encoder: dict | None) -> dict[str, str]:
+def _metadata(
+    sparsifier: Sparsifier, state: dict, masks: dict, encoder: dict | None
+) -> dict[str, str]:
     if encoder is None:
         return {"format": "pt"}
     pattern = sparsifier.pattern
     sparsity = sparsity_metadata(
-        algorithm=sparsifier.algorithm, granularity=pattern.granularity, n=pattern.n, m=pattern.m,
-        block=pattern.block, state=state,
-        prunable=[key.split("/", 1)[1] for key in masks if key.startswith("online/")])
+        algorithm=sparsifier.algorithm,
+        granularity=pattern.granularity,
+        n=pattern.n,
+        m=pattern.m,
+        block=pattern.block,
+        state=state,
+        prunable=[key.split("/", 1)[1] for key in masks if key.startswith("online/")],
+    )
     return file_metadata(encoder, sparsity)
 
 
@@ -84,6 +91,13 @@ def encoder_description(cfg, data, backbone: nn.Module) -> dict:
     """The ``synccp.encoder`` metadata of a run's backbone trained on the dataset split `data`."""
     from synccp.export.metadata import encoder_metadata
 
-    return encoder_metadata(backbone=cfg.model.backbone, stem=cfg.model.stem, width=cfg.model.width,
-                            in_channels=data.channels, out_dim=backbone.out_dim,
-                            image_size=data.image_size, mean=data.mean, std=data.std)
+    return encoder_metadata(
+        backbone=cfg.model.backbone,
+        stem=cfg.model.stem,
+        width=cfg.model.width,
+        in_channels=data.channels,
+        out_dim=backbone.out_dim,
+        image_size=data.image_size,
+        mean=data.mean,
+        std=data.std,
+    )

@@ -20,8 +20,8 @@ from typing import Any
 _TEMPORARY = re.compile(r"^\..+\.[^.]+\.tmp$")  # atomic_write's mkstemp names: .<name>.<random>.tmp
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file next to `path`, fsync it, then rename it over `path`."""
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
+    """Call `write(tmp)` on a temporary file next to `path`, fsync it, rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -32,7 +32,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         fsync_directory(path.parent)
-    except (OSError, RuntimeError) as err:  # a full disk: torch.save raises RuntimeError, safetensors its own
+    except (
+        OSError,
+        RuntimeError,
+    ) as err:  # a full disk: torch.save raises RuntimeError, safetensors its own
         raise _write_error(path, err) from err
     except Exception as err:
         if type(err).__name__ != "SafetensorError":
@@ -50,12 +53,14 @@ def _write_error(path: Path, err: Exception) -> OSError:
     except OSError:
         free = ""
     reason = getattr(err, "strerror", None) or str(err).splitlines()[0][:200]
-    return OSError(getattr(err, "errno", None) or errno.EIO,
-                   f"cannot write {path}: {reason} (the previous file, if any, is intact{free})")
+    return OSError(
+        getattr(err, "errno", None) or errno.EIO,
+        f"cannot write {path}: {reason} (the previous file, if any, is intact{free})",
+    )
 
 
 def fsync_directory(path: str | Path) -> None:
-    """Make renames inside `path` durable (power loss); a no-op where directories cannot be opened."""
+    """Make renames inside `path` durable (power loss); no-op where directories cannot be opened."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

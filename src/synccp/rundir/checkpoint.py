@@ -67,7 +67,7 @@ def first_nonfinite(state: Any) -> str | None:
     for index, (_, tensor) in enumerate(named):
         by_device.setdefault(tensor.device, []).append(index)
     bad = []
-    for device, indices in by_device.items():
+    for indices in by_device.values():
         flags = torch.stack([~torch.isfinite(named[i][1]).all() for i in indices])  # (T,)
         bad += [indices[i] for i in flags.nonzero().flatten().tolist()]
     return named[min(bad)][0] if bad else None
@@ -93,11 +93,13 @@ def _feed(digest: Any, obj: Any) -> None:
     elif isinstance(obj, float):
         digest.update(f"float:{obj.hex()};".encode())
     else:
-        raise TypeError(f"a checkpoint holds tensors, containers and primitives only, got {type(obj).__name__}")
+        raise TypeError(
+            f"a checkpoint holds tensors, containers and primitives only, got {type(obj).__name__}"
+        )
 
 
 def content_checksum(state: Any) -> str:
-    """SHA-256 (hex) of `state`: tensors by dtype, shape and bytes; containers in canonical order."""
+    """SHA-256 (hex) of `state`: tensors by dtype, shape and bytes; containers in fixed order."""
     digest = hashlib.sha256()
     _feed(digest, state)
     return digest.hexdigest()
@@ -110,10 +112,16 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], *, identity: str | Non
     Raises `NonFiniteStateError` (writing nothing) when a tensor of `state` holds NaN/Inf."""
     bad = first_nonfinite(state)
     if bad is not None:
-        raise NonFiniteStateError(f"checkpoint state {bad} holds NaN/Inf; not written "
-                                  f"(the previous checkpoint of {run_dir} is kept)")
-    payload = {"synccp_checkpoint": FORMAT, "identity": identity, "checksum": content_checksum(state),
-               "state": state}
+        raise NonFiniteStateError(
+            f"checkpoint state {bad} holds NaN/Inf; not written "
+            f"(the previous checkpoint of {run_dir} is kept)"
+        )
+    payload = {
+        "synccp_checkpoint": FORMAT,
+        "identity": identity,
+        "checksum": content_checksum(state),
+        "state": state,
+    }
     folder = Path(run_dir) / CHECKPOINTS
     folder.mkdir(parents=True, exist_ok=True)
     last = folder / LAST
@@ -139,10 +147,17 @@ def first_line(err: BaseException) -> str:
 def _load_failure(err: Exception) -> str:
     """Why `torch.load(weights_only=True)` failed, without torch's advice to retry unsafely."""
     text = str(err)
-    if text.startswith("Weights only load failed"):  # the file asks for a global (code) or an opcode
-        reasons = [part.strip().removeprefix("WeightsUnpickler error:").strip() for part in text.split("\n\n")]
+    if text.startswith(
+        "Weights only load failed"
+    ):  # the file asks for a global (code) or an opcode
+        reasons = [
+            part.strip().removeprefix("WeightsUnpickler error:").strip()
+            for part in text.split("\n\n")
+        ]
         reasons = [r for r in reasons[1:] if r and not r.startswith("Check the documentation")]
-        return "refusing to unpickle: " + (reasons[0].splitlines()[0][:200] if reasons else "unsupported content")
+        return "refusing to unpickle: " + (
+            reasons[0].splitlines()[0][:200] if reasons else "unsupported content"
+        )
     return f"{type(err).__name__}: {first_line(err)}"
 
 
@@ -150,17 +165,26 @@ class _Refused(Exception):
     """A checkpoint file that cannot be used; the message says why."""
 
 
-def _verified_state(path: Path, *, identity: str | None, required: Mapping[str, type],
-                    map_location: str | torch.device) -> dict[str, Any]:
+def _verified_state(
+    path: Path,
+    *,
+    identity: str | None,
+    required: Mapping[str, type],
+    map_location: str | torch.device,
+) -> dict[str, Any]:
     """The state inside checkpoint `path` once it passed every check, else `_Refused`."""
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torn, corrupt, or a pickle asking for a global (code): refused
         raise _Refused(f"unreadable or unsafe ({_load_failure(err)})") from None
     if not isinstance(payload, dict) or "synccp_checkpoint" not in payload:
-        raise _Refused("not a synccp checkpoint with a checksum (written by an older synccp, or not by synccp)")
+        raise _Refused(
+            "not a synccp checkpoint with a checksum (written by an older synccp, or not by synccp)"
+        )
     if payload.get("synccp_checkpoint") != FORMAT or not isinstance(payload.get("state"), dict):
-        raise _Refused(f"checkpoint format {payload.get('synccp_checkpoint')!r}, this synccp reads {FORMAT}")
+        raise _Refused(
+            f"checkpoint format {payload.get('synccp_checkpoint')!r}, this synccp reads {FORMAT}"
+        )
     if identity is not None and payload.get("identity") != identity:
         raise _Refused("belongs to another run (its identity is not this run's config.json)")
     state = payload["state"]
@@ -178,8 +202,13 @@ def _verified_state(path: Path, *, identity: str | None, required: Mapping[str, 
     return state
 
 
-def find_checkpoint(run_dir: Path, *, identity: str | None = None, required: Mapping[str, type] = {},
-                    map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]]:
+def find_checkpoint(
+    run_dir: Path,
+    *,
+    identity: str | None = None,
+    required: Mapping[str, type] = {},
+    map_location: str | torch.device = "cpu",
+) -> tuple[Path, dict[str, Any]]:
     """(file, state) of the newest usable checkpoint of `run_dir`: a pending one (complete, renamed
     but not yet promoted when the writer was killed), else last.pt, else prev.pt. Usable: loads
     with `weights_only=True`, matches its checksum, belongs to run `identity` (when given) and
@@ -190,10 +219,14 @@ def find_checkpoint(run_dir: Path, *, identity: str | None = None, required: Map
         path = folder / name
         if not path.exists():
             continue
-        if not path.is_file():  # every later checkpoint write would fail on it: stop before training
+        if (
+            not path.is_file()
+        ):  # every later checkpoint write would fail on it: stop before training
             raise CheckpointError(f"cannot resume {run_dir}: {path} is not a file; move it away")
         try:
-            return path, _verified_state(path, identity=identity, required=required, map_location=map_location)
+            return path, _verified_state(
+                path, identity=identity, required=required, map_location=map_location
+            )
         except _Refused as err:
             failures.append(f"{path}: {err}")
             LOG.warning("checkpoint %s is refused: %s; trying the previous one", path, err)
@@ -201,7 +234,14 @@ def find_checkpoint(run_dir: Path, *, identity: str | None = None, required: Map
     raise CheckpointError(f"cannot resume {run_dir}: {detail}")
 
 
-def load_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu", *,
-                    identity: str | None = None, required: Mapping[str, type] = {}) -> dict[str, Any]:
+def load_checkpoint(
+    run_dir: Path,
+    map_location: str | torch.device = "cpu",
+    *,
+    identity: str | None = None,
+    required: Mapping[str, type] = {},
+) -> dict[str, Any]:
     """The state of the newest usable checkpoint of `run_dir` (see `find_checkpoint`)."""
-    return find_checkpoint(run_dir, identity=identity, required=required, map_location=map_location)[1]
+    return find_checkpoint(
+        run_dir, identity=identity, required=required, map_location=map_location
+    )[1]

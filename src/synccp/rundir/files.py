@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 
@@ -49,27 +49,38 @@ def read_json(path: str | Path, *, expect: type | None = dict) -> Any:
     try:
         value = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as err:
-        raise RunDirError(f"{path} is not valid JSON: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise RunDirError(
+            f"{path} is not valid JSON: not UTF-8 text ({err.reason} at byte {err.start})"
+        ) from None
     except json.JSONDecodeError as err:
         raise RunDirError(f"{path} is not valid JSON: {err}") from None
     except RecursionError:
         raise RunDirError(f"{path} is not valid JSON: nested too deeply") from None
     if expect is not None and not isinstance(value, expect):
-        raise RunDirError(f"{path}: expected a JSON {_json_name(expect)} at the top level, got "
-                          f"{_json_name(type(value))}")
+        raise RunDirError(
+            f"{path}: expected a JSON {_json_name(expect)} at the top level, got "
+            f"{_json_name(type(value))}"
+        )
     return value
 
 
 def _json_name(kind: type) -> str:
-    return {dict: "object", list: "array", str: "string", int: "integer", float: "number",
-            bool: "boolean", type(None): "null"}.get(kind, kind.__name__)
+    return {
+        dict: "object",
+        list: "array",
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        type(None): "null",
+    }.get(kind, kind.__name__)
 
 
 def _integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -85,10 +96,15 @@ def read_summary(path: str | Path, *, need_sparsity: bool = True) -> dict:
     if sparsity is None and not need_sparsity:
         return summary
     for branch in ("online", "second"):
-        total = sparsity.get(branch, {}).get("total") if isinstance(sparsity, dict) and isinstance(
-            sparsity.get(branch), dict) else None
+        total = (
+            sparsity.get(branch, {}).get("total")
+            if isinstance(sparsity, dict) and isinstance(sparsity.get(branch), dict)
+            else None
+        )
         if not _number(total) or not 0.0 <= total <= 1.0:
-            raise RunDirError(f"{path}: sparsity.{branch}.total must be a density in [0, 1], got {total!r}")
+            raise RunDirError(
+                f"{path}: sparsity.{branch}.total must be a density in [0, 1], got {total!r}"
+            )
     return summary
 
 
@@ -107,7 +123,8 @@ def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict]:
             record = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             if number == len(lines):
-                continue  # the torn last line of a killed append (complete lines end with a newline)
+                # the torn last line of a killed append (complete lines end with a newline)
+                continue
             raise RunDirError(f"{path} line {number} is not a JSON record ({err})") from None
         _check_record(record, path, number)
         if kind is None or record["kind"] == kind:
@@ -128,8 +145,12 @@ def _check_record(record: Any, path: Path, number: int) -> None:
         raise RunDirError(f"{where}: density must be an object, got {density!r}")
     for branch, table in density.items():
         layers = table.get("layers", {}) if isinstance(table, dict) else None
-        if not isinstance(layers, dict) or not all(_number(v) and 0 <= v <= 1 for v in layers.values()):
-            raise RunDirError(f"{where}: density.{branch}.layers must map layer names to densities in [0, 1]")
+        if not isinstance(layers, dict) or not all(
+            _number(v) and 0 <= v <= 1 for v in layers.values()
+        ):
+            raise RunDirError(
+                f"{where}: density.{branch}.layers must map layer names to densities in [0, 1]"
+            )
 
 
 def read_tensors(path: str | Path, *, what: str = "") -> dict[str, torch.Tensor]:
@@ -140,28 +161,38 @@ def read_tensors(path: str | Path, *, what: str = "") -> dict[str, torch.Tensor]
     data = read_bytes(path, what=what)
     try:
         return load(data)
-    except Exception as err:  # safetensors raises its own SafetensorError (an Exception) for bad files
+    except (
+        Exception
+    ) as err:  # safetensors raises its own SafetensorError (an Exception) for bad files
         raise RunDirError(f"{path} is not a readable safetensors file ({err})") from None
 
 
-def check_state_dict(tensors: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor],
-                     path: str | Path) -> None:
+def check_state_dict(
+    tensors: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], path: str | Path
+) -> None:
     """`tensors` has exactly `expected`'s keys, shapes and dtypes (a model file of this run)."""
     missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or extra:
-        raise RunDirError(f"{path} does not hold this run's model: missing {missing[:3]}, unexpected "
-                          f"{extra[:3]} ({len(missing)} missing, {len(extra)} unexpected keys)")
+        raise RunDirError(
+            f"{path} does not hold this run's model: missing {missing[:3]}, unexpected "
+            f"{extra[:3]} ({len(missing)} missing, {len(extra)} unexpected keys)"
+        )
     for key, want in expected.items():
         got = tensors[key]
         if got.shape != want.shape or got.dtype != want.dtype:
-            raise RunDirError(f"{path}: {key} is {got.dtype} {tuple(got.shape)}, this run's model "
-                              f"needs {want.dtype} {tuple(want.shape)}")
+            raise RunDirError(
+                f"{path}: {key} is {got.dtype} {tuple(got.shape)}, this run's model "
+                f"needs {want.dtype} {tuple(want.shape)}"
+            )
 
 
-def check_masks(masks: Mapping[str, torch.Tensor], path: str | Path,
-                shapes: Mapping[str, tuple[int, ...]] | None = None) -> None:
+def check_masks(
+    masks: Mapping[str, torch.Tensor],
+    path: str | Path,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+) -> None:
     """`masks.safetensors`: bool tensors keyed `online/<name>` and `second/<name>`, the two
-    branches over the same layers with the same shapes (those of `shapes`, for the layers it names)."""
+    branches over the same layers with the same shapes (those of `shapes`, for layers it names)."""
     if not masks:
         raise RunDirError(f"{path} holds no masks")
     for key, mask in masks.items():
@@ -172,7 +203,11 @@ def check_masks(masks: Mapping[str, torch.Tensor], path: str | Path,
             raise RunDirError(f"{path}: {key} is {mask.dtype}, masks are bool")
         other = masks.get(f"{'second' if branch == 'online' else 'online'}/{name}")
         if other is None or other.shape != mask.shape:
-            raise RunDirError(f"{path}: {key} has no matching mask of the same shape in the other branch")
+            raise RunDirError(
+                f"{path}: {key} has no matching mask of the same shape in the other branch"
+            )
         if shapes is not None and name in shapes and tuple(shapes[name]) != tuple(mask.shape):
-            raise RunDirError(f"{path}: {key} has shape {tuple(mask.shape)}, this run's layer "
-                              f"{tuple(shapes[name])}")
+            raise RunDirError(
+                f"{path}: {key} has shape {tuple(mask.shape)}, this run's layer "
+                f"{tuple(shapes[name])}"
+            )

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from synccp.rundir.atomic import atomic_write, stray_temporaries
 from synccp.rundir.files import read_json, read_metrics, read_summary

@@ -34,7 +34,9 @@ class RunLockedError(RunDirError):
 def _describe(text: str) -> str:
     try:
         info = json.loads(text)
-        return f"pid {info['pid']} on host {info['host']}, since {info['since']} ({info['command']})"
+        return (
+            f"pid {info['pid']} on host {info['host']}, since {info['since']} ({info['command']})"
+        )
     except (ValueError, KeyError, TypeError):
         return "a process that wrote no holder information"
 
@@ -59,7 +61,9 @@ class RunLock:
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_dir() or self.path.is_symlink():
-            raise RunDirError(f"{self.path} must be a plain file (the run directory's lock); remove it")
+            raise RunDirError(
+                f"{self.path} must be a plain file (the run directory's lock); remove it"
+            )
         deadline = time.monotonic() + RETRY_S
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -68,18 +72,27 @@ class RunLock:
                     break
             except OSError as err:  # e.g. ENOLCK / EOPNOTSUPP: a file system without locks
                 os.close(fd)
-                raise RunDirError(f"{self.path}: cannot lock the run directory ({err.strerror}); its "
-                                  f"file system may not support locks: choose an --out on a local disk") from err
+                raise RunDirError(
+                    f"{self.path}: cannot lock the run directory ({err.strerror}); its "
+                    f"file system may not support locks: choose an --out on a local disk"
+                ) from err
             os.close(fd)
             if time.monotonic() > deadline:
                 raise _in_use(self.path.parent, holder(self.path.parent) or "another process")
             time.sleep(0.05)
         stale = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
         if stale:
-            LOG.warning("%s: took over a stale lock of %s, which ended without releasing it (killed?)",
-                        self.path.parent, _describe(stale))
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv)[:300]}
+            LOG.warning(
+                "%s: took over a stale lock of %s, which ended without releasing it (killed?)",
+                self.path.parent,
+                _describe(stale),
+            )
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": " ".join(sys.argv)[:300],
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         self.fd = fd
@@ -132,5 +145,7 @@ def raise_if_locked(run_dir: str | Path) -> None:
 
 
 def _in_use(run_dir: Path, who: str) -> RunLockedError:
-    return RunLockedError(f"{run_dir} is in use by {who}; one process writes a run directory at a "
-                          f"time: wait for it to end (or stop it), then run this again")
+    return RunLockedError(
+        f"{run_dir} is in use by {who}; one process writes a run directory at a "
+        f"time: wait for it to end (or stop it), then run this again"
+    )

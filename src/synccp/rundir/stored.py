@@ -9,9 +9,15 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from synccp.config import (Config, ConfigError, config_from_dict, config_to_dict, load_config,
-                           load_resolved)
-from synccp.config import normalized_config_dict
+from synccp.config import (
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    load_resolved,
+    normalized_config_dict,
+)
 from synccp.config.specs import run_spec
 from synccp.rundir.atomic import stray_temporaries, write_json
 from synccp.rundir.files import RunDirError, read_json
@@ -31,13 +37,18 @@ def _flat(config: dict) -> dict[str, Any]:
     return flat
 
 
-def config_differences(stored: dict, wanted: dict, *, ignore: tuple[str, ...] = HARMLESS_KEYS) -> list[str]:
+def config_differences(
+    stored: dict, wanted: dict, *, ignore: tuple[str, ...] = HARMLESS_KEYS
+) -> list[str]:
     """The `section.key`s where two configs differ, both as this version resolves them (older
     runs gain today's defaults), leaving out `ignore`."""
     old, new = _flat(normalized_config_dict(stored)), _flat(normalized_config_dict(wanted))
     missing = object()
-    return sorted(key for key in set(old) | set(new)
-                  if key not in ignore and old.get(key, missing) != new.get(key, missing))
+    return sorted(
+        key
+        for key in set(old) | set(new)
+        if key not in ignore and old.get(key, missing) != new.get(key, missing)
+    )
 
 
 def read_config(run_dir: str | Path) -> Config:
@@ -65,16 +76,21 @@ def resume_config(run_dir: str | Path, requested: Config | None) -> Config:
     changed = config_differences(old, new)
     if changed:
         flat_old, flat_new = _flat(old), _flat(new)
-        detail = ", ".join(f"{k} (stored {flat_old.get(k)!r}, given {flat_new.get(k)!r})" for k in changed[:5])
-        raise RunDirError(f"--resume continues the run stored in {run_dir / CONFIG}; the given "
-                          f"--config/--set would change it: {detail}. Resume with --out and --resume "
-                          f"alone (only {', '.join(HARMLESS_KEYS)} may be changed on resume)")
-    harmless = {}
+        detail = ", ".join(
+            f"{k} (stored {flat_old.get(k)!r}, given {flat_new.get(k)!r})" for k in changed[:5]
+        )
+        raise RunDirError(
+            f"--resume continues the run stored in {run_dir / CONFIG}; the given "
+            f"--config/--set would change it: {detail}. Resume with --out and --resume "
+            f"alone (only {', '.join(HARMLESS_KEYS)} may be changed on resume)"
+        )
+    harmless: dict[str, dict[str, Any]] = {}
     for key in HARMLESS_KEYS:
         section, name = key.split(".")
         harmless.setdefault(section, {})[name] = new[section][name]
-    return dataclasses.replace(stored, **{s: dataclasses.replace(getattr(stored, s), **v)
-                                          for s, v in harmless.items()})
+    return dataclasses.replace(
+        stored, **{s: dataclasses.replace(getattr(stored, s), **v) for s, v in harmless.items()}
+    )
 
 
 def read_record(run_dir: str | Path) -> dict[str, Any]:
@@ -116,17 +132,23 @@ def check_run_dir(run_dir: Path, config: dict, *, resume: bool, probe_lock: bool
             raise RunDirError(f"--resume: {run_dir} holds no run ({CONFIG} is missing)")
         others = foreign_entries(run_dir) if run_dir.exists() else []
         if others:
-            raise RunDirError(f"{run_dir} is not empty and holds no synccp run (it holds "
-                              f"{', '.join(sorted(p.name for p in others)[:5])}); choose another --out")
+            raise RunDirError(
+                f"{run_dir} is not empty and holds no synccp run (it holds "
+                f"{', '.join(sorted(p.name for p in others)[:5])}); choose another --out"
+            )
         return
     changed = config_differences(read_json(existing), config)
     if changed:
-        raise RunDirError(f"{run_dir} already holds a different run (differs in: "
-                          f"{', '.join(changed)}); choose another --out")
+        raise RunDirError(
+            f"{run_dir} already holds a different run (differs in: "
+            f"{', '.join(changed)}); choose another --out"
+        )
     if not resume:
         state = "finished" if (run_dir / SUMMARY).exists() else "interrupted"
-        raise RunDirError(f"{run_dir} already holds this run ({state}); pass --resume to "
-                          f"continue it or choose another --out")
+        raise RunDirError(
+            f"{run_dir} already holds this run ({state}); pass --resume to "
+            f"continue it or choose another --out"
+        )
 
 
 def prepare_run_dir(run_dir: Path, config: dict, *, resume: bool) -> None:
