@@ -30,13 +30,13 @@ MEANINGS = {
     "method.proj_hidden_dim": "projector hidden width (unset: the method's solo-learn CIFAR "
                               "default)",
     "method.proj_output_dim": "projector output width (unset: per method)",
-    "method.pred_hidden_dim": "predictor hidden width, BYOL/SimSiam (unset: per method)",
+    "method.pred_hidden_dim": "predictor hidden width (unset: per method)",
     "method.temperature": "InfoNCE / NT-Xent temperature (unset: per method)",
-    "method.queue_size": "MoCo-v2 negatives queue (unset: per method)",
-    "method.base_tau": "EMA target momentum at the start, BYOL/MoCo (unset: per method)",
+    "method.queue_size": "negatives queue (unset: per method)",
+    "method.base_tau": "EMA target momentum at the start (unset: per method)",
     "method.final_tau": "EMA target momentum at the end (unset: per method)",
-    "method.lambda_offdiag": "Barlow Twins off-diagonal weight (unset: per method)",
-    "method.scale": "Barlow Twins loss scale (unset: per method)",
+    "method.lambda_offdiag": "off-diagonal weight (unset: per method)",
+    "method.scale": "loss scale (unset: per method)",
     "train.epochs": "epochs (fractional allowed); steps = epochs x floor(images / batch)",
     "train.batch_size": "global batch",
     "train.seed": "seeds model init, data order and augmentations",
@@ -94,6 +94,16 @@ MEANINGS = {
 }
 
 
+def _method_owners(key: str) -> str:
+    """'; methods: byol, simsiam' for a method key: the rows that have it (others refuse it)."""
+    from synccp.methods import METHODS
+
+    section, name = key.split(".", 1)
+    if section != "method" or name == "name":
+        return ""
+    return "; methods: " + ", ".join(row.name for row in METHODS.values() if name in row.options)
+
+
 def rows() -> list[dict]:
     """One row per key: key, default, demo value, choices, meaning."""
     defaults = config_to_dict(Config())
@@ -108,7 +118,7 @@ def rows() -> list[dict]:
                     "default": defaults[section][name],
                     "demo": demo[section][name],
                     "choices": CHOICES.get(key, ()),
-                    "meaning": MEANINGS.get(key, ""),
+                    "meaning": MEANINGS.get(key, "") + _method_owners(key),
                 }
             )
     return out

@@ -87,7 +87,7 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     )
     check_config(cfg)
     cfg = _resolve_method_defaults(cfg)
-    from synccp.limits import check_known_totals  # optimizer steps and mask updates (issue 16)
+    from synccp.config.limits import check_known_totals  # optimizer steps and mask updates (issue 16)
 
     check_known_totals(cfg)
     return cfg

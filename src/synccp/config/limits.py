@@ -1,4 +1,4 @@
-"""Bounds of a run's totals (the bounds of single keys are `synccp.config.checks.RANGES`).
+"""Bounds of a run's totals (single keys: `synccp.config.checks.RANGES`).
 
 Totals (optimizer steps, mask updates) are checked where the dataset size is known: at load
 time for the datasets of fixed size, and again once the data is loaded (`train/setup.py`).
