@@ -87,7 +87,8 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     )
     check_config(cfg)
     cfg = _resolve_method_defaults(cfg)
-    from synccp.config.limits import check_known_totals  # optimizer steps and mask updates (issue 16)
+    # optimizer steps and mask updates (issue 16)
+    from synccp.config.limits import check_known_totals
 
     check_known_totals(cfg)
     return cfg
