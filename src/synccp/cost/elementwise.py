@@ -9,12 +9,11 @@ from synccp.cost.workload import Workload
 from synccp.methods import METHODS
 from synccp.sparsity.algorithms import (
     last_scored_step,
-    regrow_settings,
     selected_branches,
     tracked_branches,
 )
 from synccp.sparsity.registry import policy_for
-from synccp.sparsity.schedule import cosine_drop_fraction, sparsity_steps
+from synccp.sparsity.schedule import cosine_drop_fraction
 from synccp.specs import RunSpec
 
 
@@ -41,18 +40,10 @@ def elementwise(workload: Workload, spec: RunSpec, *, clock: Clock, updates: lis
             work["target_shadow"] = _times(
                 elementwise_cost(2 * prunable, 3 * prunable * size, accel), denser
             )
-    start, end, regrow_end = sparsity_steps(
-        s,
-        epochs=spec.train.epochs,
-        steps_per_epoch=clock.steps_per_epoch,
-        total_steps=clock.total_steps,
-    )
-    drop, regrow_end = regrow_settings(
-        policy,
-        drop_fraction=s.drop_fraction,
-        regrow_end_step=regrow_end,
-        total_steps=clock.total_steps,
-    )
+    sparsity = spec.sparsity_spec(steps_per_epoch=clock.steps_per_epoch,
+                                  total_steps=clock.total_steps)
+    _, end = sparsity.ramp
+    drop, regrow_end = sparsity.regrow_window()
     branches = len(tracked_branches(policy, shared=shared, score_ema=s.score_ema))
     if branches:
         scored = min(

@@ -14,10 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from synccp.sparsity.algorithms import policy_update_steps, regrow_settings
-from synccp.sparsity.granularity import Pattern, fits
-from synccp.sparsity.registry import policy_for
-from synccp.sparsity.schedule import branch_densities, sparsity_steps
+from synccp.sparsity.algorithms import policy_update_steps
+from synccp.sparsity.granularity import fits
 from synccp.specs import RunSpec
 from synccp.train.schedules import Clock, make_clock
 
@@ -102,62 +100,30 @@ def update_steps(spec: RunSpec, clock: Clock) -> list[int]:
     """Steps (1-based counts of optimizer steps) after which the Sparsifier changes masks: the
     Sparsifier's own rule (`synccp.sparsity.algorithms.policy_update_steps`), by arithmetic per
     phase, so the time taken grows with the number of updates, not of steps."""
-    s = spec.sparsity
-    start, end, regrow_end = sparsity_steps(
-        s,
-        epochs=spec.train.epochs,
-        steps_per_epoch=clock.steps_per_epoch,
-        total_steps=clock.total_steps,
-    )
-    policy = policy_for(s.algorithm)
-    _, regrow_end = regrow_settings(
-        policy,
-        drop_fraction=s.drop_fraction,
-        regrow_end_step=regrow_end,
-        total_steps=clock.total_steps,
-    )
-    return policy_update_steps(
-        policy,
-        start_step=start,
-        end_step=end,
-        update_every=s.update_every,
-        steps_per_epoch=clock.steps_per_epoch,
-        total_steps=clock.total_steps,
-        regrow_end_step=regrow_end,
-    )
+    sparsity = spec.sparsity_spec(steps_per_epoch=clock.steps_per_epoch,
+                                  total_steps=clock.total_steps)
+    start, end = sparsity.ramp
+    return policy_update_steps(sparsity.policy, start_step=start, end_step=end,
+                               update_every=sparsity.update_every,
+                               steps_per_epoch=clock.steps_per_epoch,
+                               total_steps=clock.total_steps,
+                               regrow_end_step=sparsity.regrow_window()[1])
 
 
 def schedule_timeline(
     spec: RunSpec, clock: Clock, layers: dict[str, tuple[int, ...]]
 ) -> tuple[list[Interval], list[int]]:
-    """Intervals from the density schedule; `layers` maps prunable weight names to shapes.
-    Densities change only inside the ramp, so the intervals are those of the ramp updates."""
-    s = spec.sparsity
-    start, end, _ = sparsity_steps(
-        s,
-        epochs=spec.train.epochs,
-        steps_per_epoch=clock.steps_per_epoch,
-        total_steps=clock.total_steps,
-    )
+    """Intervals from the density schedule (the run's `SparsitySpec.densities`); `layers` maps
+    prunable weight names to shapes. Densities change only inside the ramp, so the intervals are
+    those of the ramp updates."""
+    sparsity = spec.sparsity_spec(steps_per_epoch=clock.steps_per_epoch,
+                                  total_steps=clock.total_steps)
+    _, end = sparsity.ramp
     updates = update_steps(spec, clock)
-    pattern = Pattern(s.granularity, n=s.n, m=s.m, block=(s.block_out, s.block_in))
-    fitting = [name for name, shape in layers.items() if fits(shape, pattern)]
+    fitting = [name for name, shape in layers.items() if fits(shape, sparsity.pattern)]
     intervals: list[Interval] = []
     for first in [0] + [u for u in updates if u < clock.total_steps and u <= end]:
-        pair = branch_densities(
-            first,
-            algorithm=s.algorithm,
-            density=s.density,
-            initial_density=s.initial_density,
-            density_gap=s.density_gap,
-            start_step=start,
-            end_step=end,
-            sparse_branch=s.sparse_branch,
-            granularity=s.granularity,
-            n=s.n,
-            m=s.m,
-            update_every=s.update_every,
-        )
+        pair = sparsity.densities(first)
         branches = zip(("online", "second"), pair, strict=True)
         densities = {b: {name: d for name in fitting} for b, d in branches}
         if intervals and intervals[-1].densities == densities:
