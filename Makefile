@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synccp-installed
 
-.PHONY: demo test setup data bench study clean
+.PHONY: demo test setup data bench study smoke-study clean
 
 $(STAMP): pyproject.toml tools/bootstrap.sh
 	PYTHON=$(PYTHON) bash tools/bootstrap.sh
@@ -21,9 +21,16 @@ demo: $(STAMP) data
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
 
-# The CPU study of docs/results.md (138 runs, about 3.5 hours on 2 cores; finished runs are skipped)
+# The CPU study of docs/results.md at its protocol (114 runs, more than a day of a 2-core CPU).
+# It says how many runs remain and about how long they take; each finished run's small result
+# files are committed under studies/cpu_protocol as it finishes, so it resumes from a clean clone.
 study: $(STAMP) data
-	$(BIN)/synccp sweep configs/grids/cpu_*.toml --jobs 2
+	$(BIN)/synccp sweep configs/grids/cpu_protocol.toml --jobs 2 --commit
+	$(BIN)/synccp report studies/cpu_protocol --out docs/results/cpu_protocol
+
+# The old 60-step smoke study (networks that have not learned yet: plumbing, not evidence)
+smoke-study: $(STAMP) data
+	$(BIN)/synccp sweep configs/grids/cpu_study.toml configs/grids/cpu_claims.toml configs/grids/cpu_precision.toml --jobs 2
 	$(BIN)/synccp report runs/cpu_study --out docs/results/cpu_study
 
 bench: $(STAMP)

@@ -30,8 +30,11 @@ CASES = {  # name → overrides on top of helpers.tiny_overrides
     "byol_synccp": {},
     "simclr_granet": {"method.name": '"simclr"', "sparsity.algorithm": '"granet"'},
     "mocov2_sdclr": {"method.name": '"mocov2"', "sparsity.algorithm": '"sdclr"'},
-    "barlow_rigl_nm": {"method.name": '"barlow"', "sparsity.algorithm": '"rigl"',
-                       "sparsity.granularity": "\"nm\""},
+    "barlow_rigl_nm": {
+        "method.name": '"barlow"',
+        "sparsity.algorithm": '"rigl"',
+        "sparsity.granularity": '"nm"',
+    },
 }
 
 
@@ -58,11 +61,21 @@ def _drop_timing(value):
 def fingerprint(run: Path) -> dict:
     from safetensors.torch import load_file
 
-    metrics = [_drop_timing(json.loads(line)) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    masks = {name: {"kept": int(m.sum()), "sha256": hashlib.sha256(m.to(torch.uint8).numpy().tobytes()).hexdigest()}
-             for name, m in sorted(load_file(str(run / "masks.safetensors")).items())}
-    weights = {name: [float(t.double().sum()), float(t.double().abs().sum())]
-               for name, t in sorted(load_file(str(run / "model.safetensors")).items()) if t.is_floating_point()}
+    metrics = [
+        _drop_timing(json.loads(line)) for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
+    masks = {
+        name: {
+            "kept": int(m.sum()),
+            "sha256": hashlib.sha256(m.to(torch.uint8).numpy().tobytes()).hexdigest(),
+        }
+        for name, m in sorted(load_file(str(run / "masks.safetensors")).items())
+    }
+    weights = {
+        name: [float(t.double().sum()), float(t.double().abs().sum())]
+        for name, t in sorted(load_file(str(run / "model.safetensors")).items())
+        if t.is_floating_point()
+    }
     return {"metrics": metrics, "masks": masks, "weights": weights}
 
 
@@ -81,12 +94,14 @@ def run_case(name: str, tmp: Path) -> dict:
 
 def _close(a, b, exact: bool, where: str) -> None:
     if isinstance(a, dict):
-        assert isinstance(b, dict) and sorted(a) == sorted(b), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        assert isinstance(b, dict) and sorted(a) == sorted(b), (
+            f"{where}: keys {sorted(a)} != {sorted(b)}"
+        )
         for k in a:
             _close(a[k], b[k], exact, f"{where}.{k}")
     elif isinstance(a, list):
         assert isinstance(b, list) and len(a) == len(b), f"{where}: length {len(a)} != {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _close(x, y, exact, f"{where}[{i}]")
     elif isinstance(a, float) and not exact:
         assert math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-6), f"{where}: {a} != {b}"
@@ -111,5 +126,7 @@ if __name__ == "__main__" and sys.argv[1:] == ["--record"]:
 
     with tempfile.TemporaryDirectory() as tmp:
         cases = {name: run_case(name, Path(tmp)) for name in sorted(CASES)}
-    STORE.write_text(json.dumps({"machine": machine(), "cases": cases}, indent=1, sort_keys=True) + "\n")
+    STORE.write_text(
+        json.dumps({"machine": machine(), "cases": cases}, indent=1, sort_keys=True) + "\n"
+    )
     print(f"recorded {len(cases)} cases on {machine()} → {STORE}")

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "validated before the first starts")
     sweep.add_argument("--jobs", type=int, help="runs at once (default: the grid's [sweep] jobs)")
     sweep.add_argument("--dry-run", action="store_true", help="list the cells and what would happen")
+    sweep.add_argument("--commit", action="store_true",
+                       help="git-commit each finished run's small result files as it finishes (a study "
+                            "that survives interruption: a fresh clone resumes from what is committed)")
     sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a key in every cell (repeatable)")
     sweep.add_argument("--out", type=Path, help="folder of the runs (default: the grid's [sweep] out)")
@@ -211,16 +214,17 @@ def _cost(args) -> int:
 
 
 def _sweep(args) -> int:
-    from synccp.sweep import format_plan, format_summary, run_sweep
+    from synccp.sweep import format_plan, format_remaining, format_summary, run_sweep
 
     options = dict(jobs=args.jobs, overrides=args.overrides, out=args.out)
     plans = [run_sweep(grid, dry_run=True, **options) for grid in args.grids]  # all valid, or exit 2
     if args.dry_run:
-        print("\n".join(format_plan(result) for result in plans))
+        print("\n".join(format_plan(result) + "\n" + format_remaining(result, args.jobs) for result in plans))
         return 0
+    print("\n".join(format_remaining(result, args.jobs) for result in plans), flush=True)
     ok = True
     for grid in args.grids:
-        result = run_sweep(grid, **options)
+        result = run_sweep(grid, commit=args.commit, **options)
         print(format_summary(result))
         ok = ok and result.ok
     return 0 if ok else 1

@@ -6,7 +6,8 @@ A grid file has four parts (see configs/grids/ for real ones)::
     seeds = [0, 1]           # out (relative to the working directory; default runs/<name>),
     jobs = 1                 # processes at once, launcher (e.g. "torchrun --nproc_per_node=2"),
                              # cost (run `synccp cost` after each run when the cost model exists),
-                             # extends (a parent grid: inherit its [sweep], [fixed] and cells)
+                             # extends (a parent grid: inherit its [sweep], [fixed] and cells),
+                             # minutes_per_run (measured; `make study` estimates the time left)
     [fixed]                  # overrides for every cell: `sparsity.update_every = 10`
     [grid]                   # key -> list: the cartesian product of all lists
     [[cells]]                # extra sub-grids: each table is its own (small) cartesian product;
@@ -42,7 +43,8 @@ __all__ = ["Cell", "Grid", "LABELS", "SubGrid", "SweepError", "cell_identity", "
            "plan", "validate"]
 
 LOG = logging.getLogger(__name__)
-SWEEP_KEYS = ("name", "description", "base", "extends", "seeds", "out", "jobs", "launcher", "cost")
+SWEEP_KEYS = ("name", "description", "base", "extends", "seeds", "out", "jobs", "launcher", "cost",
+              "minutes_per_run")
 DEFAULTS = {"train.progress": False}  # per-run progress bars would only clutter log.txt
 @dataclass(frozen=True)
 class SubGrid:
@@ -65,6 +67,7 @@ class Grid:
     jobs: int
     launcher: tuple[str, ...]
     cost: bool
+    minutes_per_run: float | None
     fixed: dict[str, Any]
     subgrids: tuple[SubGrid, ...]
 
@@ -182,6 +185,10 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     jobs = _typed(table, "jobs", int, 1, path)
     if jobs < 1:
         raise SweepError(f"{path}: [sweep] jobs must be >= 1, got {jobs}")
+    minutes = table.get("minutes_per_run")
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
+                                or not minutes > 0):
+        raise SweepError(f"{path}: [sweep] minutes_per_run must be a number > 0, got {minutes!r}")
     base = Path(table["base"]) if "base" in table else None
     if base is not None and not base.is_file():
         raise SweepError(f"{path}: [sweep] base {str(base)!r} does not exist")
@@ -196,7 +203,8 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     return Grid(path=path, name=name, description=_typed(table, "description", str, "", path),
                 base=base, seeds=seeds, out=Path(_typed(table, "out", str, f"runs/{name}", path)),
                 jobs=jobs, launcher=tuple(shlex.split(_typed(table, "launcher", str, "", path))),
-                cost=_typed(table, "cost", bool, True, path), fixed=_fixed(raw["fixed"], overrides, path),
+                cost=_typed(table, "cost", bool, True, path),
+                minutes_per_run=None if minutes is None else float(minutes), fixed=_fixed(raw["fixed"], overrides, path),
                 subgrids=tuple(subgrids) or (SubGrid({}, seeds),))
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from synccp import study
 from synccp.grid import Cell, Grid, SweepError, load_grid, plan, validate
 from synccp.results import rundir
 from synccp.results.lock import RunLock, RunLockedError, holder
@@ -92,13 +93,14 @@ def cost_available() -> bool:
 
 def run_sweep(path: str | Path, *, jobs: int | None = None, dry_run: bool = False,
               overrides: Sequence[str] = (), out: str | Path | None = None,
-              runner: Runner | None = None, progress: bool = True) -> SweepResult:
+              runner: Runner | None = None, progress: bool = True, commit: bool = False) -> SweepResult:
     """Validate every cell of the grid file, then run what is not finished, `jobs` at a time.
 
     A failing cell is recorded in `SweepResult.failed` and the others go on. `runner(argv, log,
     env) -> exit code` replaces the subprocess launcher (tests). With `dry_run` nothing is
     written or launched; `actions` says what would happen to each cell. `overrides` (`key=value`,
-    as `--set`) are added to the grid's [fixed]; `out` replaces its [sweep] out."""
+    as `--set`) are added to the grid's [fixed]; `out` replaces its [sweep] out. With `commit`,
+    each finished cell's small result files are committed to git as it finishes (synccp.study)."""
     if jobs is not None and jobs < 1:
         raise SweepError(f"--jobs must be >= 1, got {jobs}")
     grid = load_grid(path, overrides)
@@ -118,7 +120,7 @@ def run_sweep(path: str | Path, *, jobs: int | None = None, dry_run: bool = Fals
         return result
     check_test_splits(resolved, result.actions)
     execute(result, jobs=jobs or grid.jobs, want_cost=want_cost, runner=runner, progress=progress,
-            python=sys.executable)
+            python=sys.executable, commit=commit)
     return result
 
 
@@ -217,9 +219,29 @@ def _clear_unstarted(cell: Cell) -> None:
                 entry.unlink()
 
 
+def _commit(result: SweepResult, cell: Cell) -> None:
+    warning = study.commit_run(cell.run_dir, message=study.commit_message(result.grid.name, cell.name,
+                                                                          cell.run_dir))
+    if warning:
+        result.warnings.append(warning)
+        LOG.warning(warning)
+
+
 def _run_cell(cell: Cell, action: str, grid: Grid, *, want_cost: bool, runner: Runner,
-              env: dict[str, str], python: str) -> tuple[str | None, list[str]]:
-    """Run a cell's remaining steps; return (failure reason or None, warnings)."""
+              env: dict[str, str], python: str, jobs: int = 1) -> tuple[str | None, list[str]]:
+    """Run a cell's remaining steps; return (failure reason or None, warnings). The time they
+    took goes into the run's sweep.json (synccp.study)."""
+    started = time.monotonic()
+    reason, warnings = _run_cell_steps(cell, action, grid, want_cost=want_cost, runner=runner,
+                                       env=env, python=python)
+    if reason is None and (cell.run_dir / rundir.CONFIG).is_file():
+        study.write_sweep_record(cell.run_dir, cell=cell.name, wall_s=time.monotonic() - started,
+                                 jobs=jobs)
+    return reason, warnings
+
+
+def _run_cell_steps(cell: Cell, action: str, grid: Grid, *, want_cost: bool, runner: Runner,
+                    env: dict[str, str], python: str) -> tuple[str | None, list[str]]:
     warnings = []
     try:
         if action == "restart":
@@ -273,7 +295,7 @@ def _settle(result: SweepResult) -> list[Cell]:
 
 
 def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner | None,
-            progress: bool, python: str) -> None:
+            progress: bool, python: str, commit: bool = False) -> None:
     """Run the planned actions `jobs` cells at a time, filling `result`; a progress bar over the grid."""
     todo = _settle(result)
     bar = tqdm(total=len(result.cells), initial=len(result.cells) - len(todo), unit="run",
@@ -284,7 +306,7 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         futures = {pool.submit(_run_cell, cell, result.actions[cell.name], result.grid, want_cost=want_cost,
-                               runner=runner or subprocess_runner, env=env, python=python): cell
+                               runner=runner or subprocess_runner, env=env, python=python, jobs=jobs): cell
                    for cell in todo}
         for future in as_completed(futures):
             cell = futures[future]
@@ -292,6 +314,8 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
             result.warnings += warnings
             if reason is None:
                 result.completed.append(cell.name)
+                if commit:
+                    _commit(result, cell)
             else:
                 result.failed[cell.name] = reason
                 LOG.error("sweep cell %s failed: %s", cell.name, reason)
@@ -320,6 +344,15 @@ def format_plan(result: SweepResult) -> str:
     counts = {a: list(result.actions.values()).count(a) for a in dict.fromkeys(result.actions.values())}
     lines.append("  " + ", ".join(f"{n} {a}" for a, n in counts.items()))
     return "\n".join(lines)
+
+
+def format_remaining(result: SweepResult, jobs: int | None = None) -> str:
+    """How many cells are left to run and about how long they take (synccp.study)."""
+    left = sum(action != "done" for action in result.actions.values())
+    walls = study.finished_wall_times(c.run_dir for c in result.cells if result.actions[c.name] == "done")
+    return f"sweep {result.grid.name}: " + study.remaining_text(
+        left=left, total=len(result.cells), jobs=jobs or result.grid.jobs, wall_times=walls,
+        minutes_per_run=result.grid.minutes_per_run)
 
 
 def format_summary(result: SweepResult) -> str:

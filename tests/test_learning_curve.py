@@ -1,0 +1,49 @@
+"""tools/learning_curve.py trains a run in segments and probes every epoch-end checkpoint; the
+run it leaves is bit-identical to an uninterrupted one. tools/protocol_curves.py plots them."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from helpers import tiny_overrides
+from safetensors.torch import load_file
+
+from synccp.config import load_config
+from synccp.train.loop import pretrain
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_segments_probe_each_epoch_and_leave_the_uninterrupted_run(fmnist_root, tmp_path, capsys):
+    sets = tiny_overrides(fmnist_root, **{"train.epochs": 2, "eval.linear_epochs": 1})
+    argv = [a for s in sets for a in ("--set", s)] + ["--out", str(tmp_path / "curve")]
+    assert _tool("learning_curve").main(argv) == 0
+    lines = (tmp_path / "curve" / "curve.jsonl").read_text().splitlines()
+    points = [json.loads(line) for line in lines]
+    assert [p["step"] for p in points] == [6, 12] and [p["epoch"] for p in points] == [1.0, 2.0]
+    assert all(0 <= p["knn_top1"] <= 100 for p in points)
+    assert (tmp_path / "curve" / "eval.json").is_file()
+
+    pretrain(load_config(None, sets), tmp_path / "straight")
+    for name in ("model.safetensors", "masks.safetensors"):
+        a = load_file(str(tmp_path / "curve" / name))
+        b = load_file(str(tmp_path / "straight" / name))
+        assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), name
+
+    assert _tool("learning_curve").main(argv) == 0  # again: nothing re-trained, no point repeated
+    assert len((tmp_path / "curve" / "curve.jsonl").read_text().splitlines()) == 2
+
+    capsys.readouterr()
+    png = tmp_path / "curves.png"
+    assert _tool("protocol_curves").main([str(tmp_path), "--out", str(png)]) == 0
+    table = capsys.readouterr().out
+    assert png.stat().st_size > 10_000 and "| byol synccp w4 s0 |" in table

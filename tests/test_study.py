@@ -1,0 +1,122 @@
+"""A study that survives interruption: `synccp sweep --commit` commits each finished run's small
+result files, and a fresh clone of the repository resumes from them (nothing re-runs)."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_sweep import FIXED, FakeRunner
+
+from synccp import study
+from synccp.sweep import format_remaining, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is part of the dev setup")
+
+
+def _git(cwd, *args):
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+class HeavyRunner(FakeRunner):
+    """A fake pretrain that also leaves what a real one leaves: a checkpoint, model and masks."""
+
+    def __call__(self, argv, log, env):
+        code = super().__call__(argv, log, env)
+        command = argv[argv.index("synccp") + 1]
+        if code == 0 and command == "pretrain":
+            run = Path(argv[argv.index("--out") + 1])
+            (run / "checkpoints").mkdir(exist_ok=True)
+            for name in ("checkpoints/last.pt", "model.safetensors", "masks.safetensors"):
+                (run / name).write_bytes(b"\0" * 64)
+            (run / "metrics.jsonl").write_text('{"kind": "train", "step": 1, "loss": 1.0}\n')
+        if code == 0 and command == "eval":
+            run = Path(argv[argv.index("synccp") + 2])
+            (run / "eval.json").write_text(
+                json.dumps({"encoder": {"knn_top1": 81.5, "linear_top1": 84.25}})
+            )
+        return code
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    for key in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{key}_NAME", "study test")
+        monkeypatch.setenv(f"GIT_{key}_EMAIL", "study@example.invalid")
+    root = tmp_path / "repo"
+    (root / "studies").mkdir(parents=True)
+    shutil.copy(ROOT / "studies" / ".gitignore", root / "studies" / ".gitignore")
+    (root / "grid.toml").write_text(
+        f'[sweep]\nseeds = [0, 1]\nout = "studies/s"\ncost = false\n'
+        f"minutes_per_run = 30\n{FIXED}\n[grid]\n"
+        'sparsity.algorithm = ["gmp", "synccp"]\n'
+    )
+    _git(root, "init", "-q")
+    _git(root, "add", ".")
+    _git(root, "commit", "-q", "-m", "grid")
+    monkeypatch.chdir(root)
+    return root
+
+
+def test_finished_runs_commit_small_files_only_and_a_fresh_clone_resumes(
+    repo, tmp_path, monkeypatch
+):
+    plan = run_sweep("grid.toml", dry_run=True)
+    assert format_remaining(plan, 2) == (
+        "sweep grid: 4 of 4 runs remain; about 1.0 h with --jobs 2 "
+        "(30 min per run: the grid's minutes_per_run, measured on the "
+        "protocol runs)"
+    )
+    result = run_sweep("grid.toml", runner=HeavyRunner(), progress=False, commit=True, jobs=2)
+    assert result.ok and not result.warnings
+    tracked = _git(repo, "ls-files", "studies/s").split()
+    names = {Path(p).name for p in tracked}
+    assert names == {"config.json", "summary.json", "eval.json", "metrics.jsonl", "sweep.json"}
+    assert len(tracked) == 4 * 5  # every run, nothing else: no checkpoint, model or masks
+    log = _git(repo, "log", "--format=%s").splitlines()
+    assert (
+        sum(line.startswith("study grid: ") and "(kNN 81.50, linear 84.25)" in line for line in log)
+        == 4
+    )
+    record = json.loads(next((repo / "studies" / "s").glob("*/sweep.json")).read_text())
+    assert record["cpu"] == study.cpu_model() and record["jobs"] == 2 and record["wall_s"] >= 0
+
+    clone = tmp_path / "clone"
+    _git(tmp_path, "clone", "-q", str(repo), str(clone))
+    monkeypatch.chdir(clone)
+    again = run_sweep("grid.toml", dry_run=True)
+    assert set(again.actions.values()) == {"done"}
+    assert format_remaining(again).startswith("sweep grid: 0 of 4 runs remain: nothing to run")
+    runner = HeavyRunner()
+    assert run_sweep("grid.toml", runner=runner, progress=False).ok and runner.calls == []
+
+
+def test_estimate_uses_the_finished_runs_wall_times():
+    text = study.remaining_text(
+        left=10, total=12, jobs=2, wall_times=[1500.0, 1800.0, 2100.0], minutes_per_run=5
+    )
+    assert text == (
+        "10 of 12 runs remain; about 2.5 h with --jobs 2 (30 min per run: median of 3 "
+        "finished runs)"
+    )
+    assert (
+        study.remaining_text(left=3, total=3, jobs=1, wall_times=[], minutes_per_run=None)
+        == "3 of 3 runs remain; no estimate until one has finished"
+    )
+
+
+def test_outside_git_or_ignored_nothing_is_committed_and_the_sweep_says_so(tmp_path, repo):
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "config.json").write_text("{}")
+    assert "not inside a git work tree" in study.commit_run(loose, message="x")
+    (repo / ".gitignore").write_text("runs/\n")
+    ignored = repo / "runs" / "r"
+    ignored.mkdir(parents=True)
+    (ignored / "config.json").write_text("{}")
+    assert "is ignored by git" in study.commit_run(ignored, message="x")
+    assert _git(repo, "status", "--porcelain", "runs") == ""

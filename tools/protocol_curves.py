@@ -1,0 +1,110 @@
+"""Learning curves of the protocol runs: kNN accuracy against optimizer steps for every run
+folder holding a `curve.jsonl` (tools/learning_curve.py), beside the raw-pixel kNN baseline.
+
+Writes one PNG and prints a Markdown table (run, steps, kNN at each epoch end, final kNN and
+linear probes, raw pixels, training time).
+
+    .venv/bin/python tools/protocol_curves.py studies/cpu_protocol \
+        --out docs/results/protocol_curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from synccp.results.palette import REFERENCE, style  # noqa: E402
+
+LINES = {"simclr": "-", "byol": "--", "mocov2": "-.", "barlow": ":"}
+
+
+def runs_with_curves(paths: list[Path]) -> list[Path]:
+    found = []
+    for path in paths:
+        found += [path] if (path / "curve.jsonl").is_file() else sorted(
+            p.parent for p in path.rglob("curve.jsonl"))
+    return found
+
+
+def _optional(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read(run: Path) -> dict:
+    config = json.loads((run / "config.json").read_text())
+    curve = [json.loads(line) for line in (run / "curve.jsonl").read_text().splitlines()]
+    result = _optional(run / "eval.json")
+    summary = _optional(run / "summary.json") or {}
+    return {"run": run.name, "method": config["method"]["name"],
+            "algorithm": config["sparsity"]["algorithm"], "width": config["model"]["width"],
+            "seed": config["train"]["seed"], "curve": curve, "eval": result,
+            "train_s": sum(p.get("segment_train_s", 0.0) for p in curve), "summary": summary}
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    raw = None
+    for row in rows:
+        s = style(row["algorithm"])
+        steps = [0] + [p["step"] for p in row["curve"]]
+        knn = [None] + [p["knn_top1"] for p in row["curve"]]
+        ax.plot(steps[1:], knn[1:], color=s.color, marker=s.marker, markersize=4,
+                linestyle=LINES.get(row["method"], "-"),
+                label=f"{row['method']} {s.label} w{row['width']} s{row['seed']}")
+        if row["eval"] and row["eval"].get("raw_pixels"):
+            raw = row["eval"]["raw_pixels"]["knn_top1"]
+    if raw is not None:
+        ax.axhline(raw, label=f"raw pixels ({raw:.2f})", **REFERENCE["raw pixels"])
+    ax.set_xlabel("optimizer steps (batch 256)")
+    ax.set_ylabel("kNN top-1 (%), full Fashion-MNIST test set")
+    ax.set_title("Learning curves at the CPU protocol (kNN at every epoch end)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=130)
+
+
+def table(rows: list[dict]) -> str:
+    epochs = max(len(r["curve"]) for r in rows)
+    head = ["run", *[f"kNN e{i + 1}" for i in range(epochs)], "final kNN", "final linear",
+            "raw kNN / linear", "train (min)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        knn = [f"{p['knn_top1']:.2f}" for p in r["curve"]] + ["-"] * (epochs - len(r["curve"]))
+        enc = (r["eval"] or {}).get("encoder") or {}
+        raw = (r["eval"] or {}).get("raw_pixels") or {}
+        nan = float("nan")
+        cells = [f"{r['method']} {r['algorithm']} w{r['width']} s{r['seed']}", *knn,
+                 f"{enc.get('knn_top1', nan):.2f}", f"{enc.get('linear_top1', nan):.2f}",
+                 f"{raw.get('knn_top1', nan):.2f} / {raw.get('linear_top1', nan):.2f}",
+                 f"{r['train_s'] / 60:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("docs/results/protocol_curves.png"))
+    args = parser.parse_args(argv)
+    rows = [read(run) for run in runs_with_curves(args.paths)]
+    if not rows:
+        print(f"no curve.jsonl under {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return 2
+    rows.sort(key=lambda r: (r["method"], r["algorithm"] != "dense", r["algorithm"], r["seed"]))
+    plot(rows, args.out)
+    print(table(rows))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
