@@ -284,3 +284,28 @@ def test_sparsity_ranges_are_checked_by_the_sparsity_spec_alone(key, monkeypatch
         load_config(None, sets)
     except Exception as err:  # noqa: BLE001 - any error but a second range check of `key`
         assert f"{key} must be" not in str(err), f"a second check of {key}: {err}"
+
+
+METHOD_OPTIONS = {"method.queue_size": ("mocov2", 2**21), "method.proj_output_dim": ("byol", 0),
+                  "method.temperature": ("simclr", 0.0), "method.lambda_offdiag": ("barlow", -1.0),
+                  "method.base_tau": ("byol", 1.5)}
+
+
+@pytest.mark.parametrize("key", sorted(METHOD_OPTIONS))
+def test_method_options_are_checked_by_the_methods_own_check(key, monkeypatch):
+    """The config reports the error the method's constructor raises (`check_options`, one place):
+    with that check switched off, the config has no copy of the range."""
+    import synccp.methods.base as base
+    from synccp.methods import build_method
+    from synccp.models import build_backbone
+
+    method, value = METHOD_OPTIONS[key]
+    sets = [f"method.name={method}", f"{key}={value}"]
+    with pytest.raises(ConfigError) as at_load:
+        load_config(None, sets)
+    with pytest.raises(ValueError) as at_build:
+        build_method(method, build_backbone("resnet18", stem="cifar", width=4, in_channels=1),
+                     **{key.split(".")[1]: value})
+    assert str(at_load.value) == str(at_build.value) and key.split(".")[1] in str(at_load.value)
+    monkeypatch.setattr(base, "check_options", lambda **values: None)
+    load_config(None, sets)  # nothing else refuses it

@@ -36,8 +36,10 @@ _FRACTION, _KEPT = Range(0.0, 1.0, open_high=True), Range(0.0, 1.0, open_low=Tru
 # The clock of the load-time SparsitySpec (the data size comes later).
 NOMINAL_STEPS_PER_EPOCH = 1000
 # The one table of ranges: every numeric key with a bound is checked here and nowhere else, except
-# the values `SparsitySpec` owns (density, initial_density, density_gap, score_ema, drop_fraction,
-# update_every, n < m, the gap rule): the spec checks them, for the config as for library users.
+# the method options (`synccp.methods.base.check_options`, also run by the methods' constructors)
+# and the values `SparsitySpec` owns (density, initial_density, density_gap, score_ema,
+# drop_fraction, update_every, n < m, the gap rule): the spec checks them, for the config as for
+# library users.
 # Sizes have upper limits far above any published setting (issue 16: `train.epochs = 1e15` once
 # allocated 20 GB in `synccp cost` before it was killed). `None` values (method keys of
 # another method, unset ramp ends) are not checked.
@@ -46,10 +48,6 @@ RANGES: dict[str, Range] = {
     "data.image_size": Range(0, 512),
     "data.workers": _NON_NEGATIVE,
     "model.width": Range(1, 256),
-    "method.queue_size": Range(1, 2**20),
-    "method.proj_hidden_dim": Range(1, 16384),
-    "method.proj_output_dim": Range(1, 16384),
-    "method.pred_hidden_dim": Range(1, 16384),
     "train.epochs": Range(0, 10_000, open_low=True),
     "train.batch_size": Range(1, 65536),
     "train.seed": Range(0, 2**32 - 1),
@@ -115,6 +113,17 @@ def check_config(cfg: Config) -> None:
             loggers,
             f"lists unknown logger(s) {unknown} (known: {', '.join(LOGGERS)})",
         )
+
+
+def check_method_options(method: MethodConfig) -> None:
+    """The resolved method options, by the methods' own check (`methods.base.check_options`)."""
+    from synccp.methods import method_defaults
+    from synccp.methods.base import check_options
+
+    try:
+        check_options(**{key: getattr(method, key) for key in method_defaults(method.name)})
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def check_method_keys(method: MethodConfig) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from synccp.config.checks import check_config
+from synccp.config.checks import check_config, check_method_options
 from synccp.config.schema import CHOICES, Config, ConfigError, MethodConfig
 
 if sys.version_info >= (3, 11):
@@ -87,6 +87,7 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     )
     check_config(cfg)
     cfg = _resolve_method_defaults(cfg)
+    check_method_options(cfg.method)
     # optimizer steps and mask updates (issue 16)
     from synccp.config.limits import check_known_totals
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from synccp.losses import barlow_twins
-from synccp.methods.base import Encode, SSLMethod, check_positive
+from synccp.methods.base import Encode, SSLMethod, check_options
 from synccp.models.heads import mlp
 
 
@@ -25,10 +25,8 @@ class BarlowTwins(SSLMethod):
     def __init__(self, backbone: nn.Module, *, proj_hidden_dim: int = 2048,
                  proj_output_dim: int = 2048, lambda_offdiag: float = 0.0051, scale: float = 0.1):
         super().__init__(backbone)
-        check_positive(proj_hidden_dim=proj_hidden_dim, proj_output_dim=proj_output_dim,
-                       scale=scale)
-        if lambda_offdiag < 0:
-            raise ValueError(f"method.lambda_offdiag must be >= 0, got {lambda_offdiag}")
+        check_options(proj_hidden_dim=proj_hidden_dim, proj_output_dim=proj_output_dim,
+                      lambda_offdiag=lambda_offdiag, scale=scale)
         self.lambda_offdiag = lambda_offdiag
         self.scale = scale
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_output_dim, num_layers=3)

@@ -103,11 +103,7 @@ class MomentumMethod(SSLMethod):
 
     def __init__(self, backbone: nn.Module, *, base_tau: float, final_tau: float):
         super().__init__(backbone)
-        if not 0.0 <= base_tau <= final_tau <= 1.0:
-            raise ValueError(
-                f"method needs 0 <= base_tau <= final_tau <= 1, got "
-                f"base_tau={base_tau}, final_tau={final_tau}"
-            )
+        check_options(base_tau=base_tau, final_tau=final_tau)
         self.base_tau = base_tau
         self.final_tau = final_tau
 
@@ -127,8 +123,32 @@ class MomentumMethod(SSLMethod):
             return self.target_projector(second(view))
 
 
-def check_positive(**values: float) -> None:
-    """Raise ValueError naming the first keyword argument that is not > 0."""
+# Upper bounds of the size-like options: a value that type-checks must not reach the allocator
+# unbounded (issue 16); far above any published setting.
+SIZE_LIMITS = {"proj_hidden_dim": 16384, "proj_output_dim": 16384, "pred_hidden_dim": 16384,
+               "queue_size": 2**20}
+NON_NEGATIVE = ("lambda_offdiag",)
+TAUS = ("base_tau", "final_tau")
+
+
+def check_options(**values: float) -> None:
+    """The one check of the methods' options (their `method.*` config keys), called by every
+    method's constructor and by the config at load time: sizes in [1, limit], `lambda_offdiag`
+    >= 0, every other option > 0, and 0 <= base_tau <= final_tau <= 1 (given together).
+    ValueError naming the key and the value."""
     for key, value in values.items():
-        if not value > 0:
+        if key in TAUS:
+            continue
+        if key in SIZE_LIMITS:
+            if not 1 <= value <= SIZE_LIMITS[key]:
+                raise ValueError(f"method.{key} must be in [1, {SIZE_LIMITS[key]}], got {value!r}")
+        elif key in NON_NEGATIVE:
+            if not value >= 0:
+                raise ValueError(f"method.{key} must be >= 0, got {value}")
+        elif not value > 0:
             raise ValueError(f"method.{key} must be > 0, got {value}")
+    if any(key in values for key in TAUS):
+        base, final = values["base_tau"], values["final_tau"]
+        if not 0.0 <= base <= final <= 1.0:
+            raise ValueError(f"method needs 0 <= base_tau <= final_tau <= 1, got "
+                             f"base_tau={base}, final_tau={final}")

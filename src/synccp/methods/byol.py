@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from synccp.losses import byol_loss
-from synccp.methods.base import Encode, MomentumMethod, check_positive
+from synccp.methods.base import Encode, MomentumMethod, check_options
 from synccp.models.heads import mlp
 
 
@@ -27,8 +27,8 @@ class BYOL(MomentumMethod):
                  proj_output_dim: int = 256, pred_hidden_dim: int = 4096,
                  base_tau: float = 0.99, final_tau: float = 1.0):
         super().__init__(backbone, base_tau=base_tau, final_tau=final_tau)
-        check_positive(proj_hidden_dim=proj_hidden_dim, proj_output_dim=proj_output_dim,
-                       pred_hidden_dim=pred_hidden_dim)
+        check_options(proj_hidden_dim=proj_hidden_dim, proj_output_dim=proj_output_dim,
+                      pred_hidden_dim=pred_hidden_dim)
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_output_dim)
         self.predictor = mlp(proj_output_dim, pred_hidden_dim, proj_output_dim)
         self._make_targets()

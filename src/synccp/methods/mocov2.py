@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from synccp.distributed import gather
 from synccp.losses import info_nce
-from synccp.methods.base import Encode, MomentumMethod, check_positive
+from synccp.methods.base import Encode, MomentumMethod, check_options
 from synccp.models.heads import mlp
 
 
@@ -36,8 +36,8 @@ class MoCoV2(MomentumMethod):
                  proj_output_dim: int = 256, temperature: float = 0.2, queue_size: int = 32768,
                  base_tau: float = 0.99, final_tau: float = 0.999):
         super().__init__(backbone, base_tau=base_tau, final_tau=final_tau)
-        check_positive(proj_hidden_dim=proj_hidden_dim, proj_output_dim=proj_output_dim,
-                       temperature=temperature, queue_size=queue_size)
+        check_options(proj_hidden_dim=proj_hidden_dim, proj_output_dim=proj_output_dim,
+                      temperature=temperature, queue_size=queue_size)
         self.temperature = temperature
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_output_dim, hidden_bn=False)
         self._make_targets()

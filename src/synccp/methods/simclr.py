@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from synccp.losses import nt_xent
-from synccp.methods.base import Encode, SSLMethod, check_positive
+from synccp.methods.base import Encode, SSLMethod, check_options
 from synccp.models.heads import mlp
 
 
@@ -24,8 +24,8 @@ class SimCLR(SSLMethod):
     def __init__(self, backbone: nn.Module, *, proj_hidden_dim: int = 2048,
                  proj_output_dim: int = 256, temperature: float = 0.2):
         super().__init__(backbone)
-        check_positive(proj_hidden_dim=proj_hidden_dim, proj_output_dim=proj_output_dim,
-                       temperature=temperature)
+        check_options(proj_hidden_dim=proj_hidden_dim, proj_output_dim=proj_output_dim,
+                      temperature=temperature)
         self.temperature = temperature
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_output_dim, hidden_bn=False)
 

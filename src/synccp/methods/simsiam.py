@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from synccp.losses import negative_cosine
-from synccp.methods.base import Encode, SSLMethod, check_positive
+from synccp.methods.base import Encode, SSLMethod, check_options
 from synccp.models.heads import mlp
 
 
@@ -25,8 +25,8 @@ class SimSiam(SSLMethod):
     def __init__(self, backbone: nn.Module, *, proj_hidden_dim: int = 2048,
                  proj_output_dim: int = 2048, pred_hidden_dim: int = 512):
         super().__init__(backbone)
-        check_positive(proj_hidden_dim=proj_hidden_dim, proj_output_dim=proj_output_dim,
-                       pred_hidden_dim=pred_hidden_dim)
+        check_options(proj_hidden_dim=proj_hidden_dim, proj_output_dim=proj_output_dim,
+                      pred_hidden_dim=pred_hidden_dim)
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_output_dim, num_layers=3,
                              last_bn=True)
         self.predictor = mlp(proj_output_dim, pred_hidden_dim, proj_output_dim)
