@@ -30,54 +30,35 @@ EPILOG = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="synccp",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Sparse training from scratch of self-supervised vision encoders (SyncCP).",
-    )
+        prog="synccp", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Sparse training from scratch of self-supervised vision encoders (SyncCP).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"synccp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    pre = sub.add_parser(
-        "pretrain",
-        help="self-supervised (sparse) pretraining into a run directory",
-        epilog="every config key with its default and choices: synccp config "
-        "(--format markdown|toml)",
-    )
-    pre.add_argument(
-        "--config", type=Path, help="TOML file or a run's config.json (default: the embedded demo)"
-    )
-    pre.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.epochs=50 (repeatable)",
-    )
-    pre.add_argument(
-        "--out", type=Path, help="run directory (default runs/<time>-<method>-<algorithm>)"
-    )
-    pre.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its checkpoint, with its stored config.json "
-        "(--config/--set may only repeat it or change train.progress/train.log_every)",
-    )
+    pre = sub.add_parser("pretrain",
+                         help="self-supervised (sparse) pretraining into a run directory",
+                         epilog="every config key with its default and choices: synccp config "
+                                "(--format markdown|toml)")
+    pre.add_argument("--config", type=Path,
+                     help="TOML file or a run's config.json (default: the embedded demo)")
+    pre.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set train.epochs=50 (repeatable)")
+    pre.add_argument("--out", type=Path,
+                     help="run directory (default runs/<time>-<method>-<algorithm>)")
+    pre.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its checkpoint, with its stored "
+                          "config.json (--config/--set may only repeat it or change "
+                          "train.progress/train.log_every)")
     pre.add_argument("--no-eval", action="store_true", help="skip the kNN/linear probes at the end")
 
     ev = sub.add_parser("eval", help="kNN and linear probes of a finished run (writes eval.json)")
     ev.add_argument("run_dir", type=Path)
     ev.add_argument("--probe", choices=("linear", "knn", "both"), default="both")
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ev.add_argument(
-        "--subset",
-        type=int,
-        metavar="N",
-        help="quick protocol: probe on the first N train and N test images (default: the "
-        "run's eval.subset; 0 = the full protocol, the one results use)",
-    )
+    ev.add_argument("--subset", type=int, metavar="N",
+                    help="quick protocol: probe on the first N train and N test images (default: "
+                         "the run's eval.subset; 0 = the full protocol, the one results use)")
 
     ins = sub.add_parser("inspect", help="per-layer shapes and densities of both branches")
     ins.add_argument("run_dir", type=Path)
@@ -86,56 +67,34 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("source", type=Path, help="run directory or config TOML")
 
     sweep = sub.add_parser(
-        "sweep", help="run a grid of configs × seeds (skips finished, resumes interrupted)"
-    )
-    sweep.add_argument(
-        "grids",
-        type=Path,
-        nargs="+",
-        metavar="grid",
-        help="grid TOML (see configs/grids/); several run one after another, all "
-        "validated before the first starts",
-    )
+        "sweep", help="run a grid of configs × seeds (skips finished, resumes interrupted)")
+    sweep.add_argument("grids", type=Path, nargs="+", metavar="grid",
+                       help="grid TOML (see configs/grids/); several run one after another, all "
+                            "validated before the first starts")
     sweep.add_argument("--jobs", type=int, help="runs at once (default: the grid's [sweep] jobs)")
-    sweep.add_argument(
-        "--dry-run", action="store_true", help="list the cells and what would happen"
-    )
-    sweep.add_argument(
-        "--commit",
-        action="store_true",
-        help="git-commit each finished run's small result files as it finishes (a study "
-        "that survives interruption: a fresh clone resumes from what is committed)",
-    )
-    sweep.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key in every cell (repeatable)",
-    )
-    sweep.add_argument(
-        "--out", type=Path, help="folder of the runs (default: the grid's [sweep] out)"
-    )
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="list the cells and what would happen")
+    sweep.add_argument("--commit", action="store_true",
+                       help="git-commit each finished run's small result files as it finishes "
+                            "(a study that survives interruption: a fresh clone resumes from what "
+                            "is committed)")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a key in every cell (repeatable)")
+    sweep.add_argument("--out", type=Path,
+                       help="folder of the runs (default: the grid's [sweep] out)")
 
     export = sub.add_parser("export", help="deployable encoder files: ONNX, channel-compacted")
     export.add_argument("run_dir", type=Path)
-    export.add_argument(
-        "--format",
-        required=True,
-        choices=("onnx", "compact", "compact-onnx"),
-        help="onnx: the encoder for onnxruntime/TensorRT; compact: channel-"
-        "sparse filters physically removed (safetensors, synccp.load_encoder); "
-        "compact-onnx: both",
-    )
-    export.add_argument(
-        "--out", type=Path, help="output file (default DIR/export/encoder[_compact].*)"
-    )
+    export.add_argument("--format", required=True, choices=("onnx", "compact", "compact-onnx"),
+                        help="onnx: the encoder for onnxruntime/TensorRT; compact: channel-"
+                             "sparse filters physically removed (safetensors, "
+                             "synccp.load_encoder); compact-onnx: both")
+    export.add_argument("--out", type=Path,
+                        help="output file (default DIR/export/encoder[_compact].*)")
 
     config = sub.add_parser("config", help="print every config key with its default and choices")
-    config.add_argument(
-        "--format", dest="style", choices=("text", "markdown", "toml"), default="text"
-    )
+    config.add_argument("--format", dest="style", choices=("text", "markdown", "toml"),
+                        default="text")
 
     report = sub.add_parser("report", help="tables (CSV, Markdown) and plots from run directories")
     report.add_argument("run_dirs", type=Path, nargs="+", help="run directories or folders of them")
@@ -145,10 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
     code = _run(args)
     if distributed.launched_world_size() > 1:  # a torchrun worker: see end_worker for why
         distributed.end_worker(code)
@@ -156,21 +113,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    commands = {
-        "pretrain": _pretrain,
-        "eval": _eval,
-        "inspect": _inspect,
-        "cost": _cost,
-        "sweep": _sweep,
-        "report": _report,
-        "export": _export,
-        "config": _config,
-    }
+    commands = {"pretrain": _pretrain, "eval": _eval, "inspect": _inspect, "cost": _cost,
+                "sweep": _sweep, "report": _report, "export": _export, "config": _config}
     try:
         return commands[args.command](args)
-    except (
-        distributed.RankZeroError
-    ):  # rank 0 failed and reports the error itself: give it the time
+    except distributed.RankZeroError:  # rank 0 failed and reports the error itself: wait for it
         time.sleep(RANK_ZERO_GRACE_S)  # to do so before this exit makes torchrun stop every process
         return 2
     except FloatingPointError as err:  # the loss or the weights became NaN/Inf
@@ -200,20 +147,15 @@ def _pretrain(args) -> int:
         leader = distributed.rank() == 0
         if not leader:
             logging.getLogger().setLevel(logging.WARNING)
-        default = (
-            Path("runs")
-            / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method.name}-{cfg.sparsity.algorithm}"
-        )
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        default = Path("runs") / f"{stamp}-{cfg.method.name}-{cfg.sparsity.algorithm}"
         out = args.out or distributed.broadcast_object(default)
-        processes = (
-            f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
-        )
+        world = distributed.world_size()
+        processes = f", {world} processes" if world > 1 else ""
         if leader:
-            print(
-                f"synccp pretrain → {out}  ({cfg.method.name}, {cfg.sparsity.algorithm}/"
-                f"{cfg.sparsity.granularity}, {cfg.data.name}, {cfg.model.backbone} width "
-                f"{cfg.model.width}{processes})"
-            )
+            print(f"synccp pretrain → {out}  ({cfg.method.name}, {cfg.sparsity.algorithm}/"
+                  f"{cfg.sparsity.granularity}, {cfg.data.name}, {cfg.model.backbone} width "
+                  f"{cfg.model.width}{processes})")
         summary = pretrain(cfg, out, resume=args.resume)
     if not leader:
         return 0
@@ -245,10 +187,8 @@ def _finished(args, cfg) -> int:
     from synccp.rundir import finished_summary
 
     summary = finished_summary(args.out)
-    print(
-        f"synccp pretrain: {args.out} holds a finished run (summary.json); nothing to resume, "
-        f"left untouched"
-    )
+    print(f"synccp pretrain: {args.out} holds a finished run (summary.json); nothing to resume, "
+          f"left untouched")
     print(_format_sparsity(summary["sparsity"]))
     return 0
 
@@ -258,9 +198,8 @@ def _check_test_split(cfg) -> None:
     starts instead of after it."""
     from synccp.data import load_dataset
 
-    load_dataset(
-        cfg.data.name, "test", root=cfg.data.root or None, image_size=cfg.data.image_size or None
-    )
+    load_dataset(cfg.data.name, "test", root=cfg.data.root or None,
+                 image_size=cfg.data.image_size or None)
 
 
 def _eval(args) -> int:
@@ -292,15 +231,11 @@ def _sweep(args) -> int:
     from synccp.sweep import format_plan, format_remaining, format_summary, run_sweep
 
     options = dict(jobs=args.jobs, overrides=args.overrides, out=args.out)
-    plans = [
-        run_sweep(grid, dry_run=True, **options) for grid in args.grids
-    ]  # all valid, or exit 2
+    plans = [run_sweep(grid, dry_run=True, **options)
+             for grid in args.grids]  # all valid, or exit 2
     if args.dry_run:
-        print(
-            "\n".join(
-                format_plan(result) + "\n" + format_remaining(result, args.jobs) for result in plans
-            )
-        )
+        print("\n".join(format_plan(result) + "\n" + format_remaining(result, args.jobs)
+                        for result in plans))
         return 0
     print("\n".join(format_remaining(result, args.jobs) for result in plans), flush=True)
     ok = True
@@ -334,17 +269,13 @@ def _report(args) -> int:
 
 def _format_sparsity(sparsity: dict) -> str:
     online, second = sparsity["online"]["total"], sparsity["second"]["total"]
-    text = (
-        f"final density: online {online:.3f} (sparsity {100 * (1 - online):.1f}%), "
-        f"second branch {second:.3f} (sparsity {100 * (1 - second):.1f}%)"
-    )
+    text = (f"final density: online {online:.3f} (sparsity {100 * (1 - online):.1f}%), "
+            f"second branch {second:.3f} (sparsity {100 * (1 - second):.1f}%)")
     unfit = sparsity.get("unfit_layers") or []
     if unfit:
-        text += (
-            f"\n{len(unfit)} layer(s) left dense, their shape does not fit the granularity: "
-            + "; ".join(f"{u['name']} ({u['reason']})" for u in unfit[:3])
-            + (" ..." if len(unfit) > 3 else "")
-        )
+        text += (f"\n{len(unfit)} layer(s) left dense, their shape does not fit the granularity: "
+                 + "; ".join(f"{u['name']} ({u['reason']})" for u in unfit[:3])
+                 + (" ..." if len(unfit) > 3 else ""))
     return text
 
 
@@ -377,9 +308,8 @@ def dense_reference(cfg) -> dict | None:
     table = json.loads(resources.files("synccp").joinpath("reference.json").read_text())
     wanted = config_to_dict(cfg)
     for entry in table["runs"]:
-        same = all(
-            wanted[s][k] == v for s, fields in entry["config"].items() for k, v in fields.items()
-        )
+        same = all(wanted[s][k] == v
+                   for s, fields in entry["config"].items() for k, v in fields.items())
         if same:
             return entry
     return None

@@ -48,35 +48,14 @@ from synccp.cells import (
 )
 from synccp.config import ConfigError, default_config_dict, parse_override, tomllib
 
-__all__ = [
-    "Cell",
-    "Grid",
-    "LABELS",
-    "SubGrid",
-    "SweepError",
-    "cell_identity",
-    "cell_name",
-    "load_grid",
-    "plan",
-    "validate",
-]
+__all__ = ["Cell", "Grid", "LABELS", "SubGrid", "SweepError", "cell_identity", "cell_name",
+           "load_grid",
+           "plan", "validate"]
 
 LOG = logging.getLogger(__name__)
-SWEEP_KEYS = (
-    "name",
-    "description",
-    "base",
-    "extends",
-    "seeds",
-    "out",
-    "jobs",
-    "launcher",
-    "cost",
-    "minutes_per_run",
-)
+SWEEP_KEYS = ("name", "description", "base", "extends", "seeds", "out", "jobs", "launcher", "cost",
+              "minutes_per_run")
 DEFAULTS = {"train.progress": False}  # per-run progress bars would only clutter log.txt
-
-
 @dataclass(frozen=True)
 class SubGrid:
     """`[grid]` or one `[[cells]]` table: key -> values, and the seeds each product runs with."""
@@ -121,13 +100,11 @@ def _flatten(table: Any, where: str, path: Path) -> dict[str, Any]:
     for key in flat:
         parts = key.split(".")
         if len(parts) != 2 or not all(parts):
-            raise SweepError(
-                f"{path}: {where} key {key!r} must look like section.key (e.g. sparsity.density)"
-            )
+            raise SweepError(f"{path}: {where} key {key!r} must look like section.key "
+                             f"(e.g. sparsity.density)")
         if key == "train.seed":
-            raise SweepError(
-                f"{path}: {where} sets train.seed; list seeds in [sweep] seeds instead"
-            )
+            raise SweepError(f"{path}: {where} sets train.seed; list seeds in [sweep] seeds "
+                             "instead")
     return flat
 
 
@@ -159,9 +136,8 @@ def _read_toml(path: Path) -> dict:
         raise SweepError(f"{path}: [sweep] must be a table, got {table!r}")
     unknown = sorted(set(table) - set(SWEEP_KEYS))
     if unknown:
-        raise SweepError(
-            f"{path}: unknown [sweep] key(s) {unknown} (known: {', '.join(SWEEP_KEYS)})"
-        )
+        raise SweepError(f"{path}: unknown [sweep] key(s) {unknown} "
+                         f"(known: {', '.join(SWEEP_KEYS)})")
     for key in ("base", "extends"):  # paths are relative to the file that names them
         if key in table:
             table[key] = str((path.parent / _typed(table, key, str, "", path)).resolve())
@@ -205,9 +181,8 @@ def _fixed(raw_fixed: dict, overrides: Sequence[str], path: Path) -> dict[str, A
     _flatten(fixed, "[fixed]", path)  # checks the key shape and train.seed
     for key, value in fixed.items():
         if isinstance(value, list):
-            raise SweepError(
-                f"{path}: [fixed] key {key!r} is a list; put lists in [grid] or [[cells]]"
-            )
+            raise SweepError(f"{path}: [fixed] key {key!r} is a list; put lists in [grid] or "
+                             "[[cells]]")
         _toml_literal(key, value, path=path, where="[fixed]")
     return fixed
 
@@ -224,9 +199,8 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     if jobs < 1:
         raise SweepError(f"{path}: [sweep] jobs must be >= 1, got {jobs}")
     minutes = table.get("minutes_per_run")
-    if minutes is not None and (
-        isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0
-    ):
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
+                                or not minutes > 0):
         raise SweepError(f"{path}: [sweep] minutes_per_run must be a number > 0, got {minutes!r}")
     base = Path(table["base"]) if "base" in table else None
     if base is not None and not base.is_file():
@@ -238,34 +212,23 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     for i, cell in enumerate(cells):
         where = f"[[cells]] #{i + 1}"
         own = cell.pop("seeds", None) if isinstance(cell, dict) else None
-        subgrids.append(
-            SubGrid(_subgrid(cell, where, path), seeds if own is None else _seeds(own, where, path))
-        )
-    return Grid(
-        path=path,
-        name=name,
-        description=_typed(table, "description", str, "", path),
-        base=base,
-        seeds=seeds,
-        out=Path(_typed(table, "out", str, f"runs/{name}", path)),
-        jobs=jobs,
-        launcher=tuple(shlex.split(_typed(table, "launcher", str, "", path))),
-        cost=_typed(table, "cost", bool, True, path),
-        minutes_per_run=None if minutes is None else float(minutes),
-        fixed=_fixed(raw["fixed"], overrides, path),
-        subgrids=tuple(subgrids) or (SubGrid({}, seeds),),
-    )
+        subgrids.append(SubGrid(_subgrid(cell, where, path),
+                                seeds if own is None else _seeds(own, where, path)))
+    return Grid(path=path, name=name, description=_typed(table, "description", str, "", path),
+                base=base, seeds=seeds, out=Path(_typed(table, "out", str, f"runs/{name}", path)),
+                jobs=jobs, launcher=tuple(shlex.split(_typed(table, "launcher", str, "", path))),
+                cost=_typed(table, "cost", bool, True, path),
+                minutes_per_run=None if minutes is None else float(minutes),
+                fixed=_fixed(raw["fixed"], overrides, path),
+                subgrids=tuple(subgrids) or (SubGrid({}, seeds),))
 
 
 def _seeds(value: Any, where: str, path: Path) -> tuple[int, ...]:
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in value)
-    ):
-        raise SweepError(
-            f"{path}: {where} seeds must be a non-empty list of integers, got {value!r}"
-        )
+    integers = isinstance(value, list) and all(isinstance(s, int) and not isinstance(s, bool)
+                                               for s in value)
+    if not integers or not value:
+        raise SweepError(f"{path}: {where} seeds must be a non-empty list of integers, "
+                         f"got {value!r}")
     return tuple(value)
 
 
@@ -282,13 +245,8 @@ def plan(grid: Grid, *, out: Path | None = None) -> list[Cell]:
             labels = {k: v for k, v in overrides.items() if k in LABELS or len(sub.axes[k]) > 1}
             for seed in sub.seeds:
                 settings = {**DEFAULTS, **grid.fixed, **overrides, "train.seed": seed}
-                draft = Cell(
-                    name=cell_name(labels, seed, "?"),
-                    seed=seed,
-                    overrides=overrides,
-                    settings=settings,
-                    run_dir=out,
-                )
+                draft = Cell(name=cell_name(labels, seed, "?"), seed=seed, overrides=overrides,
+                             settings=settings, run_dir=out)
                 try:
                     resolved = _resolve(base_raw, draft)
                 except ConfigError as err:
@@ -300,20 +258,11 @@ def plan(grid: Grid, *, out: Path | None = None) -> list[Cell]:
                     _same_run_twice(grid, cells[identity], resolved)
                     continue
                 name = cell_name(labels, seed, identity)
-                legacy = out / cell_name(
-                    labels, seed, _legacy_digest({"base": base_raw, "settings": settings})
-                )
-                cells[identity] = _reuse_legacy(
-                    Cell(
-                        name=name,
-                        seed=seed,
-                        overrides=overrides,
-                        settings=settings,
-                        run_dir=out / name,
-                        resolved=resolved,
-                    ),
-                    legacy,
-                )
+                legacy = out / cell_name(labels, seed,
+                                         _legacy_digest({"base": base_raw, "settings": settings}))
+                cells[identity] = _reuse_legacy(Cell(name=name, seed=seed, overrides=overrides,
+                                                     settings=settings,
+                                                     run_dir=out / name, resolved=resolved), legacy)
     if errors:
         more = f"\n(and {len(errors) - 5} more failing cells)" if len(errors) > 5 else ""
         raise SweepError("\n".join(errors[:5]) + more)
@@ -323,13 +272,10 @@ def plan(grid: Grid, *, out: Path | None = None) -> list[Cell]:
 def _same_run_twice(grid: Grid, first: Cell, resolved: dict) -> None:
     """A cell whose identity an earlier cell has: the same run (logged), or a digest collision."""
     if rundir.config_differences(first.resolved, resolved):
-        raise SweepError(
-            f"{grid.path}: two different cells share the identity of {first.name}; "
-            f"rename nothing, report this (a 64-bit digest collision)"
-        )
-    LOG.warning(
-        "%s: cell %s appears twice (the same resolved run); running it once", grid.path, first.name
-    )
+        raise SweepError(f"{grid.path}: two different cells share the identity of {first.name}; "
+                         f"rename nothing, report this (a 64-bit digest collision)")
+    LOG.warning("%s: cell %s appears twice (the same resolved run); running it once", grid.path,
+                first.name)
 
 
 def validate(grid: Grid, cells: list[Cell]) -> dict[str, dict]:

@@ -43,9 +43,7 @@ class SweepResult:
     failed: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)  # why a cell is a `conflict` or `locked`
-    locked: dict[str, str] = field(
-        default_factory=dict
-    )  # cells another process is writing: not run
+    locked: dict[str, str] = field(default_factory=dict)  # cells another process writes: not run
     dry_run: bool = False
 
     @property
@@ -62,17 +60,10 @@ def cost_available() -> bool:
         return False
 
 
-def run_sweep(
-    path: str | Path,
-    *,
-    jobs: int | None = None,
-    dry_run: bool = False,
-    overrides: Sequence[str] = (),
-    out: str | Path | None = None,
-    runner: Runner | None = None,
-    progress: bool = True,
-    commit: bool = False,
-) -> SweepResult:
+def run_sweep(path: str | Path, *, jobs: int | None = None, dry_run: bool = False,
+              overrides: Sequence[str] = (), out: str | Path | None = None,
+              runner: Runner | None = None, progress: bool = True,
+              commit: bool = False) -> SweepResult:
     """Validate every cell of the grid file, then run what is not finished, `jobs` at a time.
 
     A failing cell is recorded in `SweepResult.failed` and the others go on. `runner(argv, log,
@@ -88,9 +79,8 @@ def run_sweep(
     want_cost = grid.cost and cost_available()
     result = SweepResult(grid=grid, cells=cells, actions={}, dry_run=dry_run)
     if grid.cost and not want_cost:
-        result.warnings.append(
-            "the cost model (synccp.cost) is not installed: no cost.json is written"
-        )
+        result.warnings.append("the cost model (synccp.cost) is not installed: no cost.json is "
+                               "written")
         LOG.warning(result.warnings[-1])
     for cell in cells:
         action, reason = run_state(cell.run_dir, resolved[cell.name], want_cost=want_cost)
@@ -100,15 +90,8 @@ def run_sweep(
     if dry_run:
         return result
     check_test_splits(resolved, result.actions)
-    execute(
-        result,
-        jobs=jobs or grid.jobs,
-        want_cost=want_cost,
-        runner=runner,
-        progress=progress,
-        python=sys.executable,
-        commit=commit,
-    )
+    execute(result, jobs=jobs or grid.jobs, want_cost=want_cost, runner=runner, progress=progress,
+            python=sys.executable, commit=commit)
     return result
 
 
@@ -128,16 +111,11 @@ def check_test_splits(resolved: dict[str, dict], actions: dict[str, str]) -> Non
         if data["name"] in STREAMED or data.get("stream"):
             continue  # streamed datasets are not probed by `synccp eval`
         try:
-            load_dataset(
-                data["name"],
-                "test",
-                root=data["root"] or None,
-                image_size=data["image_size"] or None,
-            )
+            load_dataset(data["name"], "test", root=data["root"] or None,
+                         image_size=data["image_size"] or None)
         except (ValueError, OSError) as err:
-            raise SweepError(
-                f"cell {name}: the evaluation split cannot be read, nothing was run: {err}"
-            ) from None
+            raise SweepError(f"cell {name}: the evaluation split cannot be read, nothing was "
+                             f"run: {err}") from None
 
 
 def _executable(argv: list[str], env: dict[str, str]) -> list[str]:
@@ -156,14 +134,12 @@ def subprocess_runner(argv: list[str], log: Path, env: dict[str, str]) -> int:
     with open(log, "a") as handle:
         handle.write(f"$ {shlex.join(argv)}\n")
         handle.flush()
-        return subprocess.run(
-            argv, stdout=handle, stderr=subprocess.STDOUT, env=env, check=False
-        ).returncode
+        return subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, env=env,
+                              check=False).returncode
 
 
-def _steps(
-    cell: Cell, action: str, grid: Grid, *, want_cost: bool, python: str
-) -> list[tuple[str, list[str]]]:
+def _steps(cell: Cell, action: str, grid: Grid, *, want_cost: bool,
+           python: str) -> list[tuple[str, list[str]]]:
     """The commands a cell still needs: pretrain (through the launcher), eval, cost."""
     steps = []
     if action in ("new", "restart", "resume"):
@@ -180,48 +156,29 @@ def _steps(
 
 
 def _commit(result: SweepResult, cell: Cell) -> None:
-    warning = study.commit_run(
-        cell.run_dir, message=study.commit_message(result.grid.name, cell.name, cell.run_dir)
-    )
+    warning = study.commit_run(cell.run_dir,
+                               message=study.commit_message(result.grid.name, cell.name,
+                                                                          cell.run_dir))
     if warning:
         result.warnings.append(warning)
         LOG.warning(warning)
 
 
-def _run_cell(
-    cell: Cell,
-    action: str,
-    grid: Grid,
-    *,
-    want_cost: bool,
-    runner: Runner,
-    env: dict[str, str],
-    python: str,
-    jobs: int = 1,
-) -> tuple[str | None, list[str]]:
+def _run_cell(cell: Cell, action: str, grid: Grid, *, want_cost: bool, runner: Runner,
+              env: dict[str, str], python: str, jobs: int = 1) -> tuple[str | None, list[str]]:
     """Run a cell's remaining steps; return (failure reason or None, warnings). The time they
     took goes into the run's sweep.json (synccp.study)."""
     started = time.monotonic()
-    reason, warnings = _run_cell_steps(
-        cell, action, grid, want_cost=want_cost, runner=runner, env=env, python=python
-    )
+    reason, warnings = _run_cell_steps(cell, action, grid, want_cost=want_cost, runner=runner,
+                                       env=env, python=python)
     if reason is None and (cell.run_dir / rundir.CONFIG).is_file():
-        study.write_sweep_record(
-            cell.run_dir, cell=cell.name, wall_s=time.monotonic() - started, jobs=jobs
-        )
+        study.write_sweep_record(cell.run_dir, cell=cell.name, wall_s=time.monotonic() - started,
+                                 jobs=jobs)
     return reason, warnings
 
 
-def _run_cell_steps(
-    cell: Cell,
-    action: str,
-    grid: Grid,
-    *,
-    want_cost: bool,
-    runner: Runner,
-    env: dict[str, str],
-    python: str,
-) -> tuple[str | None, list[str]]:
+def _run_cell_steps(cell: Cell, action: str, grid: Grid, *, want_cost: bool, runner: Runner,
+                    env: dict[str, str], python: str) -> tuple[str | None, list[str]]:
     warnings = []
     try:
         if action == "restart":
@@ -250,18 +207,16 @@ def _child_env(jobs: int) -> dict[str, str]:
 
 
 def _eta(started: float, finished: int, left: int) -> str:
-    """ "12 min so far, about 30 min left" from the mean wall time per finished cell so far."""
+    """"12 min so far, about 30 min left" from the mean wall time per finished cell so far."""
     elapsed = time.monotonic() - started
     left_s = elapsed / max(1, finished) * left
-    return f"{elapsed / 60:.0f} min so far" + (
-        f", about {left_s / 60:.0f} min left" if left else ""
-    )
+    later = f", about {left_s / 60:.0f} min left" if left else ""
+    return f"{elapsed / 60:.0f} min so far" + later
 
 
 def _postfix(bar: tqdm, result: SweepResult) -> None:
-    bar.set_postfix(
-        done=len(result.completed), skipped=len(result.skipped), failed=len(result.failed)
-    )
+    bar.set_postfix(done=len(result.completed), skipped=len(result.skipped),
+                    failed=len(result.failed))
 
 
 def _settle(result: SweepResult) -> list[Cell]:
@@ -278,45 +233,22 @@ def _settle(result: SweepResult) -> list[Cell]:
     return [c for c in result.cells if result.actions[c.name] not in ("done", "conflict", "locked")]
 
 
-def execute(
-    result: SweepResult,
-    *,
-    jobs: int,
-    want_cost: bool,
-    runner: Runner | None,
-    progress: bool,
-    python: str,
-    commit: bool = False,
-) -> None:
+def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner | None,
+            progress: bool, python: str, commit: bool = False) -> None:
     """Run the planned actions `jobs` cells at a time, filling `result`; a progress bar over it."""
     todo = _settle(result)
-    bar = tqdm(
-        total=len(result.cells),
-        initial=len(result.cells) - len(todo),
-        unit="run",
-        desc=f"sweep {result.grid.name}",
-        disable=not progress or None,
-        dynamic_ncols=True,
-    )
+    bar = tqdm(total=len(result.cells), initial=len(result.cells) - len(todo), unit="run",
+               desc=f"sweep {result.grid.name}", disable=not progress or None, dynamic_ncols=True)
     _postfix(bar, result)
     env = _child_env(jobs)
     started, ran = time.monotonic(), 0
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = {
-            pool.submit(
-                _run_cell,
-                cell,
-                result.actions[cell.name],
-                result.grid,
-                want_cost=want_cost,
-                runner=runner or subprocess_runner,
-                env=env,
-                python=python,
-                jobs=jobs,
-            ): cell
-            for cell in todo
-        }
+        futures = {pool.submit(_run_cell, cell, result.actions[cell.name], result.grid,
+                               want_cost=want_cost,
+                               runner=runner or subprocess_runner, env=env, python=python,
+                               jobs=jobs): cell
+                   for cell in todo}
         for future in as_completed(futures):
             cell = futures[future]
             reason, warnings = future.result()
@@ -332,15 +264,10 @@ def execute(
             _postfix(bar, result)
             ran += 1
             if bar.disable:  # no terminal (a log file, nohup): one line per cell instead of the bar
-                LOG.info(
-                    "sweep %s: %s %s (%d of %d cells; %s)",
-                    result.grid.name,
-                    cell.name,
-                    "done" if reason is None else "FAILED",
-                    len(result.cells) - len(todo) + ran,
-                    len(result.cells),
-                    _eta(started, ran, len(todo) - ran),
-                )
+                LOG.info("sweep %s: %s %s (%d of %d cells; %s)", result.grid.name, cell.name,
+                         "done" if reason is None else "FAILED",
+                         len(result.cells) - len(todo) + ran,
+                         len(result.cells), _eta(started, ran, len(todo) - ran))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
@@ -351,18 +278,13 @@ def format_plan(result: SweepResult) -> str:
     grid = result.grid
     out = result.cells[0].run_dir.parent if result.cells else grid.out
     launcher = f", launcher {shlex.join(grid.launcher)}" if grid.launcher else ""
-    lines = [
-        f"sweep {grid.name}: {len(result.cells)} cells from {grid.path} into {out}/ "
-        f"(seeds {list(grid.seeds)}, jobs {grid.jobs}{launcher})"
-    ]
-    lines += [
-        f"  {result.actions[cell.name]:8s} {cell.name}"
-        + (f"  ({result.reasons[cell.name]})" if cell.name in result.reasons else "")
-        for cell in result.cells
-    ]
-    counts = {
-        a: list(result.actions.values()).count(a) for a in dict.fromkeys(result.actions.values())
-    }
+    lines = [f"sweep {grid.name}: {len(result.cells)} cells from {grid.path} into {out}/ "
+             f"(seeds {list(grid.seeds)}, jobs {grid.jobs}{launcher})"]
+    lines += [f"  {result.actions[cell.name]:8s} {cell.name}"
+              + (f"  ({result.reasons[cell.name]})" if cell.name in result.reasons else "")
+              for cell in result.cells]
+    actions = list(result.actions.values())
+    counts = {a: actions.count(a) for a in dict.fromkeys(actions)}
     lines.append("  " + ", ".join(f"{n} {a}" for a, n in counts.items()))
     return "\n".join(lines)
 
@@ -370,30 +292,19 @@ def format_plan(result: SweepResult) -> str:
 def format_remaining(result: SweepResult, jobs: int | None = None) -> str:
     """How many cells are left to run and about how long they take (synccp.study)."""
     left = sum(action != "done" for action in result.actions.values())
-    walls = study.finished_wall_times(
-        c.run_dir for c in result.cells if result.actions[c.name] == "done"
-    )
+    walls = study.finished_wall_times(c.run_dir for c in result.cells
+                                      if result.actions[c.name] == "done")
     return f"sweep {result.grid.name}: " + study.remaining_text(
-        left=left,
-        total=len(result.cells),
-        jobs=jobs or result.grid.jobs,
-        wall_times=walls,
-        minutes_per_run=result.grid.minutes_per_run,
-    )
+        left=left, total=len(result.cells), jobs=jobs or result.grid.jobs, wall_times=walls,
+        minutes_per_run=result.grid.minutes_per_run)
 
 
 def format_summary(result: SweepResult) -> str:
     """Counts of completed / skipped / failed cells and the reason of each failure."""
-    lines = [
-        f"sweep {result.grid.name}: {len(result.completed)} completed, {len(result.skipped)} "
-        f"skipped (already finished), {len(result.failed)} failed"
-        + (
-            f", {len(result.locked)} in use by another process (not run; run the sweep again "
-            f"once they end)"
-            if result.locked
-            else ""
-        )
-    ]
+    lines = [f"sweep {result.grid.name}: {len(result.completed)} completed, {len(result.skipped)} "
+             f"skipped (already finished), {len(result.failed)} failed"
+             + (f", {len(result.locked)} in use by another process (not run; run the sweep again "
+                f"once they end)" if result.locked else "")]
     lines += [f"  FAILED {name}: {reason}" for name, reason in result.failed.items()]
     lines += [f"  LOCKED {name}: {reason}" for name, reason in result.locked.items()]
     lines += [f"  warning: {text}" for text in result.warnings]

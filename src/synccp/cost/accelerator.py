@@ -76,14 +76,8 @@ class Accelerator:
     def __post_init__(self) -> None:
         if self.dataflow not in ("ws", "os"):
             raise ValueError(f"accelerator dataflow must be 'ws' or 'os', got {self.dataflow!r}")
-        for key in (
-            "rows",
-            "cols",
-            "clock_hz",
-            "buffer_bytes",
-            "dram_bytes_per_s",
-            "bytes_per_element",
-        ):
+        for key in ("rows", "cols", "clock_hz", "buffer_bytes", "dram_bytes_per_s",
+                    "bytes_per_element"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"accelerator {key} must be > 0, got {getattr(self, key)!r}")
 
@@ -177,9 +171,8 @@ def sram_bytes(gemm: Gemm, groups: Tensor, compressed: str, accel: Accelerator) 
     return float((elems * torch.ones_like(groups)).sum()) * accel.bytes_per_element
 
 
-def dram_bytes(
-    *, resident: float, resident_read: bool, streamed: float, written: float, accel: Accelerator
-) -> float:
+def dram_bytes(*, resident: float, resident_read: bool, streamed: float, written: float,
+               accel: Accelerator) -> float:
     """Blocked-GEMM DRAM traffic: the resident operand in tiles of half the buffer, the streamed
     operands re-read once per tile, outputs written once. Arguments in elements."""
     size = accel.bytes_per_element
@@ -192,25 +185,16 @@ def nm_length(positions: int, per_position: int, *, n: int, m: int) -> float:
     return float(positions * math.ceil(per_position / m) * n)
 
 
-def skip_lengths(
-    layer: Layer,
-    phase: str,
-    sparsity: LayerSparsity | None,
-    *,
-    granularity: str,
-    n: int,
-    m: int,
-    dense_gradients: bool,
-    accel: Accelerator,
-) -> tuple[Tensor | None, str, str]:
+def skip_lengths(layer: Layer, phase: str, sparsity: LayerSparsity | None, *, granularity: str,
+                 n: int, m: int, dense_gradients: bool,
+                 accel: Accelerator) -> tuple[Tensor | None, str, str]:
     """(per-column lengths or None = dense, compressed dimension "k"/"m", rule applied)."""
     compressed = "m" if phase == "wgrad" else "k"
     if sparsity is None or sparsity.density >= 1.0 or not accel.sparse_skip:
         return None, compressed, "dense"
     if granularity not in GRANULARITIES:
-        raise ValueError(
-            f"sparsity.granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}"
-        )
+        raise ValueError(f"sparsity.granularity must be one of {', '.join(GRANULARITIES)}, "
+                         f"got {granularity!r}")
     if phase == "wgrad":
         if dense_gradients:
             return None, compressed, "dense gradient (update step)"
@@ -220,68 +204,37 @@ def skip_lengths(
         if not complies:
             return None, compressed, f"dense: mask not {n}:{m} along this reduction"
         positions = layer.reduction // layer.weight_shape[1]  # kh·kw
-        length = (
-            nm_length(positions, layer.weight_shape[1], n=n, m=m)
-            if phase == "forward"
-            else nm_length(1, layer.out_features, n=n, m=m)
-        )
+        length = (nm_length(positions, layer.weight_shape[1], n=n, m=m) if phase == "forward"
+                  else nm_length(1, layer.out_features, n=n, m=m))
         columns = layer.out_features if phase == "forward" else layer.reduction
-        return (
-            torch.full((columns,), length, dtype=torch.float64),
-            compressed,
-            f"{n}:{m} compressed",
-        )
+        return torch.full((columns,), length,
+                          dtype=torch.float64), compressed, f"{n}:{m} compressed"
     counts = sparsity.out_counts if phase == "forward" else sparsity.in_counts
     rule = {"unstructured": "zero skip", "block": "block skip", "channel": "channel shrink"}
     return counts, compressed, rule[granularity]
 
 
-def phase_dram_bytes(
-    layer: Layer, phase: str, batch: int, *, weights: float, accel: Accelerator
-) -> float:
+def phase_dram_bytes(layer: Layer, phase: str, batch: int, *, weights: float,
+                     accel: Accelerator) -> float:
     """DRAM bytes of one phase; `weights` = stored (or computed, in wgrad) weight elements."""
     act_in, act_out = batch * layer.in_elems, batch * layer.out_elems
     if phase == "forward":
-        return dram_bytes(
-            resident=weights, resident_read=True, streamed=act_in, written=act_out, accel=accel
-        )
+        return dram_bytes(resident=weights, resident_read=True, streamed=act_in, written=act_out,
+                          accel=accel)
     if phase == "dgrad":
-        return dram_bytes(
-            resident=weights, resident_read=True, streamed=act_out, written=act_in, accel=accel
-        )
-    return dram_bytes(
-        resident=weights,
-        resident_read=False,
-        streamed=act_in + act_out,
-        written=weights,
-        accel=accel,
-    )
+        return dram_bytes(resident=weights, resident_read=True, streamed=act_out, written=act_in,
+                          accel=accel)
+    return dram_bytes(resident=weights, resident_read=False, streamed=act_in + act_out,
+                      written=weights, accel=accel)
 
 
-def phase_cost(
-    layer: Layer,
-    phase: str,
-    batch: int,
-    sparsity: LayerSparsity | None,
-    *,
-    granularity: str,
-    n: int,
-    m: int,
-    dense_gradients: bool,
-    accel: Accelerator,
-) -> PhaseCost:
+def phase_cost(layer: Layer, phase: str, batch: int, sparsity: LayerSparsity | None, *,
+               granularity: str, n: int, m: int, dense_gradients: bool,
+               accel: Accelerator) -> PhaseCost:
     """Cycles, traffic and energy of `layer` in `phase` for a step at `sparsity` (None = dense)."""
     gemm = phase_gemm(layer, phase, batch)
-    lengths, compressed, rule = skip_lengths(
-        layer,
-        phase,
-        sparsity,
-        granularity=granularity,
-        n=n,
-        m=m,
-        dense_gradients=dense_gradients,
-        accel=accel,
-    )
+    lengths, compressed, rule = skip_lengths(layer, phase, sparsity, granularity=granularity, n=n,
+                                             m=m, dense_gradients=dense_gradients, accel=accel)
     full, other = (gemm.k, gemm.m) if compressed == "k" else (gemm.m, gemm.k)
     groups = column_groups(lengths, gemm.n, full, accel.cols)  # (groups,)
     density = 1.0 if sparsity is None else sparsity.density
@@ -291,25 +244,15 @@ def phase_cost(
     slots = float(other) * (gemm.n * full if lengths is None else float(lengths.sum()))
     return PhaseCost(
         macs=sparse_macs(layer, phase, batch, density, dense_gradients=dense_gradients),
-        slots=slots,
-        compute_cycles=compute_cycles(gemm, groups, compressed, accel),
-        memory_cycles=traffic / accel.dram_bytes_per_cycle,
-        dram_bytes=traffic,
-        sram_bytes=sram,
-        energy_pj=accel.mac_pj * slots
-        + accel.sram_pj_per_byte * sram
-        + accel.dram_pj_per_byte * traffic,
-        imbalance=1.0 if lengths is None else load_imbalance(lengths, accel.cols),
-        rule=rule,
-    )
+        slots=slots, compute_cycles=compute_cycles(gemm, groups, compressed, accel),
+        memory_cycles=traffic / accel.dram_bytes_per_cycle, dram_bytes=traffic, sram_bytes=sram,
+        energy_pj=(accel.mac_pj * slots + accel.sram_pj_per_byte * sram
+                   + accel.dram_pj_per_byte * traffic),
+        imbalance=1.0 if lengths is None else load_imbalance(lengths, accel.cols), rule=rule)
 
 
 def elementwise_cost(ops: float, traffic_bytes: float, accel: Accelerator) -> dict:
     """Roofline cost of element-wise work (mask updates, score / target EMA)."""
     cycles = max(ops / accel.lanes, traffic_bytes / accel.dram_bytes_per_cycle)
-    return {
-        "ops": ops,
-        "dram_bytes": traffic_bytes,
-        "cycles": cycles,
-        "energy_pj": accel.mac_pj * ops + accel.dram_pj_per_byte * traffic_bytes,
-    }
+    return {"ops": ops, "dram_bytes": traffic_bytes, "cycles": cycles,
+            "energy_pj": accel.mac_pj * ops + accel.dram_pj_per_byte * traffic_bytes}

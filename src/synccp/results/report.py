@@ -29,14 +29,8 @@ from synccp.results.tables import (
 from synccp.sparsity.registry import POLICIES, policy_for
 
 LOG = logging.getLogger(__name__)
-IGNORED = {
-    "train.seed",
-    "train.progress",
-    "train.log_every",
-    "train.device",
-    "train.compile",
-    "data.root",
-}
+IGNORED = {"train.seed", "train.progress", "train.log_every", "train.device", "train.compile",
+           "data.root"}
 
 
 class ReportError(ValueError):
@@ -73,9 +67,8 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
         if (path / rundir.CONFIG).is_file():
             found.append(path)
             continue
-        found += sorted(
-            p.parent for p in path.rglob(rundir.CONFIG) if rundir.CHECKPOINTS not in p.parts
-        )
+        found += sorted(p.parent for p in path.rglob(rundir.CONFIG)
+                        if rundir.CHECKPOINTS not in p.parts)
     return list(dict.fromkeys(found))
 
 
@@ -84,22 +77,14 @@ def load_run(path: Path) -> Run | None:
     if not rundir.is_finished(path):
         LOG.warning("skipping %s: not finished (no %s)", path, rundir.SUMMARY)
         return None
-    optional = {
-        name: rundir.read_json(path / name) if (path / name).is_file() else None
-        for name in (rundir.EVAL, rundir.COST)
-    }
-    updates = _with_revival_rates(
-        sorted(rundir.read_metrics(path, "mask_update"), key=lambda r: r.get("step", 0))
-    )
+    optional = {name: rundir.read_json(path / name) if (path / name).is_file() else None
+                for name in (rundir.EVAL, rundir.COST)}
+    updates = _with_revival_rates(sorted(rundir.read_metrics(path, "mask_update"),
+                                         key=lambda r: r.get("step", 0)))
     config = rundir.read_record(path)  # older runs: today's keys
-    return Run(
-        path=path,
-        config=config,
-        summary=rundir.read_summary(path / rundir.SUMMARY),
-        eval=optional[rundir.EVAL],
-        cost=optional[rundir.COST],
-        updates=updates,
-    )
+    return Run(path=path, config=config,
+               summary=rundir.read_summary(path / rundir.SUMMARY), eval=optional[rundir.EVAL],
+               cost=optional[rundir.COST], updates=updates)
 
 
 def study_key(config: dict) -> dict[str, Any]:
@@ -108,28 +93,18 @@ def study_key(config: dict) -> dict[str, Any]:
     flat = {k: v for k, v in flat.items() if k not in IGNORED}
     algorithm, granularity = flat.get("sparsity.algorithm"), flat.get("sparsity.granularity")
     if algorithm == "dense":
-        return {
-            k: v
-            for k, v in flat.items()
-            if not k.startswith("sparsity.") or k == "sparsity.algorithm"
-        }
+        return {k: v for k, v in flat.items()
+                if not k.startswith("sparsity.") or k == "sparsity.algorithm"}
     policy = policy_for(algorithm)
-    unused = {
-        "sparsity.n": granularity != "nm",
-        "sparsity.m": granularity != "nm",
-        "sparsity.block_out": granularity != "block",
-        "sparsity.block_in": granularity != "block",
-        "sparsity.density_gap": not policy.uses_gap,
-        "sparsity.sparse_branch": not policy.uses_sparse_branch,
-        "sparsity.drop_fraction": policy.regrow is None,
-        "sparsity.regrow_end": policy.regrow is None,
-    }
-    for key in (
-        "sparsity.ramp_start",
-        "sparsity.ramp_end",
-        "sparsity.start_epoch",
-        "sparsity.end_epoch",
-    ):
+    unused = {"sparsity.n": granularity != "nm", "sparsity.m": granularity != "nm",
+              "sparsity.block_out": granularity != "block",
+              "sparsity.block_in": granularity != "block",
+              "sparsity.density_gap": not policy.uses_gap,
+              "sparsity.sparse_branch": not policy.uses_sparse_branch,
+              "sparsity.drop_fraction": policy.regrow is None,
+              "sparsity.regrow_end": policy.regrow is None}
+    for key in ("sparsity.ramp_start", "sparsity.ramp_end", "sparsity.start_epoch",
+                "sparsity.end_epoch"):
         unused[key] = not policy.has_ramp
     return {k: v for k, v in flat.items() if not unused.get(k, False)}
 
@@ -157,11 +132,9 @@ def target_density(sparsity: dict) -> float:
 def ramp_mean(run: Run, branch: str, metric: str = "flip_rate") -> float | None:
     """Mean total `metric` of `branch` over the mask updates inside the ramp (step 0 excluded)."""
     start, end = ramp_window(run.config)
-    values = [
-        _metric(u, previous, branch, metric)
-        for previous, u in zip(run.updates, run.updates[1:], strict=False)
-        if u.get("step", 0) > 0 and start < u.get("epoch", -1) <= end + 1e-9
-    ]
+    values = [_metric(u, previous, branch, metric)
+              for previous, u in zip(run.updates, run.updates[1:], strict=False)
+              if u.get("step", 0) > 0 and start < u.get("epoch", -1) <= end + 1e-9]
     values = [v for v in values if v is not None and not math.isnan(v)]
     return sum(values) / len(values) if values else None
 
@@ -206,12 +179,10 @@ def _cost_fields(cost: dict | None) -> dict[str, float | None]:
     """Training-MAC ratio (sparse / dense, whole run) and modeled speedup (dense / sparse
     accelerator cycles) from cost.json: `totals.{sparse,dense}.macs` and `speedup.cycles`, or
     the flat `totals.{sparse_macs,dense_macs,speedup}`; None where absent."""
-    sparse = _number(get(cost, "totals", "sparse", "macs")) or _number(
-        get(cost, "totals", "sparse_macs")
-    )
-    dense = _number(get(cost, "totals", "dense", "macs")) or _number(
-        get(cost, "totals", "dense_macs")
-    )
+    sparse = (_number(get(cost, "totals", "sparse", "macs"))
+              or _number(get(cost, "totals", "sparse_macs")))
+    dense = (_number(get(cost, "totals", "dense", "macs"))
+             or _number(get(cost, "totals", "dense_macs")))
     speedup = _number(get(cost, "speedup", "cycles")) or _number(get(cost, "totals", "speedup"))
     ratio = sparse / dense if sparse is not None and dense else None
     return {"train_flops_ratio": ratio, "modeled_speedup": speedup}
@@ -224,16 +195,12 @@ def run_row(run: Run) -> dict[str, Any]:
     policy = POLICIES.get(algorithm)
     return {
         "run": os.path.relpath(run.path) if not run.path.is_absolute() else str(run.path),
-        "method": cfg["method"]["name"],
-        "algorithm": algorithm,
-        "granularity": granularity_label(sparsity),
-        "density": target_density(sparsity),
+        "method": cfg["method"]["name"], "algorithm": algorithm,
+        "granularity": granularity_label(sparsity), "density": target_density(sparsity),
         "density_gap": sparsity["density_gap"] if policy and policy.uses_gap else None,
         "score_ema": sparsity["score_ema"] if policy and policy.uses_scores else None,
-        "seed": cfg["train"]["seed"],
-        "epochs": cfg["train"]["epochs"],
-        "width": cfg["model"]["width"],
-        "subset": cfg["data"]["subset"],
+        "seed": cfg["train"]["seed"], "epochs": cfg["train"]["epochs"],
+        "width": cfg["model"]["width"], "subset": cfg["data"]["subset"],
         "knn_top1": get(run.eval, "encoder", "knn_top1"),
         "linear_top1": get(run.eval, "encoder", "linear_top1"),
         "raw_knn_top1": get(run.eval, "raw_pixels", "knn_top1"),
@@ -246,67 +213,43 @@ def run_row(run: Run) -> dict[str, Any]:
         "final_online_second_iou": _final(run, "oscillation", "online_vs_second_iou", "total"),
         **_cost_fields(run.cost),
         "wall_s": run.summary.get("wall_s_last_process"),
-        "_key": study_key(cfg),
-        "_run": run,
+        "_key": study_key(cfg), "_run": run,
     }
 
 
-def _markdown(
-    rows: list[dict], figures: dict[str, Path | str], inputs: list[Path], unfinished: list[Path]
-) -> str:
-    devices = sorted(
-        {
-            f"{r['_run'].summary.get('device', '?')} (torch {r['_run'].summary.get('torch', '?')})"
-            for r in rows
-        }
-    )
-    lines = [
-        "# synccp results",
-        "",
-        f"{len(rows)} finished runs under {', '.join(f'`{p}`' for p in inputs)}; "
-        f"ran on {', '.join(devices)}.",
-        "Accuracies are top-1 (%) on the test split of frozen online-encoder features, "
-        "mean ± sample std over seeds (n = number of seeds). `− dense, same seed`: the "
-        "run's accuracy minus that of the dense run with the same seed and settings, then "
-        "mean ± std over seeds (runs of one seed share their start, so this paired "
-        "difference is far less noisy than comparing two means). Flip rate: share of the active "
-        "weights that changed at a mask update, averaged over the ramp. Train FLOPs and "
-        "modeled speedup come from the cost model (cost.json); `-` where it is absent.",
-        "",
-        *setting_lines(rows),
-        "",
-        "## Results",
-        "",
-        results_table(rows),
-        "",
-        "**Bold**: best linear accuracy among the sparse rows of the same method, granularity "
-        "and density. Online / second density: final fraction of prunable weights kept in "
-        "each branch.",
-        "",
-        "## Baseline",
-        "",
-        raw_pixel_table(rows),
-        "",
-        "## Plots",
-        "",
-    ]
+def _markdown(rows: list[dict], figures: dict[str, Path | str], inputs: list[Path],
+              unfinished: list[Path]) -> str:
+    devices = sorted({f"{r['_run'].summary.get('device', '?')} "
+                      f"(torch {r['_run'].summary.get('torch', '?')})"
+                      for r in rows})
+    lines = ["# synccp results", "",
+             f"{len(rows)} finished runs under {', '.join(f'`{p}`' for p in inputs)}; "
+             f"ran on {', '.join(devices)}.",
+             "Accuracies are top-1 (%) on the test split of frozen online-encoder features, "
+             "mean ± sample std over seeds (n = number of seeds). `− dense, same seed`: the "
+             "run's accuracy minus that of the dense run with the same seed and settings, then "
+             "mean ± std over seeds (runs of one seed share their start, so this paired "
+             "difference is far less noisy than comparing two means). Flip rate: share of the "
+             "active weights that changed at a mask update, averaged over the ramp. Train FLOPs "
+             "and modeled speedup come from the cost model (cost.json); `-` where it is absent.",
+             "",
+             *setting_lines(rows), "", "## Results", "", results_table(rows), "",
+             "**Bold**: best linear accuracy among the sparse rows of the same method, granularity "
+             "and density. Online / second density: final fraction of prunable weights kept in "
+             "each branch.", "", "## Baseline", "", raw_pixel_table(rows), "", "## Plots", ""]
     for title, figure in figures.items():
-        link = (
-            f"[{figure.name}]({figure.name})"
-            if isinstance(figure, Path) and figure.suffix == ".csv"
-            else f"![{title}]({figure.name})"
-            if isinstance(figure, Path)
-            else f"_Not drawn: {figure}._"
-        )
+        if not isinstance(figure, Path):
+            link = f"_Not drawn: {figure}._"
+        elif figure.suffix == ".csv":
+            link = f"[{figure.name}]({figure.name})"
+        else:
+            link = f"![{title}]({figure.name})"
         lines += [f"### {title}", "", link, ""]
     if unfinished:
-        lines += (
-            ["## Unfinished runs (not in the tables)", ""] + [f"- `{p}`" for p in unfinished] + [""]
-        )
-    lines += [
-        "Regenerate: `synccp report " + " ".join(str(p) for p in inputs) + " --out <dir>`",
-        "",
-    ]
+        lines += ["## Unfinished runs (not in the tables)",
+                  ""] + [f"- `{p}`" for p in unfinished] + [""]
+    lines += ["Regenerate: `synccp report " + " ".join(str(p) for p in inputs) + " --out <dir>`",
+              ""]
     return "\n".join(lines)
 
 
@@ -318,10 +261,8 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
     loaded = {path: load_run(path) for path in paths}
     runs = [run for run in loaded.values() if run is not None]
     if not runs:
-        raise ReportError(
-            f"no finished run (config.json + summary.json) under "
-            f"{', '.join(str(p) for p in inputs)}"
-        )
+        raise ReportError(f"no finished run (config.json + summary.json) under "
+                          f"{', '.join(str(p) for p in inputs)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = with_dense_differences([run_row(run) for run in runs])
@@ -333,15 +274,9 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
     text = _markdown(rows, figures, inputs, [p for p, run in loaded.items() if run is None])
     quick = [run.path for run in runs if (run.eval or {}).get("protocol", "full") != "full"]
     if quick:  # eval.subset: development numbers, never results
-        text += "\n".join(
-            [
-                "",
-                "## Quick-protocol evaluations (eval.subset: not results)",
-                "",
-                *(f"- `{p}`: {get(runs_by_path[p].eval, 'protocol')}" for p in quick),
-                "",
-            ]
-        )
+        text += "\n".join(["", "## Quick-protocol evaluations (eval.subset: not results)", "",
+                           *(f"- `{p}`: {get(runs_by_path[p].eval, 'protocol')}" for p in quick),
+                           ""])
     (out / "results.md").write_text(text)
     LOG.info("report of %d runs written to %s", len(rows), out)
     return out / "results.md"
