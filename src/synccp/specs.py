@@ -72,6 +72,14 @@ class SparsitySettings:
     regrow_end: float | None = None
     sparse_branch: str = "second"
 
+    def ramp_epochs(self, epochs: float) -> tuple[float, float]:
+        """(start, end) of the density ramp in epochs of a run of `epochs` (the absolute keys win
+        over the fractions; `sparsity.schedule.ramp_epochs`)."""
+        from synccp.sparsity.schedule import ramp_epochs
+
+        return ramp_epochs(start_epoch=self.start_epoch, end_epoch=self.end_epoch,
+                           ramp_start=self.ramp_start, ramp_end=self.ramp_end, epochs=epochs)
+
     def spec(
         self, *, epochs: float, steps_per_epoch: int, total_steps: int, seed: int
     ) -> SparsitySpec:

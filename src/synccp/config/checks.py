@@ -143,8 +143,6 @@ def check_method_keys(method: MethodConfig) -> None:
 
 def _check_ramp(cfg: Config) -> None:
     """The ramp keys, checked only for algorithms that have a ramp (a dense run ignores them)."""
-    from synccp.sparsity.schedule import ramp_epochs
-
     s, epochs = cfg.sparsity, cfg.train.epochs
     for fraction, absolute in (("ramp_start", "start_epoch"), ("ramp_end", "end_epoch")):
         if getattr(s, fraction) is not None and getattr(s, absolute) is not None:
@@ -157,13 +155,7 @@ def _check_ramp(cfg: Config) -> None:
 
     if not policy_for(s.algorithm).has_ramp:  # the algorithm's row says whether it has a ramp
         return
-    start, end = ramp_epochs(
-        start_epoch=s.start_epoch,
-        end_epoch=s.end_epoch,
-        ramp_start=s.ramp_start,
-        ramp_end=s.ramp_end,
-        epochs=epochs,
-    )
+    start, end = s.ramp_epochs(epochs)
     if not 0.0 <= start <= end <= epochs:
         given = ", ".join(
             f"sparsity.{key}={getattr(s, key)}"

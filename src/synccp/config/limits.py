@@ -35,15 +35,7 @@ def check_totals(cfg: Config, *, steps_per_epoch: int) -> None:
         )
     if s.algorithm in ("dense", "static"):
         return
-    from synccp.sparsity.schedule import ramp_epochs
-
-    start, end = ramp_epochs(
-        start_epoch=s.start_epoch,
-        end_epoch=s.end_epoch,
-        ramp_start=s.ramp_start,
-        ramp_end=s.ramp_end,
-        epochs=cfg.train.epochs,
-    )
+    start, end = s.ramp_epochs(cfg.train.epochs)
     from synccp.sparsity import policy_for
 
     window = (

@@ -150,5 +150,5 @@ def check_options(**values: float) -> None:
     if any(key in values for key in TAUS):
         base, final = values["base_tau"], values["final_tau"]
         if not 0.0 <= base <= final <= 1.0:
-            raise ValueError(f"method needs 0 <= base_tau <= final_tau <= 1, got "
-                             f"base_tau={base}, final_tau={final}")
+            raise ValueError(f"method.base_tau and method.final_tau need 0 <= base_tau <= "
+                             f"final_tau <= 1, got base_tau={base}, final_tau={final}")
