@@ -20,8 +20,8 @@ import torch
 from synccp.config import load_config
 from synccp.data.datasets import ImageDataset
 from synccp.study import cpu_model
-from synccp.train.loop import _train_step
 from synccp.train.setup import build_setup
+from synccp.train.step import train_step
 
 
 def make(args, compiled: bool):
@@ -56,9 +56,9 @@ def main() -> None:
     losses: dict[str, list[float]] = {name: [] for name in runs}
     first = {}
     for step in range(args.steps + 2):
-        for name, (cfg, setup) in runs.items():
+        for name, (_cfg, setup) in runs.items():
             started = time.perf_counter()
-            losses[name].append(float(_train_step(cfg, setup, 300 + step)))  # after the ramp
+            losses[name].append(float(train_step(setup, 300 + step)[0]))  # after the ramp
             elapsed = time.perf_counter() - started
             if step < 2:  # warm-up; the first compiled step compiles
                 first.setdefault(name, elapsed)
