@@ -26,9 +26,10 @@ from synccp.cli import main
 from synccp.config import CHOICES, Config, ConfigError, config_from_dict, config_to_dict, load_config
 from synccp.results.rundir import read_metrics
 from synccp.sparsity.allocation import allocate_masks
-from synccp.sparsity.granularity import Pattern, keep_top
+from synccp.sparsity.granularity import pattern_for
 from synccp.sparsity.oscillation import oscillation
 from synccp.sparsity.schedule import branch_densities, ramp_epochs
+from synccp.sparsity.topk import keep_top
 from synccp.train.checkpoint import NonFiniteStateError, first_nonfinite, load_checkpoint, save_checkpoint
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
@@ -305,8 +306,8 @@ def test_any_set_override_loads_or_raises_config_error(text):
 
 # ------------------------------------------------------------------ property-based: mask functions
 _SHAPES = st.sampled_from([(8, 4, 3, 3), (4, 8, 1, 1), (8, 8), (16, 4, 3, 3), (4, 16)])
-_PATTERNS = st.sampled_from([Pattern("unstructured"), Pattern("nm", n=2, m=4), Pattern("nm", n=1, m=4),
-                             Pattern("block", block=(2, 2)), Pattern("channel")])
+_PATTERNS = st.sampled_from([pattern_for("unstructured"), pattern_for("nm", n=2, m=4), pattern_for("nm", n=1, m=4),
+                             pattern_for("block", block=(2, 2)), pattern_for("channel")])
 
 
 @settings(max_examples=60, deadline=None)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from synccp.config import Config
 from synccp.sparsity.algorithms import policy_update_steps, regrow_settings
 from synccp.sparsity.registry import policy_for
-from synccp.sparsity.granularity import Pattern, fits
+from synccp.sparsity.granularity import pattern_for
 from synccp.sparsity.schedule import branch_densities, sparsity_steps
 from synccp.train.schedules import Clock, make_clock
 
@@ -103,8 +103,8 @@ def schedule_timeline(cfg: Config, clock: Clock, layers: dict[str, tuple[int, ..
     start, end, _ = sparsity_steps(s, epochs=cfg.train.epochs, steps_per_epoch=clock.steps_per_epoch,
                                    total_steps=clock.total_steps)
     updates = update_steps(cfg, clock)
-    pattern = Pattern(s.granularity, n=s.n, m=s.m, block=(s.block_out, s.block_in))
-    fitting = [name for name, shape in layers.items() if fits(shape, pattern)]
+    pattern = pattern_for(s.granularity, n=s.n, m=s.m, block=(s.block_out, s.block_in))
+    fitting = [name for name, shape in layers.items() if pattern.fits(shape)]
     intervals: list[Interval] = []
     for first in [0] + [u for u in updates if u < clock.total_steps and u <= end]:
         pair = branch_densities(first, algorithm=s.algorithm, density=s.density,

@@ -47,10 +47,10 @@ def export_model(run_dir: Path, backbone: nn.Module, sparsifier: Sparsifier, *,
 def _metadata(sparsifier: Sparsifier, state: dict, masks: dict, encoder: dict | None) -> dict[str, str]:
     if encoder is None:
         return {"format": "pt"}
-    pattern = sparsifier.pattern
+    spec = sparsifier.spec
     sparsity = sparsity_metadata(
-        algorithm=sparsifier.algorithm, granularity=pattern.granularity, n=pattern.n, m=pattern.m,
-        block=pattern.block, state=state,
+        algorithm=sparsifier.algorithm, granularity=spec.granularity, n=spec.n, m=spec.m,
+        block=spec.block, state=state,
         prunable=[key.split("/", 1)[1] for key in masks if key.startswith("online/")])
     return file_metadata(encoder, sparsity)
 
