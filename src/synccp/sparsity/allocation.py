@@ -73,7 +73,8 @@ def apportion(ideal: dict[str, float], steps: dict[str, int], limits: dict[str, 
     remaining = surplus
     by_remainder = sorted(ideal, key=lambda name: counts[name] - ideal[name])
     for name in by_remainder:
-        if counts[name] < limits[name] and remaining >= steps[name] / 2 and ideal[name] > counts[name]:
+        if (counts[name] < limits[name] and remaining >= steps[name] / 2
+                and ideal[name] > counts[name]):
             counts[name] += 1
             remaining -= steps[name]
     return counts

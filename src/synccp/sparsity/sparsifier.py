@@ -2,7 +2,8 @@ r"""The Sparsifier: the only stateful sparsity object (masks, score EMAs, captur
 
 It composes the pure pieces (spec × scores × allocation × granularity × algorithm row) and two
 pieces of state: the masks (`branch_masks.BranchMasks`: install, union, shadow, counts) and the
-scores (`score_state.ScoreState`: EMAs, captured gradients). In any training loop (README, "Use it from your own training code"):
+scores (`score_state.ScoreState`: EMAs, captured gradients). In any training loop (README,
+"Use it from your own training code"):
 
     sparsifier = synccp.Sparsifier(model, optimizer=optimizer, algorithm="gmp", density=0.1,
                                    total_steps=steps)   # applies the initial masks
