@@ -33,9 +33,9 @@ import torch
 
 from synccp.config import SparsityConfig
 from synccp.models import build_backbone, ema_update_, frozen_copy, prunable_parameters
-from synccp.sparsity import granularity
-from synccp.sparsity.granularity import kth_largest
+from synccp.sparsity import topk
 from synccp.sparsity.sparsifier import Sparsifier
+from synccp.sparsity.topk import kth_largest
 
 UPDATE_CASES = (("synccp", "unstructured"), ("synccp", "nm"), ("synccp", "block"), ("synccp", "channel"),
                 ("gmp", "unstructured"), ("sdclr", "unstructured"), ("rigl", "unstructured"),
@@ -196,11 +196,11 @@ def time_updates_by_selection(name: str, width: int, device: torch.device, *, al
     try:
         for round_ in range(repeats):
             for label in (list(ways) if round_ % 2 == 0 else list(ways)[::-1]):
-                granularity.kth_largest = ways[label]
+                topk.kth_largest = ways[label]
                 times[label].append(time_updates(name, width, device, algorithm=algorithm,
                                                  granularity=granularity_name, warmup=warmup, repeats=3))
     finally:
-        granularity.kth_largest = kth_largest
+        topk.kth_largest = kth_largest
     return {label: statistics.median(values) for label, values in times.items()}
 
 

@@ -40,9 +40,10 @@ from synccp.rundir.checkpoint import (
     save_checkpoint,
 )
 from synccp.sparsity.allocation import allocate_masks
-from synccp.sparsity.granularity import Pattern, keep_top
+from synccp.sparsity.granularity import pattern_for
 from synccp.sparsity.oscillation import oscillation
 from synccp.sparsity.schedule import branch_densities, ramp_epochs
+from synccp.sparsity.topk import keep_top
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -420,11 +421,11 @@ def test_any_set_override_loads_or_raises_config_error(text):
 _SHAPES = st.sampled_from([(8, 4, 3, 3), (4, 8, 1, 1), (8, 8), (16, 4, 3, 3), (4, 16)])
 _PATTERNS = st.sampled_from(
     [
-        Pattern("unstructured"),
-        Pattern("nm", n=2, m=4),
-        Pattern("nm", n=1, m=4),
-        Pattern("block", block=(2, 2)),
-        Pattern("channel"),
+        pattern_for("unstructured"),
+        pattern_for("nm", n=2, m=4),
+        pattern_for("nm", n=1, m=4),
+        pattern_for("block", block=(2, 2)),
+        pattern_for("channel"),
     ]
 )
 

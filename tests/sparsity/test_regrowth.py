@@ -12,7 +12,7 @@ import torch
 
 from synccp.sparsity.algorithms import is_policy_update, policy_update_steps, regrow_masks
 from synccp.sparsity.registry import POLICIES
-from synccp.sparsity.granularity import Pattern
+from synccp.sparsity.granularity import pattern_for
 from synccp.sparsity.schedule import cosine_drop_fraction
 
 
@@ -30,7 +30,7 @@ def test_granet_rounds_counts_up_and_rigl_down():
     mask = torch.zeros(8, 8, dtype=torch.bool)
     mask.view(-1)[:7] = True  # 7 active
     magnitude, gradient = torch.rand(8, 8), torch.rand(8, 8) * ~mask  # growth goes elsewhere
-    pattern = Pattern("unstructured")
+    pattern = pattern_for("unstructured")
     _, grown_up = regrow_masks({"w": mask}, {"w": magnitude}, {"w": gradient}, fraction=0.1,
                                pattern=pattern, ceil=True)
     _, grown_down = regrow_masks({"w": mask}, {"w": magnitude}, {"w": gradient}, fraction=0.1,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from synccp.sparsity.granularity import Pattern, pattern_report
+from synccp.sparsity.granularity import pattern_for, pattern_report
 from synccp.sparsity.schedule import branch_densities
 
 ALGORITHMS = ["dense", "static", "gmp", "sdclr", "rigl", "granet", "synccp"]
@@ -55,7 +55,7 @@ def test_every_algorithm_and_granularity_trains(make_run, algorithm, granularity
     assert abs(summary["second"]["total"] - second) * numel <= largest_unit
     check = "hybrid_valid" if granularity == "nm" else "valid"  # N:M second branch: dense groups left
     for key, mask in masks.items():
-        assert pattern_report(key, mask, Pattern(granularity, block=(4, 4)))[check], key
+        assert pattern_report(key, mask, pattern_for(granularity, block=(4, 4)))[check], key
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "lars"])

@@ -3,16 +3,22 @@
 import pytest
 import torch
 
-from synccp.sparsity.algorithms import active_units, drop_and_grow
+from synccp.sparsity.algorithms import drop_and_grow
+from synccp.sparsity.allocation import allocate_masks
+from synccp.sparsity.granularity import NM, Unstructured, pattern_for
 from synccp.sparsity.registry import POLICIES, policy_for
-from synccp.sparsity.granularity import Pattern, granularity_mask, nm_mask
+
+
+def _mask(scores, density, pattern):
+    return allocate_masks({"w": scores}, density, allocation="uniform", pattern=pattern)["w"]
 
 
 def test_drop_and_grow_by_hand():
     mask = torch.tensor([[1, 1, 1, 0, 0, 0]], dtype=torch.bool)
     magnitude = torch.tensor([[0.1, 0.5, 0.9, 0.0, 0.0, 0.0]])
     gradient = torch.tensor([[0.0, 0.0, 0.0, 0.2, 0.7, 0.1]])
-    new, grown = drop_and_grow(mask, magnitude, gradient, count=1, active=3, pattern=Pattern())
+    new, grown = drop_and_grow(mask, magnitude, gradient, count=1, active=3,
+                               pattern=Unstructured())
     assert new.tolist() == [[False, True, True, False, True, False]]
     assert grown.tolist() == [[False, False, False, False, True, False]]
 
@@ -21,16 +27,17 @@ def test_dropped_weight_can_be_grown_back():
     mask = torch.tensor([1, 1, 0, 0], dtype=torch.bool)
     magnitude = torch.tensor([0.1, 0.5, 0.0, 0.0])
     gradient = torch.tensor([9.0, 0.0, 0.2, 0.1])  # the dropped weight has the largest gradient
-    new, grown = drop_and_grow(mask, magnitude, gradient, count=1, active=2, pattern=Pattern())
+    new, grown = drop_and_grow(mask, magnitude, gradient, count=1, active=2,
+                               pattern=Unstructured())
     assert new.tolist() == [True, True, False, False] and not grown.any()
 
 
 def test_drop_and_grow_nm_keeps_n_per_group():
     g = torch.Generator().manual_seed(0)
     scores = torch.rand(8, 8, 3, 3, generator=g)
-    mask = nm_mask(scores, 0.5, n=2, m=4)
-    pattern = Pattern("nm", n=2, m=4)
-    active = int(active_units(mask, pattern))
+    pattern = NM(n=2, m=4)
+    mask = _mask(scores, 0.5, pattern)
+    active = int(pattern.active_units(mask))
     new, grown = drop_and_grow(mask, scores * mask, torch.rand(8, 8, 3, 3, generator=g),
                                count=active // 3, active=active, pattern=pattern)
     groups = new.movedim(1, -1).reshape(-1, 4).sum(1)
@@ -38,16 +45,17 @@ def test_drop_and_grow_nm_keeps_n_per_group():
     assert int((new & ~mask).sum()) == int(grown.sum()) > 0
 
 
-@pytest.mark.parametrize("pattern", [Pattern("block", block=(2, 2)), Pattern("channel")], ids=str)
+@pytest.mark.parametrize("pattern", [pattern_for("block", block=(2, 2)), pattern_for("channel")],
+                         ids=str)
 def test_drop_and_grow_structured_keeps_count(pattern):
     g = torch.Generator().manual_seed(1)
     scores = torch.rand(8, 8, 3, 3, generator=g)
-    mask = granularity_mask(scores, 0.5, pattern)
-    active = int(active_units(mask, pattern))
+    mask = _mask(scores, 0.5, pattern)
+    active = int(pattern.active_units(mask))
     new, grown = drop_and_grow(mask, scores * mask, torch.rand(8, 8, 3, 3, generator=g),
                                count=2, active=active, pattern=pattern)
     assert int(new.sum()) == int(mask.sum())
-    assert int(active_units(new, pattern)) == active
+    assert int(pattern.active_units(new)) == active
 
 
 def test_policies_compose_switches():

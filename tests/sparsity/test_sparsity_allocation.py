@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from synccp.sparsity.allocation import allocate_masks, erk_densities, unit_counts, uniform_densities
-from synccp.sparsity.granularity import Pattern
+from synccp.sparsity.granularity import pattern_for
 
 SHAPES = {"a": (16, 8, 3, 3), "b": (32, 16, 1, 1), "c": (12, 32)}
 
@@ -36,12 +36,14 @@ def _scores(seed=0):
     return {name: torch.rand(shape, generator=g) for name, shape in SHAPES.items()}
 
 
-PATTERNS = [Pattern("unstructured"), Pattern("nm", n=2, m=4), Pattern("nm", n=1, m=4),
-            Pattern("block", block=(4, 4)), Pattern("channel")]
+PATTERNS = [pattern_for("unstructured"), pattern_for("nm", n=2, m=4), pattern_for("nm", n=1, m=4),
+            pattern_for("block", block=(4, 4)), pattern_for("channel")]
 
 
 def _unit(pattern, shape):
-    return {"unstructured": 1, "nm": pattern.m - pattern.n, "block": 16,
+    if pattern.granularity == "nm":
+        return pattern.m - pattern.n
+    return {"unstructured": 1, "block": 16,
             "channel": math.prod(shape) // shape[0]}[pattern.granularity]
 
 
@@ -65,7 +67,7 @@ def test_achieved_density_within_one_unit(pattern, allocation, density):
 
 def test_global_threshold_is_one_threshold_over_layers():
     scores = _scores()
-    masks = allocate_masks(scores, 0.3, allocation="global", pattern=Pattern("unstructured"))
+    masks = allocate_masks(scores, 0.3, allocation="global", pattern=pattern_for("unstructured"))
     kept = torch.cat([scores[k][masks[k]] for k in SHAPES])
     dropped = torch.cat([scores[k][~masks[k]] for k in SHAPES])
     assert kept.min() >= dropped.max()
@@ -75,7 +77,7 @@ def test_global_threshold_is_one_threshold_over_layers():
 def test_global_channel_budget_uses_filter_sizes():
     # layer "a" filters hold 72 weights, "b" 16, "c" 32: the budget counts weights, not filters
     scores = _scores(1)
-    masks = allocate_masks(scores, 0.4, allocation="global", pattern=Pattern("channel"))
+    masks = allocate_masks(scores, 0.4, allocation="global", pattern=pattern_for("channel"))
     assert abs(sum(int(m.sum()) for m in masks.values()) - 0.4 * 2048) <= 72 / 2
     means = {k: s.reshape(s.shape[0], -1).mean(1) for k, s in scores.items()}
     kept = torch.cat([means[k][masks[k].reshape(masks[k].shape[0], -1).all(1)] for k in SHAPES])
@@ -85,13 +87,13 @@ def test_global_channel_budget_uses_filter_sizes():
 
 def test_unit_counts_round_the_total_jointly():
     shapes = {f"l{i}": (1, 3) for i in range(4)}  # 4 layers of 3 weights at density 0.5: 6 weights
-    counts = unit_counts(shapes, 0.5, allocation="uniform", pattern=Pattern("unstructured"))
+    counts = unit_counts(shapes, 0.5, allocation="uniform", pattern=pattern_for("unstructured"))
     assert sorted(counts.values()) == [1, 1, 2, 2]  # per layer 1.5 → 1 or 2; total exactly 6
 
 
 def test_allowed_and_forced_masks():
     scores = _scores()
-    pattern = Pattern("unstructured")
+    pattern = pattern_for("unstructured")
     allowed = allocate_masks(scores, 0.6, allocation="global", pattern=pattern)
     inner = allocate_masks({k: 1 - s for k, s in scores.items()}, 0.1, allocation="global", pattern=pattern)
     inner = {k: inner[k] & allowed[k] for k in SHAPES}
@@ -102,4 +104,4 @@ def test_allowed_and_forced_masks():
 
 def test_unknown_allocation_names_the_field():
     with pytest.raises(ValueError, match="sparsity.allocation.*'lamp'"):
-        allocate_masks(_scores(), 0.5, allocation="lamp", pattern=Pattern("unstructured"))
+        allocate_masks(_scores(), 0.5, allocation="lamp", pattern=pattern_for("unstructured"))

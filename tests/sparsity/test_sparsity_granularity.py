@@ -1,4 +1,7 @@
-"""Granularities: exact small examples, layout of N:M groups, unfit layers, property tests."""
+"""Granularities: exact small examples, layout of N:M groups, unfit layers, property tests.
+
+Masks come from the path training uses: a pattern row of `PATTERNS` through `allocate_masks`
+(one layer, so the allocation is the layer's own budget)."""
 
 import math
 
@@ -7,9 +10,34 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synccp.sparsity.granularity import (Pattern, block_mask, channel_mask, fits, granularity_mask,
-                                         keep_top, kth_largest, nm_mask, pattern_report, pattern_summary,
-                                         unfit_reason, unstructured_mask)
+from synccp.sparsity.allocation import allocate_masks
+from synccp.sparsity.granularity import (GRANULARITIES, NM, PATTERNS, Block, Channel, Pattern,
+                                         Unstructured, pattern_for, pattern_report,
+                                         pattern_summary)
+from synccp.sparsity.sparsifier import Sparsifier
+from synccp.sparsity.spec import SparsitySpec
+from synccp.sparsity.topk import keep_top, kth_largest
+
+
+def _mask(scores, density, pattern: Pattern):
+    """One layer's mask at `density` through the allocation the Sparsifier uses."""
+    return allocate_masks({"w": scores}, density, allocation="uniform", pattern=pattern)["w"]
+
+
+def unstructured_mask(scores, density):
+    return _mask(scores, density, Unstructured())
+
+
+def nm_mask(scores, density, *, n, m):
+    return _mask(scores, density, NM(n=n, m=m))
+
+
+def block_mask(scores, density, *, block):
+    return _mask(scores, density, Block(block=block))
+
+
+def channel_mask(scores, density):
+    return _mask(scores, density, Channel())
 
 
 def test_keep_top_is_exact_with_ties():
@@ -81,9 +109,14 @@ def test_nm_ramp_makes_lowest_l1_groups_sparse_first():
     assert (nm_mask(scores, 0.5, n=2, m=4).reshape(4, 4).sum(1) == 2).all()
 
 
-def test_nm_rejects_density_below_n_over_m():
-    with pytest.raises(ValueError, match="n/m"):
-        nm_mask(torch.rand(4, 8), 0.3, n=2, m=4)
+def test_nm_never_goes_below_n_over_m():
+    """N:M cannot express less than N/M: a lower request keeps exactly N per group, and a run
+    asking for it ends at n/m (the spec's schedule)."""
+    mask = nm_mask(torch.rand(4, 8), 0.3, n=2, m=4)
+    assert (mask.reshape(-1, 4).sum(1) == 2).all()
+    spec = SparsitySpec(algorithm="gmp", granularity="nm", density=0.3, total_steps=100)
+    assert spec.densities(100) == (0.5, 0.5)
+    assert NM(n=2, m=4).final_density(0.3) == 0.5 and Unstructured().final_density(0.3) == 0.3
 
 
 def test_block_mask_keeps_whole_tiles_by_l1():
@@ -109,26 +142,47 @@ def test_channel_mask_keeps_filters_by_mean_l1():
     assert channel_mask(scores, 0.5).all(1).tolist() == [False, True, False, True]
 
 
-def test_unfit_layers_are_reported_and_refused():
-    nm = Pattern("nm", n=2, m=4)
-    assert "C_in=6" in unfit_reason((8, 6, 3, 3), nm)
-    assert fits((8, 8, 3, 3), nm) and fits((16, 8), nm)
-    block = Pattern("block", block=(4, 4))
-    assert "C_out, C_in" in unfit_reason((6, 8, 1, 1), block)
-    assert fits((8, 6), Pattern("channel")) and fits((5, 3), Pattern("unstructured"))
-    with pytest.raises(ValueError, match="C_in=6"):
-        granularity_mask(torch.rand(8, 6, 3, 3), 0.5, nm)
+def test_unfit_layers_are_reported_and_left_dense():
+    nm = pattern_for("nm", n=2, m=4)
+    assert "C_in=6" in nm.unfit_reason((8, 6, 3, 3))
+    assert nm.fits((8, 8, 3, 3)) and nm.fits((16, 8))
+    block = pattern_for("block", block=(4, 4))
+    assert "C_out, C_in" in block.unfit_reason((6, 8, 1, 1))
+    assert pattern_for("channel").fits((8, 6)) and pattern_for("unstructured").fits((5, 3))
+    weights = {"fit": torch.rand(8, 8, 3, 3), "unfit": torch.rand(8, 6, 3, 3)}
+    sparsifier = Sparsifier(weights, algorithm="gmp", granularity="nm", total_steps=10,
+                            hooks=False)
+    summary = sparsifier.summary()
+    assert [u["name"] for u in summary["unfit_layers"]] == ["unfit"]
+    assert "C_in=6" in summary["unfit_layers"][0]["reason"]
+    assert sparsifier.masks()["online/unfit"].all() and (weights["unfit"] != 0).all()
 
 
 def test_pattern_errors_name_the_field():
     with pytest.raises(ValueError, match="sparsity.n.*n=4, m=4"):
-        Pattern("nm", n=4, m=4)
+        pattern_for("nm", n=4, m=4)
+    with pytest.raises(ValueError, match="sparsity.n.*n=4, m=4"):
+        NM(n=4, m=4)
+    with pytest.raises(ValueError, match="sparsity.block_out/block_in.*block=\\(0, 4\\)"):
+        Block(block=(0, 4))
     with pytest.raises(ValueError, match="sparsity.granularity.*'rows'"):
-        Pattern("rows")
+        pattern_for("rows")
+
+
+def test_registry_rows_describe_themselves():
+    assert GRANULARITIES == tuple(PATTERNS) == ("unstructured", "nm", "block", "channel")
+    assert all(PATTERNS[name].granularity == name for name in PATTERNS)
+    described = [pattern_for(name, n=2, m=4, block=(4, 2)).describe() for name in GRANULARITIES]
+    assert described == ["element", "2:4", "4x2 block", "channel"]
+    assert pattern_for("nm").keys == "sparsity.n/sparsity.m"
+    assert NM(n=1, m=4).notes(allocation="global", density=0.1) == [
+        "N:M uses uniform per-layer group fractions; sparsity.allocation='global' is ignored",
+        "N:M final density is n/m = 1/4; sparsity.density=0.1 is ignored"]
+    assert Block().notes(allocation="global", density=0.1) == []
 
 
 def test_pattern_report_and_summary():
-    nm = Pattern("nm", n=2, m=4)
+    nm = pattern_for("nm", n=2, m=4)
     good = nm_mask(torch.rand(8, 8, 3, 3), 0.5, n=2, m=4)
     hybrid = nm_mask(torch.rand(8, 8, 3, 3), 0.75, n=2, m=4)
     bad = torch.ones(8, 8, 3, 3, dtype=torch.bool)
@@ -140,7 +194,7 @@ def test_pattern_report_and_summary():
     assert not reports[2]["hybrid_valid"] and reports[2]["violations"] == 8 * 8 * 9 // 4
     assert not reports[3]["fits"] and reports[3]["valid"]
     assert pattern_summary(reports) == "2:4 valid in 1/3 layers (1 unfit layer left dense)"
-    block = Pattern("block", block=(2, 2))
+    block = pattern_for("block", block=(2, 2))
     assert pattern_report("e", block_mask(torch.rand(4, 4, 3, 3), 0.5, block=(2, 2)), block)["valid"]
     assert not pattern_report("f", unstructured_mask(torch.rand(4, 4, 3, 3), 0.5), block)["valid"]
     by_name = pattern_report("g", good, "nm", n=2, m=4)
@@ -192,7 +246,7 @@ def test_block_property(shape, block, density, seed):
     assert mask.shape == shape
     size = block[0] * block[1]
     assert abs(int(mask.sum()) - density * math.prod(shape)) <= size / 2 + 1e-9
-    assert pattern_report("w", mask, Pattern("block", block=block))["valid"]
+    assert pattern_report("w", mask, pattern_for("block", block=block))["valid"]
 
 
 @settings(max_examples=40, deadline=None)

@@ -68,6 +68,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+from synccp.sparsity.granularity import GRANULARITIES  # noqa: E402 (torch-free)
 from synccp.sparsity.registry import ALGORITHMS  # noqa: E402 (torch-free)
 
 LOGGERS = ("tensorboard", "wandb")  # train.loggers: synccp.results.loggers
@@ -90,7 +91,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.device": ("auto", "cpu", "cuda"),
     "train.precision": ("auto", "fp32", "bf16"),
     "sparsity.algorithm": ALGORITHMS,  # the registry's rows (synccp.sparsity.registry)
-    "sparsity.granularity": ("unstructured", "nm", "block", "channel"),
+    "sparsity.granularity": GRANULARITIES,  # the registry's rows (synccp.sparsity.granularity)
     "sparsity.allocation": ("global", "uniform", "erk"),
     "sparsity.sparse_branch": ("online", "second"),
 }

@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 from synccp.sparsity.algorithms import policy_update_steps
-from synccp.sparsity.granularity import fits
 from synccp.specs import RunSpec
 from synccp.train.schedules import Clock, make_clock
 
@@ -120,7 +119,7 @@ def schedule_timeline(
                                   total_steps=clock.total_steps)
     _, end = sparsity.ramp
     updates = update_steps(spec, clock)
-    fitting = [name for name, shape in layers.items() if fits(shape, sparsity.pattern)]
+    fitting = [name for name, shape in layers.items() if sparsity.pattern.fits(shape)]
     intervals: list[Interval] = []
     for first in [0] + [u for u in updates if u < clock.total_steps and u <= end]:
         pair = sparsity.densities(first)

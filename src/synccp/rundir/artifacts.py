@@ -53,13 +53,13 @@ def _metadata(
 ) -> dict[str, str]:
     if encoder is None:
         return {"format": "pt"}
-    pattern = sparsifier.pattern
+    spec = sparsifier.spec
     sparsity = sparsity_metadata(
         algorithm=sparsifier.algorithm,
-        granularity=pattern.granularity,
-        n=pattern.n,
-        m=pattern.m,
-        block=pattern.block,
+        granularity=spec.granularity,
+        n=spec.n,
+        m=spec.m,
+        block=spec.block,
         state=state,
         prunable=[key.split("/", 1)[1] for key in masks if key.startswith("online/")],
     )

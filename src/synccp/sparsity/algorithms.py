@@ -42,10 +42,10 @@ import torch
 from torch import Tensor
 
 from synccp.sparsity.allocation import allocate_masks
-from synccp.sparsity.granularity import (Pattern, from_nm_groups, keep_top, mask_from_units, nm_groups,
-                                         unit_all, unit_scores)
+from synccp.sparsity.granularity import NM, Pattern
 from synccp.sparsity.registry import Policy
 from synccp.sparsity.schedule import is_update_step
+from synccp.sparsity.topk import keep_top
 
 
 def random_init_allocation(allocation: str) -> str:
@@ -54,8 +54,9 @@ def random_init_allocation(allocation: str) -> str:
     return "erk" if allocation == "global" else allocation
 
 
-def is_policy_update(policy: Policy, step: int, *, start_step: int, end_step: int, update_every: int,
-                     steps_per_epoch: int, total_steps: int, regrow_end_step: int = 0) -> bool:
+def is_policy_update(policy: Policy, step: int, *, start_step: int, end_step: int,
+                     update_every: int, steps_per_epoch: int, total_steps: int,
+                     regrow_end_step: int = 0) -> bool:
     """Whether masks change after optimizer step `step` (≥ 1; step 0 is `prepare_`).
 
     `regrow_end_step` is the last step of drop-and-grow (cadence "regrow": RigL's T_end, GraNet's
@@ -101,7 +102,8 @@ def selected_branches(policy: Policy) -> int:
     return 1 if not policy.nested else 2
 
 
-def last_scored_step(policy: Policy, *, end_step: int, regrow_end_step: int, total_steps: int) -> int:
+def last_scored_step(policy: Policy, *, end_step: int, regrow_end_step: int,
+                     total_steps: int) -> int:
     """The last step whose update reads scores: score EMAs need no updating after it."""
     if policy.cadence == "epoch":
         return total_steps
@@ -113,7 +115,8 @@ def last_scored_step(policy: Policy, *, end_step: int, regrow_end_step: int, tot
 
 
 def policy_update_steps(policy: Policy, *, start_step: int, end_step: int, update_every: int,
-                        steps_per_epoch: int, total_steps: int, regrow_end_step: int = 0) -> list[int]:
+                        steps_per_epoch: int, total_steps: int,
+                        regrow_end_step: int = 0) -> list[int]:
     """Every step with `is_policy_update` true, by arithmetic per phase (no walk over all steps:
     the cost model's time does not grow with the length of training, only with the updates)."""
     if policy.cadence == "never":
@@ -160,7 +163,7 @@ def regrow_masks(online: Masks, magnitudes: Masks, gradients: Masks, *, fraction
     """Drop-and-grow every layer with floor (RigL: `int(n_ones × drop_fraction)`) or ceil (GraNet:
     `math.ceil(prune_rate × num_nonzero)`) of fraction × its active units. Returns (new masks,
     grown entries). One host sync for the counts."""
-    actives = torch.stack([active_units(mask, pattern) for mask in online.values()]).tolist()
+    actives = torch.stack([pattern.active_units(mask) for mask in online.values()]).tolist()
     rounding = math.ceil if ceil else math.floor
     new, grown = {}, {}
     for (name, mask), active in zip(online.items(), actives):
@@ -170,43 +173,44 @@ def regrow_masks(online: Masks, magnitudes: Masks, gradients: Masks, *, fraction
     return new, grown
 
 
-def active_units(mask: Tensor, pattern: Pattern) -> Tensor:
-    """0-d count of the units drop-and-grow may drop: active units, or for N:M the active
-    entries of N:M groups (dense groups are left alone)."""
-    if pattern.granularity == "nm":
-        groups = nm_groups(mask, pattern.m)  # (G, M)
-        return torch.count_nonzero(groups & (groups.sum(1, keepdim=True) < pattern.m))
-    return torch.count_nonzero(unit_all(mask, pattern))
-
-
 def drop_and_grow(mask: Tensor, magnitude: Tensor, gradient: Tensor, *, count: int, active: int,
                   pattern: Pattern) -> tuple[Tensor, Tensor]:
     """RigL's update of one layer: drop the `count` active units of lowest magnitude, then grow
     `count` inactive units of highest |dense gradient| (a just-dropped unit may be grown back).
-    `active` is `active_units(mask, pattern)` as an int.
-    Returns (new mask, grown) where grown = newly active entries, to be zero-initialised.
-    For N:M, entries are swapped inside each N:M group, so every group keeps exactly N.
+    `active` is `pattern.active_units(mask)` as an int; the pattern's `regrowth` says what is
+    swapped (`REGROWTH`). Returns (new mask, grown) where grown = newly active entries, to be
+    zero-initialised. For N:M, entries are swapped inside each N:M group, so every group keeps
+    exactly N.
     """
     if count <= 0:
         return mask, torch.zeros_like(mask)
-    if pattern.granularity == "nm":
-        new = _nm_drop_and_grow(mask, magnitude, gradient, count=count, m=pattern.m)
-    else:
-        units = unit_all(mask, pattern)  # (U,)
-        kept = keep_top(torch.where(units, unit_scores(magnitude, pattern), -math.inf), active - count)
-        grown_units = keep_top(torch.where(kept, -math.inf, unit_scores(gradient, pattern)), count)
-        new = mask_from_units(magnitude, kept | grown_units, pattern)
+    new = REGROWTH[pattern.regrowth](mask, magnitude, gradient, count=count, active=active,
+                                     pattern=pattern)
     return new, new & ~mask
 
 
-def _nm_drop_and_grow(mask: Tensor, magnitude: Tensor, gradient: Tensor, *, count: int, m: int) -> Tensor:
-    shape = tuple(mask.shape)
-    groups = nm_groups(mask, m)  # (G, M)
-    candidates = groups & (groups.sum(1, keepdim=True) < m)  # active entries of N:M groups
-    dropped = keep_top(torch.where(candidates, -nm_groups(magnitude, m), -math.inf), count)
+def _unit_drop_and_grow(mask: Tensor, magnitude: Tensor, gradient: Tensor, *, count: int,
+                        active: int, pattern: Pattern) -> Tensor:
+    """Whole units: drop the lowest mean magnitudes, grow the highest mean |gradient|."""
+    units = pattern.unit_all(mask)  # (U,)
+    kept = keep_top(torch.where(units, pattern.unit_scores(magnitude), -math.inf), active - count)
+    grown_units = keep_top(torch.where(kept, -math.inf, pattern.unit_scores(gradient)), count)
+    return pattern.mask_from_units(magnitude, kept | grown_units)
+
+
+def _nm_drop_and_grow(mask: Tensor, magnitude: Tensor, gradient: Tensor, *, count: int,
+                      active: int, pattern: NM) -> Tensor:
+    """Entries of N:M groups: drop the `count` lowest magnitudes over the layer, then grow in
+    each group as many as it lost, by |gradient| (dense groups are left alone)."""
+    groups = pattern.groups(mask)  # (G, M)
+    candidates = groups & (groups.sum(1, keepdim=True) < pattern.m)  # active entries, N:M groups
+    dropped = keep_top(torch.where(candidates, -pattern.groups(magnitude), -math.inf), count)
     after = groups & ~dropped
     lost = dropped.sum(1, keepdim=True)  # (G, 1)
-    growth = torch.where(after, -math.inf, nm_groups(gradient, m))  # (G, M)
+    growth = torch.where(after, -math.inf, pattern.groups(gradient))  # (G, M)
     order = growth.argsort(dim=1, descending=True, stable=True)
     rank = order.argsort(dim=1, stable=True)  # rank of each entry in its group by gradient
-    return from_nm_groups(after | ((rank < lost) & ~after), shape)
+    return pattern.from_groups(after | ((rank < lost) & ~after), tuple(mask.shape))
+
+
+REGROWTH = {"units": _unit_drop_and_grow, "nm_groups": _nm_drop_and_grow}  # Pattern.regrowth

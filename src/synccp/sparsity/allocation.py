@@ -3,8 +3,8 @@
 All functions take only layers that fit the granularity (unfit layers are dense and outside the
 budget). Achieved densities are within one unit (element, group, block or filter) of the target
 per layer (uniform, ERK) and within half of the largest unit in total (every allocation), by
-largest-remainder rounding. N:M always uses uniform per-layer fractions of N:M groups: a global
-threshold or ERK could ask a layer for less than N/M, which N:M cannot express.
+largest-remainder rounding. A pattern may override the allocation (`Pattern.allocation_for`:
+N:M always uses uniform per-layer fractions of N:M groups).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import math
 import torch
 from torch import Tensor
 
-from synccp.sparsity.granularity import (Pattern, ideal_units, keep_top, mask_from_units, num_units,
-                                         unit_all, unit_budget, unit_scores)
+from synccp.sparsity.granularity import Pattern
+from synccp.sparsity.topk import keep_top
 
 ALLOCATIONS = ("global", "uniform", "erk")
 Shapes = dict[str, tuple[int, ...]]
@@ -73,34 +73,36 @@ def apportion(ideal: dict[str, float], steps: dict[str, int], limits: dict[str, 
     remaining = surplus
     by_remainder = sorted(ideal, key=lambda name: counts[name] - ideal[name])
     for name in by_remainder:
-        if counts[name] < limits[name] and remaining >= steps[name] / 2 and ideal[name] > counts[name]:
+        if (counts[name] < limits[name] and remaining >= steps[name] / 2
+                and ideal[name] > counts[name]):
             counts[name] += 1
             remaining -= steps[name]
     return counts
 
 
-def unit_counts(shapes: Shapes, density: float, *, allocation: str, pattern: Pattern) -> dict[str, int]:
+def unit_counts(shapes: Shapes, density: float, *, allocation: str,
+                pattern: Pattern) -> dict[str, int]:
     """Kept units per layer for uniform/ERK budgets (N:M: dense groups), total rounded jointly."""
-    if pattern.granularity == "nm":
-        allocation = "uniform"
-    densities = layer_densities(shapes, density, allocation)
-    ideal = {name: ideal_units(shape, densities[name], pattern) for name, shape in shapes.items()}
-    budgets = {name: unit_budget(shape, pattern) for name, shape in shapes.items()}
+    densities = layer_densities(shapes, density, pattern.allocation_for(allocation))
+    ideal = {name: pattern.ideal_units(shape, densities[name]) for name, shape in shapes.items()}
+    budgets = {name: pattern.unit_budget(shape) for name, shape in shapes.items()}
     floors = sum(base + math.floor(ideal[name]) * step for name, (base, step) in budgets.items())
     target = sum(densities[name] * math.prod(shape) for name, shape in shapes.items())
     return apportion(ideal, {name: step for name, (_, step) in budgets.items()},
-                     {name: num_units(shape, pattern) for name, shape in shapes.items()},
+                     {name: pattern.num_units(shape) for name, shape in shapes.items()},
                      target - floors)
 
 
-def _global_unit_masks(units: dict[str, Tensor], sizes: dict[str, int], budget: float) -> dict[str, Tensor]:
+def _global_unit_masks(units: dict[str, Tensor], sizes: dict[str, int],
+                       budget: float) -> dict[str, Tensor]:
     """Keep the highest-scoring units of all layers together until `budget` elements are kept."""
     flat = torch.cat(list(units.values()))  # (ΣU,)
     if len(set(sizes.values())) <= 1:
         size = next(iter(sizes.values()), 1)
         keep = keep_top(flat, round(budget / size))
     else:  # units of different sizes (filters): greedy by score, nearest to the budget
-        size = torch.cat([torch.full_like(u, sizes[name], dtype=torch.float64) for name, u in units.items()])
+        size = torch.cat([torch.full_like(u, sizes[name], dtype=torch.float64)
+                          for name, u in units.items()])
         order = flat.argsort(descending=True, stable=True)
         ends = size[order].cumsum(0)  # elements kept when keeping the first i units
         keep = torch.zeros_like(flat, dtype=torch.bool)
@@ -117,31 +119,33 @@ def _lift(values: Tensor, allowed: Tensor | None, forced: Tensor | None) -> Tens
     return values
 
 
-def allocate_masks(scores: dict[str, Tensor], density: float, *, allocation: str, pattern: Pattern,
-                   allowed: dict[str, Tensor] | None = None,
+def allocate_masks(scores: dict[str, Tensor], density: float, *, allocation: str,
+                   pattern: Pattern, allowed: dict[str, Tensor] | None = None,
                    forced: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
     """Masks keeping the top `density` of all layers' `scores` together, per `allocation`.
 
     `global`: one threshold over every layer's unit scores (mean score for multi-element units, so
     they compare across layers); `uniform`/`erk`: per-layer budgets (`unit_counts`). Optional
     `allowed` masks restrict the result to a subset (masks that only shrink) and `forced` masks
-    must be kept (nested masks); both must follow `pattern`.
+    must be kept (nested masks); both must follow `pattern`. The pattern may override the
+    allocation (`Pattern.allocation_for`: N:M is always uniform).
     """
     if allocation not in ALLOCATIONS:
-        raise ValueError(f"sparsity.allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
+        raise ValueError(f"sparsity.allocation must be one of {', '.join(ALLOCATIONS)}, "
+                         f"got {allocation!r}")
     if not scores:
         return {}
     allowed, forced = allowed or {}, forced or {}
     if density >= 1.0:
-        return {name: allowed[name].clone() if name in allowed else torch.ones_like(s, dtype=torch.bool)
-                for name, s in scores.items()}
+        return {name: allowed[name].clone() if name in allowed
+                else torch.ones_like(s, dtype=torch.bool) for name, s in scores.items()}
     shapes = {name: tuple(s.shape) for name, s in scores.items()}
-    units = {name: _lift(unit_scores(s, pattern),
-                         None if name not in allowed else unit_all(allowed[name], pattern),
-                         None if name not in forced else unit_all(forced[name], pattern))
+    units = {name: _lift(pattern.unit_scores(s),
+                         None if name not in allowed else pattern.unit_all(allowed[name]),
+                         None if name not in forced else pattern.unit_all(forced[name]))
              for name, s in scores.items()}  # name → (U,)
-    if allocation == "global" and pattern.granularity != "nm":
-        sizes = {name: unit_budget(shape, pattern)[1] for name, shape in shapes.items()}
+    if pattern.allocation_for(allocation) == "global":
+        sizes = {name: pattern.unit_budget(shape)[1] for name, shape in shapes.items()}
         budget = density * sum(math.prod(shape) for shape in shapes.values())
         kept = _global_unit_masks(units, sizes, budget)
     else:
@@ -149,9 +153,9 @@ def allocate_masks(scores: dict[str, Tensor], density: float, *, allocation: str
         kept = {name: keep_top(u, counts[name]) for name, u in units.items()}
     masks = {}
     for name, score in scores.items():
-        if pattern.granularity == "nm":  # N:M picks entries inside groups: lift them too
+        if pattern.entry_choice:  # N:M picks entries inside groups: lift them too
             score = _lift(score, allowed.get(name), forced.get(name))
-        mask = mask_from_units(score, kept[name], pattern)
+        mask = pattern.mask_from_units(score, kept[name])
         if name in allowed:  # a rounding surplus never revives a unit
             mask = mask & allowed[name]
         masks[name] = mask | forced[name] if name in forced else mask

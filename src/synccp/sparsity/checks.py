@@ -6,6 +6,8 @@ import logging
 
 from torch import Tensor
 
+from synccp.sparsity.granularity import Pattern
+
 
 def check_weights(*, online: dict, second: dict | None) -> None:
     """The prunable weights: at least one, and a momentum target with the same names and shapes."""
@@ -37,18 +39,16 @@ def check_branch_rule(policy, *, algorithm: str, shared: bool, sparse_branch: st
                          f"target re-pruned every epoch from the dense EMA weights)")
 
 
-def log_choices(log: logging.Logger, unfit: dict[str, str], online: dict, *, granularity: str,
-                allocation: str, density: float, n: int, m: int, algorithm: str) -> None:
-    """Tell people about layers left dense and settings that a granularity overrides."""
+def log_choices(log: logging.Logger, unfit: dict[str, str], online: dict, *, pattern: Pattern,
+                allocation: str, density: float, algorithm: str) -> None:
+    """Tell people about layers left dense and settings that the pattern overrides."""
     for name, reason in unfit.items():
-        log.warning("%s: %s; left dense (%s granularity)", name, reason, granularity)
-    if granularity == "nm" and algorithm != "dense":
-        if allocation != "uniform":
-            log.info("N:M uses uniform per-layer group fractions; sparsity.allocation=%r is ignored", allocation)
-        if abs(density - n / m) > 1e-9:
-            log.info("N:M final density is n/m = %d/%d; sparsity.density=%s is ignored", n, m, density)
+        log.warning("%s: %s; left dense (%s granularity)", name, reason, pattern.granularity)
+    if algorithm != "dense":
+        for note in pattern.notes(allocation=allocation, density=density):
+            log.info("%s", note)
     if len(unfit) == len(online) and algorithm != "dense":
-        log.warning("no prunable layer fits %s; the run is dense", granularity)
+        log.warning("no prunable layer fits %s; the run is dense", pattern.granularity)
 
 
 def check_state(state: dict, *, algorithm: str, granularity: str, names: list[str],

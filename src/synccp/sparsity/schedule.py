@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from synccp.sparsity.granularity import pattern_for
 from synccp.sparsity.registry import policy_for
 
 
@@ -102,11 +103,10 @@ def last_update_step(step: int, *, start: int, end: int, every: int) -> int | No
 
 def _final_and_initial(*, density: float, initial_density: float, granularity: str,
                        n: int, m: int) -> tuple[float, float]:
-    """Final and initial total density; N:M ends at exactly n/m and never starts below it."""
-    if granularity == "nm":
-        final = n / m
-        return final, max(initial_density, final)
-    return density, max(initial_density, density)
+    """Final and initial total density (`Pattern.final_density`: N:M ends at exactly n/m); the
+    ramp never starts below the final density."""
+    final = pattern_for(granularity, n=n, m=m).final_density(density)
+    return final, max(initial_density, final)
 
 
 def branch_densities(step: int, *, algorithm: str, density: float, initial_density: float,

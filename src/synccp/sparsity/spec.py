@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from synccp.sparsity.algorithms import is_policy_update, regrow_settings
 from synccp.sparsity.allocation import ALLOCATIONS
-from synccp.sparsity.granularity import Pattern
+from synccp.sparsity.granularity import Pattern, pattern_for
 from synccp.sparsity.registry import Policy, policy_for
 from synccp.sparsity.schedule import DEFAULT_RAMP, branch_densities
 
@@ -26,8 +26,9 @@ class SparsitySpec:
     Fields:
         algorithm: a row of `synccp.sparsity.registry.POLICIES` (dense, static, gmp, sdclr, rigl,
             granet, synccp).
-        granularity: unstructured | nm | block | channel; `n`, `m` (N:M, n < m) and `block`
-            ((b_out, b_in) tiles) parameterise it. N:M ends at exactly n/m whatever `density` says.
+        granularity: a row of `synccp.sparsity.granularity.PATTERNS` (unstructured, nm, block,
+            channel); `n`, `m` (N:M, n < m) and `block` ((b_out, b_in) tiles) parameterise it.
+            N:M ends at exactly n/m whatever `density` says.
         density: final density d_f in (0, 1] (paper: 0.1, i.e. 90% sparse).
         initial_density: d_i in (0, 1], the density before the ramp (1: start dense).
         density_gap: Δ in [0, 1): SyncCP's second branch keeps min(1, d(t) + Δ); d_f + Δ <= 1.
@@ -90,7 +91,7 @@ class SparsitySpec:
         if self.regrow_end_step is not None and not 0 <= self.regrow_end_step <= self.total_steps:
             raise ValueError(f"sparsity.regrow_end must end drop-and-grow inside training, got step "
                              f"{self.regrow_end_step} of {self.total_steps}")
-        final = self.n / self.m if self.granularity == "nm" else self.density
+        final = self.pattern.final_density(self.density)
         if self.policy.uses_gap and final + self.density_gap > 1.0 + 1e-9:
             raise ValueError(f"sparsity.density_gap={self.density_gap} with a final density of {final:g} "
                              f"asks the second branch for {final + self.density_gap:g} > 1; use at most "
@@ -103,8 +104,8 @@ class SparsitySpec:
 
     @property
     def pattern(self) -> Pattern:
-        """The granularity object (`granularity`, `n`, `m`, `block`)."""
-        return Pattern(self.granularity, n=self.n, m=self.m, block=self.block)
+        """The granularity's row (`granularity` with `n`, `m`, `block`)."""
+        return pattern_for(self.granularity, n=self.n, m=self.m, block=self.block)
 
     @property
     def ramp(self) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from synccp.data.stream import STREAMED, StreamingDataset, load_stream
 from synccp.config.limits import check_totals
 from synccp.methods import SSLMethod, build_method, method_defaults, view_recipes
 from synccp.models import build_backbone, prunable_parameters
-from synccp.sparsity.granularity import Pattern, unfit_reason
+from synccp.sparsity.granularity import pattern_for
 from synccp.sparsity.registry import policy_for
 from synccp.sparsity.sparsifier import Sparsifier
 from synccp.sparsity.spec import SparsitySpec
@@ -122,16 +122,15 @@ def check_sparsity_fits(cfg: Config, method: SSLMethod) -> None:
     s = cfg.sparsity
     if s.algorithm == "dense":
         return
-    pattern = Pattern(s.granularity, n=s.n, m=s.m, block=(s.block_out, s.block_in))
+    pattern = pattern_for(s.granularity, n=s.n, m=s.m, block=(s.block_out, s.block_in))
     shapes = {name: tuple(p.shape) for name, p in prunable_parameters(method.backbone).items()}
-    reasons = {name: unfit_reason(shape, pattern) for name, shape in shapes.items()}
+    reasons = {name: pattern.unfit_reason(shape) for name, shape in shapes.items()}
     if all(reason is not None for reason in reasons.values()):
         name, reason = next(iter(reasons.items()))
-        keys = {"nm": "sparsity.n/sparsity.m", "block": "sparsity.block_out/sparsity.block_in"}
         raise ValueError(f"sparsity.granularity={s.granularity!r} fits none of the {len(shapes)} prunable "
                          f"layers of model.backbone={cfg.model.backbone!r} at model.width={cfg.model.width} "
                          f"(e.g. {name}: {reason}); the run would be dense. Change "
-                         f"{keys.get(s.granularity, 'sparsity.granularity')} or model.width")
+                         f"{pattern.keys} or model.width")
 
 
 def build_model(cfg: Config, in_channels: int) -> SSLMethod:
