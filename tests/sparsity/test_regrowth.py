@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from synccp.sparsity.algorithms import is_policy_update, policy_update_steps, regrow_masks
-from synccp.sparsity.registry import POLICIES
 from synccp.sparsity.granularity import pattern_for
+from synccp.sparsity.registry import POLICIES
 from synccp.sparsity.schedule import cosine_drop_fraction
 
 

@@ -4,10 +4,10 @@ own BatchNorm layers; on BYOL/MoCo-v2 the pruned branch is the EMA target (issue
 
 import pytest
 import torch
-from helpers import tiny_overrides
 
-from synccp.config import ConfigError, load_config
+from helpers import tiny_overrides
 from synccp import rundir
+from synccp.config import ConfigError, load_config
 from synccp.train.loop import pretrain
 from synccp.train.setup import build_setup
 from synccp.train.step import encoders

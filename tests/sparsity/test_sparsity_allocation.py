@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from synccp.sparsity.allocation import allocate_masks, erk_densities, unit_counts, uniform_densities
+from synccp.sparsity.allocation import allocate_masks, erk_densities, uniform_densities, unit_counts
 from synccp.sparsity.granularity import pattern_for
 
 SHAPES = {"a": (16, 8, 3, 3), "b": (32, 16, 1, 1), "c": (12, 32)}

@@ -11,9 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synccp.sparsity.allocation import allocate_masks
-from synccp.sparsity.granularity import (GRANULARITIES, NM, PATTERNS, Block, Channel, Pattern,
-                                         Unstructured, pattern_for, pattern_report,
-                                         pattern_summary)
+from synccp.sparsity.granularity import (
+    GRANULARITIES,
+    NM,
+    PATTERNS,
+    Block,
+    Channel,
+    Pattern,
+    Unstructured,
+    pattern_for,
+    pattern_report,
+    pattern_summary,
+)
 from synccp.sparsity.sparsifier import Sparsifier
 from synccp.sparsity.spec import SparsitySpec
 from synccp.sparsity.topk import keep_top, kth_largest

@@ -4,8 +4,14 @@ import math
 
 import pytest
 
-from synccp.sparsity.schedule import (branch_densities, constant_density, cosine_drop_fraction,
-                                      cubic_density, is_update_step, last_update_step)
+from synccp.sparsity.schedule import (
+    branch_densities,
+    constant_density,
+    cosine_drop_fraction,
+    cubic_density,
+    is_update_step,
+    last_update_step,
+)
 
 RAMP = dict(initial=0.9, final=0.1, start=10, end=50)
 

@@ -166,7 +166,7 @@ def regrow_masks(online: Masks, magnitudes: Masks, gradients: Masks, *, fraction
     actives = torch.stack([pattern.active_units(mask) for mask in online.values()]).tolist()
     rounding = math.ceil if ceil else math.floor
     new, grown = {}, {}
-    for (name, mask), active in zip(online.items(), actives):
+    for (name, mask), active in zip(online.items(), actives, strict=True):
         count = min(rounding(fraction * active), active)
         new[name], grown[name] = drop_and_grow(mask, magnitudes[name], gradients[name],
                                                count=count, active=active, pattern=pattern)

@@ -107,7 +107,7 @@ def _global_unit_masks(units: dict[str, Tensor], sizes: dict[str, int],
         ends = size[order].cumsum(0)  # elements kept when keeping the first i units
         keep = torch.zeros_like(flat, dtype=torch.bool)
         keep[order] = ends - size[order] / 2 <= budget
-    return dict(zip(units, keep.split([u.numel() for u in units.values()])))
+    return dict(zip(units, keep.split([u.numel() for u in units.values()]), strict=True))
 
 
 def _lift(values: Tensor, allowed: Tensor | None, forced: Tensor | None) -> Tensor:

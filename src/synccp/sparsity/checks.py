@@ -20,7 +20,8 @@ def check_weights(*, online: dict, second: dict | None) -> None:
 def _check_second(online: dict, second: dict) -> None:
     if list(second) != list(online):
         missing = sorted(set(online) ^ set(second))
-        raise ValueError(f"second must have the online parameter names in the same order; differing: {missing}")
+        raise ValueError(f"second must have the online parameter names in the same order; "
+                         f"differing: {missing}")
     for name, weight in online.items():
         if tuple(second[name].shape) != tuple(weight.shape):
             raise ValueError(f"second[{name!r}] has shape {tuple(second[name].shape)}, "
@@ -32,11 +33,12 @@ def check_branch_rule(policy, *, algorithm: str, shared: bool, sparse_branch: st
     method's online encoder has no such branch (its pruned entries would get no gradient and its
     mask could never move), so SDCLR on BYOL/MoCo-v2 prunes the target."""
     if not policy.zero_pruned and not shared and sparse_branch == "online":
-        raise ValueError(f"sparsity.sparse_branch='online' with sparsity.algorithm={algorithm!r} needs a "
-                         f"shared-encoder method (simclr, barlow, simsiam): a momentum method's pruned "
-                         f"online encoder has no dense branch training its pruned weights, so its mask "
-                         f"could never change (static pruning); use sparse_branch='second' (a sparse "
-                         f"target re-pruned every epoch from the dense EMA weights)")
+        raise ValueError(f"sparsity.sparse_branch='online' with sparsity.algorithm={algorithm!r} "
+                         f"needs a shared-encoder method (simclr, barlow, simsiam): a momentum "
+                         f"method's pruned online encoder has no dense branch training its pruned "
+                         f"weights, so its mask could never change (static pruning); use "
+                         f"sparse_branch='second' (a sparse target re-pruned every epoch from the "
+                         f"dense EMA weights)")
 
 
 def log_choices(log: logging.Logger, unfit: dict[str, str], online: dict, *, pattern: Pattern,
@@ -55,16 +57,20 @@ def check_state(state: dict, *, algorithm: str, granularity: str, names: list[st
                 weights: dict[str, Tensor]) -> None:
     """A Sparsifier state must come from the same algorithm, granularity and layers."""
     if state.get("format") != 2:
-        raise ValueError(f"unknown Sparsifier state format {state.get('format')!r} (expected 2; format 1 "
-                         f"was written by a synccp whose momentum-target and SDCLR semantics differ)")
+        raise ValueError(f"unknown Sparsifier state format {state.get('format')!r} (expected 2; "
+                         f"format 1 was written by a synccp whose momentum-target and SDCLR "
+                         f"semantics differ)")
     for key, expected in (("algorithm", algorithm), ("granularity", granularity)):
         if state.get(key) != expected:
-            raise ValueError(f"checkpoint has sparsity.{key}={state.get(key)!r}, this run has {expected!r}")
+            raise ValueError(f"checkpoint has sparsity.{key}={state.get(key)!r}, this run has "
+                             f"{expected!r}")
     for branch in ("online", "second"):
         saved = state["masks"][branch]
         if sorted(saved) != sorted(names):
-            raise ValueError(f"checkpoint {branch} masks cover {sorted(saved)}, this run prunes {sorted(names)}")
+            raise ValueError(f"checkpoint {branch} masks cover {sorted(saved)}, this run prunes "
+                             f"{sorted(names)}")
         for name in names:
             if tuple(saved[name].shape) != tuple(weights[name].shape):
-                raise ValueError(f"checkpoint mask {branch}/{name} has shape {tuple(saved[name].shape)}, "
-                                 f"the weight has {tuple(weights[name].shape)}")
+                raise ValueError(f"checkpoint mask {branch}/{name} has shape "
+                                 f"{tuple(saved[name].shape)}, the weight has "
+                                 f"{tuple(weights[name].shape)}")

@@ -9,7 +9,8 @@ from torch import Tensor
 def like_mask(weight: Tensor, mask: Tensor) -> Tensor:
     """`mask` as a bool tensor with the weight's device and memory format (no copy if it has them),
     so masked ops keep channels_last weights channels_last."""
-    if mask.dtype == torch.bool and mask.device == weight.device and mask.stride() == weight.stride():
+    if (mask.dtype == torch.bool and mask.device == weight.device
+            and mask.stride() == weight.stride()):
         return mask
     return torch.empty_like(weight, dtype=torch.bool).copy_(mask)
 
@@ -35,7 +36,8 @@ def prune_(weight: Tensor, keep: Tensor, optimizer: torch.optim.Optimizer | None
                 keep_only_(value, keep)
 
 
-def updated_shadow(previous: Tensor | None, weight: Tensor, on: Tensor, sec: Tensor) -> Tensor | None:
+def updated_shadow(previous: Tensor | None, weight: Tensor, on: Tensor,
+                   sec: Tensor) -> Tensor | None:
     """Before θ (`weight`) is pruned to `on`: the shadow (θ + shadow) on `sec` \\ `on`, 0 elsewhere;
     None while there is no extra entry and no shadow yet (d_i = 1: no memory spent).
 

@@ -59,25 +59,28 @@ def mask_counts(before: dict[str, dict[str, Tensor]], after: dict[str, dict[str,
     """Host-side counts for `metrics_from_counts`, gathered with one host synchronisation.
 
     `before`/`after` map branch ("online", "second") → parameter name → bool mask. Returns
-    {branch: {name: [|A|, |B|, |A ∩ B|]}, "both": {name: |B_online ∩ B_second|}, "numel": {name: n}}.
+    {branch: {name: [|A|, |B|, |A ∩ B|]}, "both": {name: |B_online ∩ B_second|},
+    "numel": {name: n}}.
     """
     names = list(after["online"])
     online = [pair_counts(before["online"][name], after["online"][name]) for name in names]
     second, both = [], []
-    for name, counts in zip(names, online):
+    for name, counts in zip(names, online, strict=True):
         if after["second"][name] is after["online"][name]:  # one mask for both branches
             same_before = before["second"][name] is before["online"][name]
-            second.append(counts if same_before else pair_counts(before["second"][name], after["second"][name]))
+            second.append(counts if same_before
+                          else pair_counts(before["second"][name], after["second"][name]))
             both.append(counts[1:2])
         else:
             second.append(pair_counts(before["second"][name], after["second"][name]))
-            both.append(torch.count_nonzero(after["online"][name] & after["second"][name]).reshape(1))
+            shared = torch.count_nonzero(after["online"][name] & after["second"][name])
+            both.append(shared.reshape(1))
     rows = online + second + both
     flat = torch.cat(rows).tolist() if rows else []
     counts: dict = {branch: {name: flat[3 * (k * len(names) + i): 3 * (k * len(names) + i) + 3]
                              for i, name in enumerate(names)}
                     for k, branch in enumerate(("online", "second"))}
-    counts["both"] = dict(zip(names, flat[6 * len(names):]))
+    counts["both"] = dict(zip(names, flat[6 * len(names):], strict=True))
     counts["numel"] = {name: after["online"][name].numel() for name in names}
     return counts
 

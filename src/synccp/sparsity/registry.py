@@ -86,30 +86,35 @@ class Policy:
 
 
 _ROWS = (
-    Policy(name="dense", init="dense", cadence="never", reselect=False, shrink_only=False, regrow=None,
-           targets="dense", second="same", nested=False, label="dense", color="#000000", marker="*",
-           wgrad_rule="dense: no mask"),
+    Policy(name="dense", init="dense", cadence="never", reselect=False, shrink_only=False,
+           regrow=None, targets="dense", second="same", nested=False, label="dense",
+           color="#000000", marker="*", wgrad_rule="dense: no mask"),
     Policy(name="static", init="random", cadence="never", reselect=False, shrink_only=False,
            regrow=None, targets="final", second="same", nested=False, label="static (ERK)",
            color="#999999", marker="v",
            wgrad_rule="sparse: fixed random masks, pruned weights never return"),
-    Policy(name="gmp", init="magnitude", cadence="ramp", reselect=True, shrink_only=True, regrow=None,
-           targets="ramp", second="same", nested=False, label="GMP", color="#E69F00", marker="s",
-           wgrad_rule="sparse: magnitude pruning without regrowth needs no gradient of pruned weights"),
+    Policy(name="gmp", init="magnitude", cadence="ramp", reselect=True, shrink_only=True,
+           regrow=None, targets="ramp", second="same", nested=False, label="GMP", color="#E69F00",
+           marker="s", wgrad_rule="sparse: magnitude pruning without regrowth needs no gradient "
+                                  "of pruned weights"),
     Policy(name="sdclr", init="magnitude", cadence="epoch", reselect=True, shrink_only=False,
            regrow=None, targets="one_branch", second="own", nested=False, zero_pruned=False,
            branch_norms=True, label="SDCLR", color="#CC79A7", marker="D",
-           wgrad_rule="sparse in the pruned branch (magnitude re-pruning); the dense branch is dense"),
-    Policy(name="rigl", init="random", cadence="regrow", reselect=False, shrink_only=False, regrow=RIGL,
-           targets="final", second="same", nested=False, label="RigL", color="#D55E00", marker="^",
-           wgrad_rule="sparse, but dense at every mask-update step (growth by dense-gradient magnitude)"),
+           wgrad_rule="sparse in the pruned branch (magnitude re-pruning); the dense branch is "
+                      "dense"),
+    Policy(name="rigl", init="random", cadence="regrow", reselect=False, shrink_only=False,
+           regrow=RIGL, targets="final", second="same", nested=False, label="RigL",
+           color="#D55E00", marker="^",
+           wgrad_rule="sparse, but dense at every mask-update step (growth by dense-gradient "
+                      "magnitude)"),
     Policy(name="granet", init="random", cadence="regrow", reselect=True, shrink_only=True,
-           regrow=GRANET, targets="ramp", second="same", nested=False, label="GraNet", color="#009E73",
-           marker="P", wgrad_rule="sparse, but dense at every mask-update step (regrowth by "
-                                  "dense-gradient magnitude)"),
-    Policy(name="synccp", init="magnitude", cadence="ramp", reselect=True, shrink_only=True, regrow=None,
-           targets="ramp_gap", second="own", nested=True, label="SyncCP", color="#0072B2", marker="o",
-           wgrad_rule="sparse: scores are EMA(|w|), no regrowth"),
+           regrow=GRANET, targets="ramp", second="same", nested=False, label="GraNet",
+           color="#009E73", marker="P",
+           wgrad_rule="sparse, but dense at every mask-update step (regrowth by "
+                      "dense-gradient magnitude)"),
+    Policy(name="synccp", init="magnitude", cadence="ramp", reselect=True, shrink_only=True,
+           regrow=None, targets="ramp_gap", second="own", nested=True, label="SyncCP",
+           color="#0072B2", marker="o", wgrad_rule="sparse: scores are EMA(|w|), no regrowth"),
 )
 POLICIES: dict[str, Policy] = {row.name: row for row in _ROWS}
 ALGORITHMS = tuple(POLICIES)  # in report order
@@ -119,5 +124,6 @@ assert all(row.targets in TARGETS for row in _ROWS)
 def policy_for(algorithm: str) -> Policy:
     """The registry row of `algorithm`; ValueError naming `sparsity.algorithm` otherwise."""
     if algorithm not in POLICIES:
-        raise ValueError(f"sparsity.algorithm must be one of {', '.join(POLICIES)}, got {algorithm!r}")
+        raise ValueError(f"sparsity.algorithm must be one of {', '.join(POLICIES)}, "
+                         f"got {algorithm!r}")
     return POLICIES[algorithm]

@@ -73,7 +73,8 @@ def sparsity_steps(sparsity, *, epochs: float, steps_per_epoch: int,
     from a `[sparsity]` config section (read by attribute): the one conversion of the window keys
     into steps, shared by the trainer and the cost model. The ramp is clamped into the run."""
     start, end = ramp_epochs(start_epoch=sparsity.start_epoch, end_epoch=sparsity.end_epoch,
-                             ramp_start=sparsity.ramp_start, ramp_end=sparsity.ramp_end, epochs=epochs)
+                             ramp_start=sparsity.ramp_start, ramp_end=sparsity.ramp_end,
+                             epochs=epochs)
     start_step, end_step = ramp_steps(start, end, steps_per_epoch)
     end_step = min(end_step, total_steps)
     regrow = None if sparsity.regrow_end is None else round(sparsity.regrow_end * total_steps)
@@ -111,7 +112,8 @@ def _final_and_initial(*, density: float, initial_density: float, granularity: s
 
 def branch_densities(step: int, *, algorithm: str, density: float, initial_density: float,
                      density_gap: float, start_step: int, end_step: int, sparse_branch: str,
-                     granularity: str, n: int, m: int, update_every: int = 1) -> tuple[float, float]:
+                     granularity: str, n: int, m: int,
+                     update_every: int = 1) -> tuple[float, float]:
     """Target total density (online, second branch) in force after optimizer step `step`.
 
     Masks change only at update steps (`is_update_step` with `update_every`; the default 1 gives
@@ -128,7 +130,8 @@ def branch_densities(step: int, *, algorithm: str, density: float, initial_densi
         return final, final
     if targets == "one_branch":
         if sparse_branch not in ("online", "second"):
-            raise ValueError(f"sparsity.sparse_branch must be online or second, got {sparse_branch!r}")
+            raise ValueError(f"sparsity.sparse_branch must be online or second, "
+                             f"got {sparse_branch!r}")
         return (final, 1.0) if sparse_branch == "online" else (1.0, final)
     last = last_update_step(step, start=start_step, end=end_step, every=update_every)
     online = cubic_density(0 if last is None else last, initial=initial, final=final,

@@ -1,4 +1,4 @@
-"""Importance scores (nonnegative, the weight's shape): magnitude, EMA of magnitude, gradient, random.
+"""Importance scores (nonnegative, the weight's shape): magnitude, its EMA, gradient, random.
 
 Higher means more important. Each granularity pools them per unit (`granularity.unit_scores`).
 """
@@ -32,7 +32,8 @@ def gradient_magnitude(grad: Tensor | None, like: Tensor) -> Tensor:
     return grad.detach().abs()
 
 
-def random_scores(shape: tuple[int, ...], *, generator: torch.Generator, device: torch.device) -> Tensor:
+def random_scores(shape: tuple[int, ...], *, generator: torch.Generator,
+                  device: torch.device) -> Tensor:
     """Uniform [0, 1) scores drawn on the CPU from `generator`, then moved to `device`, so a seed
     gives the same random masks on every device (static sparse and RigL initialisation)."""
     return torch.rand(shape, generator=generator).to(device)

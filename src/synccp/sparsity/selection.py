@@ -20,7 +20,8 @@ Include = Callable[[str, nn.Module], bool]  # (qualified module name, module) ->
 def default_include(model: nn.Module) -> Include:
     """The default rule for `model`: a Conv/Linear that is not the stem, the last Linear, or
     inside a head."""
-    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, LAYERS)]
+    layers = [(name, module) for name, module in model.named_modules()
+              if isinstance(module, LAYERS)]
     convs = [name for name, module in layers if not isinstance(module, nn.Linear)]
     linears = [name for name, module in layers if isinstance(module, nn.Linear)]
     excluded = {convs[0]} if convs else set()
@@ -41,9 +42,9 @@ def prunable_weights(model: nn.Module, include: Include | None = None) -> dict[s
     weights = {f"{name}.weight": module.weight for name, module in model.named_modules()
                if isinstance(module, LAYERS) and rule(name, module)}
     if not weights:
-        raise ValueError(f"no prunable Conv/Linear weight in {type(model).__name__} (the default rule "
-                         f"leaves the first conv, the last Linear and {'/'.join(HEAD_NAMES)} dense); "
-                         f"pass include=lambda name, module: ... to choose")
+        raise ValueError(f"no prunable Conv/Linear weight in {type(model).__name__} (the default "
+                         f"rule leaves the first conv, the last Linear and {'/'.join(HEAD_NAMES)} "
+                         f"dense); pass include=lambda name, module: ... to choose")
     return weights
 
 

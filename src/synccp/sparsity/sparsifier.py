@@ -45,8 +45,14 @@ from torch import Tensor, nn
 
 from synccp.models.ema import ema_update_
 from synccp.sparsity import checks
-from synccp.sparsity.algorithms import (last_scored_step, random_init_allocation, regrow_masks,
-                                        select_masks, selected_branches, tracked_branches)
+from synccp.sparsity.algorithms import (
+    last_scored_step,
+    random_init_allocation,
+    regrow_masks,
+    select_masks,
+    selected_branches,
+    tracked_branches,
+)
 from synccp.sparsity.allocation import allocate_masks
 from synccp.sparsity.branch_masks import BRANCHES, BranchMasks, Masks
 from synccp.sparsity.granularity import Pattern

@@ -68,34 +68,40 @@ class SparsitySpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "block", tuple(self.block))
         policy_for(self.algorithm)  # ValueError naming sparsity.algorithm
-        self.pattern  # ValueError naming sparsity.granularity / n / m / block
+        pattern = self.pattern  # ValueError naming sparsity.granularity / n / m / block
         _in_range("sparsity.density", self.density, closed_low=False, closed_high=True)
-        _in_range("sparsity.initial_density", self.initial_density, closed_low=False, closed_high=True)
+        _in_range("sparsity.initial_density", self.initial_density, closed_low=False,
+                  closed_high=True)
         _in_range("sparsity.density_gap", self.density_gap, closed_low=True, closed_high=False)
         _in_range("sparsity.score_ema", self.score_ema, closed_low=True, closed_high=False)
         if self.drop_fraction is not None:
-            _in_range("sparsity.drop_fraction", self.drop_fraction, closed_low=True, closed_high=False)
+            _in_range("sparsity.drop_fraction", self.drop_fraction, closed_low=True,
+                      closed_high=False)
         _choice("sparsity.allocation", self.allocation, ALLOCATIONS)
         _choice("sparsity.sparse_branch", self.sparse_branch, SPARSE_BRANCHES)
         for key, value in (("sparsity.update_every", self.update_every),
-                           ("total_steps", self.total_steps), ("steps_per_epoch", self.steps_per_epoch),
+                           ("total_steps", self.total_steps),
+                           ("steps_per_epoch", self.steps_per_epoch),
                            ("seed", self.seed)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                       or value < (0 if key == "seed" else 1)):
-                raise ValueError(f"{key} must be an integer >= {0 if key == 'seed' else 1}, got {value!r}")
+                raise ValueError(f"{key} must be an integer >= {0 if key == 'seed' else 1}, "
+                                 f"got {value!r}")
         start, end = self.ramp
         if not 0 <= start <= end <= self.total_steps:
-            raise ValueError(f"need 0 <= ramp_start_step <= ramp_end_step <= total_steps (the density ramp, "
-                             f"sparsity.start_epoch/end_epoch), got ramp_start_step={start}, "
-                             f"ramp_end_step={end}, total_steps={self.total_steps}")
+            raise ValueError(f"need 0 <= ramp_start_step <= ramp_end_step <= total_steps (the "
+                             f"density ramp, sparsity.start_epoch/end_epoch), got "
+                             f"ramp_start_step={start}, ramp_end_step={end}, "
+                             f"total_steps={self.total_steps}")
         if self.regrow_end_step is not None and not 0 <= self.regrow_end_step <= self.total_steps:
-            raise ValueError(f"sparsity.regrow_end must end drop-and-grow inside training, got step "
-                             f"{self.regrow_end_step} of {self.total_steps}")
-        final = self.pattern.final_density(self.density)
+            raise ValueError(f"sparsity.regrow_end must end drop-and-grow inside training, got "
+                             f"step {self.regrow_end_step} of {self.total_steps}")
+        final = pattern.final_density(self.density)
         if self.policy.uses_gap and final + self.density_gap > 1.0 + 1e-9:
-            raise ValueError(f"sparsity.density_gap={self.density_gap} with a final density of {final:g} "
-                             f"asks the second branch for {final + self.density_gap:g} > 1; use at most "
-                             f"{1 - final:g} (= 1 - density: a dense second branch)")
+            raise ValueError(f"sparsity.density_gap={self.density_gap} with a final density of "
+                             f"{final:g} asks the second branch for "
+                             f"{final + self.density_gap:g} > 1; use at most {1 - final:g} "
+                             f"(= 1 - density: a dense second branch)")
 
     @property
     def policy(self) -> Policy:
@@ -110,8 +116,9 @@ class SparsitySpec:
     @property
     def ramp(self) -> tuple[int, int]:
         """(t_s, t_e) in optimizer steps."""
-        end = round(DEFAULT_RAMP[1] * self.total_steps) if self.ramp_end_step is None else self.ramp_end_step
-        return self.ramp_start_step, end
+        if self.ramp_end_step is None:
+            return self.ramp_start_step, round(DEFAULT_RAMP[1] * self.total_steps)
+        return self.ramp_start_step, self.ramp_end_step
 
     @property
     def epoch_steps(self) -> int:
@@ -140,15 +147,16 @@ class SparsitySpec:
         start, end = self.ramp
         return is_policy_update(self.policy, step, start_step=start, end_step=end,
                                 update_every=self.update_every, steps_per_epoch=self.epoch_steps,
-                                total_steps=self.total_steps, regrow_end_step=self.regrow_window()[1])
+                                total_steps=self.total_steps,
+                                regrow_end_step=self.regrow_window()[1])
 
 
 def resolve_spec(spec: SparsitySpec | None, settings: dict) -> SparsitySpec:
     """`spec`, or a `SparsitySpec` of the keyword `settings` (not both)."""
     if spec is not None:
         if settings:
-            raise TypeError(f"pass a SparsitySpec or its fields as keywords, not both; got spec and "
-                            f"{sorted(settings)}")
+            raise TypeError(f"pass a SparsitySpec or its fields as keywords, not both; got spec "
+                            f"and {sorted(settings)}")
         return spec
     fields = set(SparsitySpec.__dataclass_fields__)
     unknown = sorted(set(settings) - fields)
@@ -156,13 +164,15 @@ def resolve_spec(spec: SparsitySpec | None, settings: dict) -> SparsitySpec:
         raise TypeError(f"unknown Sparsifier keyword(s) {unknown}; SparsitySpec fields are "
                         f"{', '.join(sorted(fields))}")
     if "total_steps" not in settings:
-        raise TypeError("Sparsifier needs total_steps=<optimizer steps of the run> (the schedule's length)")
+        raise TypeError("Sparsifier needs total_steps=<optimizer steps of the run> (the "
+                        "schedule's length)")
     return SparsitySpec(**settings)
 
 
 def _in_range(key: str, value: float, *, closed_low: bool, closed_high: bool) -> None:
-    ok = (value >= 0.0 if closed_low else value > 0.0) and (value <= 1.0 if closed_high else value < 1.0)
-    if not ok:
+    above = value >= 0.0 if closed_low else value > 0.0
+    below = value <= 1.0 if closed_high else value < 1.0
+    if not (above and below):
         interval = f"{'[' if closed_low else '('}0.0, 1.0{']' if closed_high else ')'}"
         raise ValueError(f"{key} must be in {interval}, got {value!r}")
 

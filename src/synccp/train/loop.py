@@ -20,14 +20,20 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from synccp import distributed
+from synccp import distributed, rundir
 from synccp.config import Config, config_to_dict
-from synccp import rundir
-from synccp.rundir.lock import RunLock
 from synccp.results.loggers import with_live_loggers
-from synccp.rundir.checkpoint import (LAST, CheckpointError, find_checkpoint, first_line, first_nonfinite,
-                                     has_checkpoint, save_checkpoint)
 from synccp.rundir.artifacts import encoder_description, export_model
+from synccp.rundir.checkpoint import (
+    LAST,
+    CheckpointError,
+    find_checkpoint,
+    first_line,
+    first_nonfinite,
+    has_checkpoint,
+    save_checkpoint,
+)
+from synccp.rundir.lock import RunLock
 from synccp.train.batches import augmentation_seed
 from synccp.train.runtime import resolve_device
 from synccp.train.setup import TrainingSetup, build_setup

@@ -19,10 +19,10 @@ from torch import nn
 
 from synccp import distributed
 from synccp.config import Config
+from synccp.config.limits import check_totals
 from synccp.data import ImageDataset, load_dataset
 from synccp.data.loader import StreamBatches
 from synccp.data.stream import STREAMED, StreamingDataset, load_stream
-from synccp.config.limits import check_totals
 from synccp.methods import SSLMethod, build_method, method_defaults, view_recipes
 from synccp.models import build_backbone, prunable_parameters
 from synccp.sparsity.granularity import pattern_for
