@@ -14,8 +14,8 @@ The names import torch on first use only, so `synccp --help` stays fast.
 """
 
 __version__ = "0.1.0"
-__all__ = ["ALGORITHMS", "POLICIES", "Sparsifier", "SparsitySpec", "encoder_metadata", "export_model",
-           "load_encoder", "prunable_weights"]
+__all__ = ["ALGORITHMS", "POLICIES", "Sparsifier", "SparsitySpec", "encoder_metadata",
+           "export_model", "load_encoder", "prunable_weights"]
 _LAZY = {"Sparsifier": "synccp.sparsity.sparsifier", "SparsitySpec": "synccp.sparsity.spec",
          "ALGORITHMS": "synccp.sparsity.registry", "POLICIES": "synccp.sparsity.registry",
          "prunable_weights": "synccp.sparsity.selection", "export_model": "synccp.rundir.artifacts"}
@@ -37,7 +37,7 @@ def load_encoder(path, *, device="cpu"):
 
 
 def encoder_metadata(path) -> tuple[dict, dict]:
-    """The (encoder, sparsity) metadata of an exported file: architecture, normalisation, densities."""
+    """(encoder, sparsity) metadata of an exported file: architecture, normalisation, densities."""
     from synccp.export.metadata import read_metadata
 
     return read_metadata(path)

@@ -62,6 +62,6 @@ def series_styles(labels: list[str]) -> dict[str, dict]:
         if label != algorithm:  # the plain algorithm keeps the table's colour exactly
             index = variants[algorithm] = variants.get(algorithm, 0) + 1
         base = style(algorithm)
-        out[label] = {"color": lighten(base.color, LIGHTEN[index % len(LIGHTEN)]), "marker": base.marker,
-                      "linestyle": LINESTYLES[index % len(LINESTYLES)]}
+        out[label] = {"color": lighten(base.color, LIGHTEN[index % len(LIGHTEN)]),
+                      "marker": base.marker, "linestyle": LINESTYLES[index % len(LINESTYLES)]}
     return out

@@ -20,8 +20,8 @@ CSV_COLUMNS = (
     "run", "method", "algorithm", "granularity", "density", "density_gap", "score_ema", "seed",
     "epochs", "width", "subset", "knn_top1", "linear_top1", "raw_knn_top1", "raw_linear_top1",
     "final_online_density", "final_second_density", "ramp_flip_rate", "ramp_flip_rate_second",
-    "ramp_revival_rate", "final_online_second_iou", "train_flops_ratio", "modeled_speedup", "wall_s",
-    "knn_vs_dense", "linear_vs_dense")
+    "ramp_revival_rate", "final_online_second_iou", "train_flops_ratio", "modeled_speedup",
+    "wall_s", "knn_vs_dense", "linear_vs_dense")
 
 # (row field, column title, format, with ± std) of the aggregated table, after the identity
 # columns; densities and costs are (nearly) the same for every seed, so only their mean is shown.
@@ -74,14 +74,16 @@ def with_dense_differences(rows: list[dict]) -> list[dict]:
     dense = {(_outside_sparsity(r), r["seed"]): r for r in rows if r["algorithm"] == "dense"}
     out = []
     for row in rows:
-        partner = None if row["algorithm"] == "dense" else dense.get((_outside_sparsity(row), row["seed"]))
+        partner = (None if row["algorithm"] == "dense"
+                   else dense.get((_outside_sparsity(row), row["seed"])))
         out.append({**row, **{f"{probe}_vs_dense": _difference(row, partner, f"{probe}_top1")
                               for probe in ("knn", "linear")}})
     return out
 
 
 def _outside_sparsity(row: dict) -> str:
-    return repr(sorted((k, repr(v)) for k, v in row["_key"].items() if not k.startswith("sparsity.")))
+    return repr(sorted((k, repr(v)) for k, v in row["_key"].items()
+                       if not k.startswith("sparsity.")))
 
 
 def _difference(row: dict, partner: dict | None, field: str) -> float | None:
@@ -149,7 +151,8 @@ def _best(groups: list[list[dict]]) -> set[int]:
         stats = mean_std(r["linear_top1"] for r in group)
         if stats is not None and group[0]["algorithm"] != "dense":
             head = group[0]
-            blocks.setdefault(repr([head["method"], head["granularity"], head["density"]]), []).append((stats[0], i))
+            key = repr([head["method"], head["granularity"], head["density"]])
+            blocks.setdefault(key, []).append((stats[0], i))
     return {max(block)[1] for block in blocks.values() if len(block) > 1}
 
 
@@ -192,8 +195,8 @@ def setting_lines(rows: list[dict]) -> list[str]:
     keys = sorted({k for row in rows for k in row["_key"]})
     shared = [k for k in keys if len({repr(r["_key"].get(k)) for r in rows}) == 1]
     wanted = ("data.", "model.", "train.epochs", "train.batch_size", "sparsity.allocation",
-              "sparsity.update_every", "sparsity.start_epoch", "sparsity.end_epoch", "sparsity.ramp_start",
-              "sparsity.ramp_end")
+              "sparsity.update_every", "sparsity.start_epoch", "sparsity.end_epoch",
+              "sparsity.ramp_start", "sparsity.ramp_end")
     lines = ["Shared by all runs: " + ", ".join(
         f"`{k}={_cell(rows[0]['_key'][k])}`" for k in shared
         if k.startswith(wanted) and rows[0]["_key"].get(k) is not None) + "."]
@@ -202,7 +205,8 @@ def setting_lines(rows: list[dict]) -> list[str]:
     for method in methods if len(methods) > 1 and recipe else ():
         own = [r["_key"] for r in rows if r["method"] == method]
         values = {k: sorted({_cell(key.get(k)) for key in own}) for k in recipe}  # several: swept
-        lines.append(f"- {method}: " + ", ".join(f"`{k}={' / '.join(v)}`" for k, v in values.items()))
+        lines.append(f"- {method}: "
+                     + ", ".join(f"`{k}={' / '.join(v)}`" for k, v in values.items()))
     return lines
 
 
@@ -213,5 +217,6 @@ def ramp_window(config: dict) -> tuple[float, float]:
 
     s, epochs = config["sparsity"], float(config["train"]["epochs"])
     end = s.get("end_epoch")
-    return ramp_epochs(start_epoch=s.get("start_epoch"), end_epoch=None if end is None or end < 0 else end,
+    return ramp_epochs(start_epoch=s.get("start_epoch"),
+                       end_epoch=None if end is None or end < 0 else end,
                        ramp_start=s.get("ramp_start"), ramp_end=s.get("ramp_end"), epochs=epochs)

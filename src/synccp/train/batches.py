@@ -28,9 +28,10 @@ class ViewStream:
     """This process's batch and views of every step; `generator` is checkpointed state."""
 
     def __init__(self, *, images: torch.Tensor | None, stream: StreamBatches | None,
-                 mean: tuple[float, ...], std: tuple[float, ...], recipes: tuple[ViewRecipe, ViewRecipe],
-                 generator: torch.Generator, seed: int, batch_size: int, steps_per_epoch: int,
-                 rank: int = 0, world_size: int = 1, global_augment: bool = False, swap: bool = False):
+                 mean: tuple[float, ...], std: tuple[float, ...],
+                 recipes: tuple[ViewRecipe, ViewRecipe], generator: torch.Generator, seed: int,
+                 batch_size: int, steps_per_epoch: int, rank: int = 0, world_size: int = 1,
+                 global_augment: bool = False, swap: bool = False):
         """`images`: (N, C, H, W) uint8 on the device, or None with a `stream`; `batch_size` is
         global (over all processes); `global_augment` augments the whole global batch on every
         rank and keeps this rank's slice; `swap` exchanges the views every other step (shared
@@ -71,7 +72,8 @@ class ViewStream:
         """The two augmented, normalised views of this process's share of step `step`:
         2 × (B_local, C, S, S) float."""
         batch = self.batch(step)  # (B_local, C, H, W) uint8 on device; (B, ...) with global_augment
-        first, second = (make_view(batch, recipe, mean=self.mean, std=self.std, generator=self.generator)
+        first, second = (make_view(batch, recipe, mean=self.mean, std=self.std,
+                                   generator=self.generator)
                          for recipe in self.recipes)
         if self.global_augment:
             first, second = self.local_slice(first), self.local_slice(second)  # (B_local, C, S, S)

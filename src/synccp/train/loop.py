@@ -41,7 +41,8 @@ from synccp.train.step import train_step
 
 LOG = logging.getLogger(__name__)
 Saved = tuple[Path, int] | None  # the last good checkpoint and its step
-REQUIRED = {"method": dict, "optimizer": dict, "sparsifier": dict, "generators": list}  # in every checkpoint
+# in every checkpoint
+REQUIRED = {"method": dict, "optimizer": dict, "sparsifier": dict, "generators": list}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -68,9 +69,11 @@ def pretrain(cfg: Config, run_dir: str | Path, *, resume: bool = False,
 def _pretrain(cfg: Config, run_dir: Path, *, resume: bool, stop_after: int | None) -> dict:
     config = config_to_dict(cfg)
     distributed.on_rank_zero(lambda: rundir.check_run_dir(run_dir, config, resume=resume))
-    finished = distributed.on_rank_zero(lambda: rundir.finished_summary(run_dir)) if resume else None
+    finished = (distributed.on_rank_zero(lambda: rundir.finished_summary(run_dir))
+                if resume else None)
     if finished is not None:
-        LOG.info("%s holds a finished run (%s): nothing to resume, left untouched", run_dir, rundir.SUMMARY)
+        LOG.info("%s holds a finished run (%s): nothing to resume, left untouched", run_dir,
+                 rundir.SUMMARY)
         return finished
     device = resolve_device(cfg.train.device)
     setup = build_setup(cfg, device)
@@ -86,12 +89,14 @@ def _prepare(run_dir: Path, config: dict, *, resume: bool) -> str:
     return rundir.run_identity(run_dir)
 
 
-def _train(cfg: Config, setup: TrainingSetup, run_dir: Path, *, resume: bool, stop_after: int | None,
-           identity: str) -> dict:
+def _train(cfg: Config, setup: TrainingSetup, run_dir: Path, *, resume: bool,
+           stop_after: int | None, identity: str) -> dict:
     log = rundir.MetricsLog(run_dir, enabled=setup.runtime.rank == 0)
-    found = distributed.on_rank_zero(lambda: _checkpoint_to_resume(run_dir, identity)) if resume else None
+    found = (distributed.on_rank_zero(lambda: _checkpoint_to_resume(run_dir, identity))
+             if resume else None)
     log = with_live_loggers(log, cfg.train.loggers, run_dir, config=config_to_dict(cfg),
-                            first_step=int(found[1]["step"]) if found else 0, enabled=setup.runtime.rank == 0)
+                            first_step=int(found[1]["step"]) if found else 0,
+                            enabled=setup.runtime.rank == 0)
     if found is None:
         if resume:
             LOG.info("%s has no checkpoint yet: starting it at step 0", run_dir)
@@ -103,10 +108,12 @@ def _train(cfg: Config, setup: TrainingSetup, run_dir: Path, *, resume: bool, st
         log.truncate_after(step)
         saved = (found[0], step)
         LOG.info("resumed %s at step %d from %s", run_dir, step, found[0])
-    last = setup.clock.total_steps if stop_after is None else min(stop_after, setup.clock.total_steps)
+    total = setup.clock.total_steps
+    last = total if stop_after is None else min(stop_after, total)
     started = time.perf_counter()
     try:
-        step = _run_steps(cfg, setup, run_dir, log, first=step, last=last, saved=saved, identity=identity)
+        step = _run_steps(cfg, setup, run_dir, log, first=step, last=last, saved=saved,
+                          identity=identity)
     finally:
         log.close()
     if step < setup.clock.total_steps:
@@ -128,14 +135,17 @@ def _run_steps(cfg: Config, setup: TrainingSetup, run_dir: Path, log: rundir.Met
         watch.observe(loss, step + 1)
         if record is not None:
             _check_masks_agree(setup, step + 1)
-            log.write({"kind": "mask_update", "step": step + 1, "epoch": clock.epoch(step + 1), **record})
-        if (step + 1) % cfg.train.log_every == 0 or step + 1 in (1, last):  # step 1: a first sign of life
+            log.write({"kind": "mask_update", "step": step + 1, "epoch": clock.epoch(step + 1),
+                       **record})
+        # step 1: a first sign of life
+        if (step + 1) % cfg.train.log_every == 0 or step + 1 in (1, last):
             watch.raise_if_bad(saved)
             value = distributed.mean(loss).item()
             rate = (step + 1 - window[1]) * cfg.train.batch_size / (time.perf_counter() - window[0])
             window = (time.perf_counter(), step + 1)
-            log.write({"kind": "train", "step": step + 1, "epoch": clock.epoch(step + 1), "loss": value,
-                       "lr": setup.optimizer.param_groups[0]["lr"], "images_per_s": rate})
+            log.write({"kind": "train", "step": step + 1, "epoch": clock.epoch(step + 1),
+                       "loss": value, "lr": setup.optimizer.param_groups[0]["lr"],
+                       "images_per_s": rate})
             bar.set_postfix(loss=f"{value:.4f}", img_s=f"{rate:.0f}")
         bar.update(1)
         if (step + 1) % clock.steps_per_epoch == 0 or step + 1 == clock.total_steps:
@@ -169,9 +179,9 @@ class LossWatch:
             return
         value = float(self.value) if int(self.first) == step else float("nan")
         raise NonFiniteLossError(
-            f"the loss is {value} at step {step}; training stopped and no weights from that step on "
-            f"were saved ({_last_good(saved)}). A diverging loss usually means train.lr is too high for this "
-            f"train.batch_size / train.optimizer")
+            f"the loss is {value} at step {step}; training stopped and no weights from that step "
+            f"on were saved ({_last_good(saved)}). A diverging loss usually means train.lr is too "
+            f"high for this train.batch_size / train.optimizer")
 
 
 def _last_good(saved: Saved) -> str:
@@ -184,13 +194,14 @@ def _check_masks_agree(setup: TrainingSetup, step: int) -> None:
     """Under torchrun: rank 0's new masks are broadcast and every rank compares its own, bitwise."""
     if setup.runtime.world_size == 1:
         return
-    masks = [(name, mask.to(setup.runtime.device)) for name, mask in setup.sparsifier.masks().items()]
+    masks = [(name, mask.to(setup.runtime.device))
+             for name, mask in setup.sparsifier.masks().items()]
     name = distributed.first_mismatch(masks)
     if name is not None:
         raise ReplicaMismatchError(
-            f"mask {name} differs between rank 0 and another rank after the mask update at step {step}: "
-            f"the replicas have diverged; the last checkpoint holds rank 0's state (resume restarts "
-            f"every rank from it)")
+            f"mask {name} differs between rank 0 and another rank after the mask update at step "
+            f"{step}: the replicas have diverged; the last checkpoint holds rank 0's state (resume "
+            f"restarts every rank from it)")
 
 
 def _state(setup: TrainingSetup, step: int, generators: list[torch.Tensor]) -> dict:
@@ -227,14 +238,17 @@ def _checkpoint(setup: TrainingSetup, run_dir: Path, log: rundir.MetricsLog, ste
 def _checkpoint_to_resume(run_dir: Path, identity: str) -> tuple[Path, dict] | None:
     """(file, state) of the newest usable checkpoint of this run, or None when the run stopped
     before writing any."""
-    return find_checkpoint(run_dir, identity=identity, required=REQUIRED) if has_checkpoint(run_dir) else None
+    if not has_checkpoint(run_dir):
+        return None
+    return find_checkpoint(run_dir, identity=identity, required=REQUIRED)
 
 
 def _restore(setup: TrainingSetup, path: Path, state: dict) -> int:
     """Load checkpoint `state` (read from `path`, checksum and identity verified) into the setup."""
     step = state["step"]
     if step > setup.clock.total_steps:
-        raise CheckpointError(f"{path} is at step {step}, beyond this run's {setup.clock.total_steps} steps")
+        raise CheckpointError(f"{path} is at step {step}, beyond this run's "
+                              f"{setup.clock.total_steps} steps")
     try:
         setup.method.load_state_dict(state["method"])
         setup.optimizer.load_state_dict(state["optimizer"])
@@ -249,7 +263,8 @@ def _restore(setup: TrainingSetup, path: Path, state: dict) -> int:
         LOG.warning("the checkpoint was written by %d process(es), this run has %d: augmentations "
                     "restart from fresh generators (the run goes on, not bit-identical to an "
                     "uninterrupted one)", len(generators), setup.runtime.world_size)
-        setup.batches.generator.manual_seed(augmentation_seed(setup.batches.seed + step, setup.runtime.rank))
+        setup.batches.generator.manual_seed(augmentation_seed(setup.batches.seed + step,
+                                                              setup.runtime.rank))
     return step
 
 
@@ -258,7 +273,8 @@ def _check_replicas(setup: TrainingSetup) -> None:
     if setup.runtime.world_size == 1:
         return
     named = list(setup.method.state_dict().items())
-    named += [(f"masks.{k}", v.to(setup.runtime.device)) for k, v in setup.sparsifier.masks().items()]
+    named += [(f"masks.{k}", v.to(setup.runtime.device))
+              for k, v in setup.sparsifier.masks().items()]
     scores = setup.sparsifier.state_dict()["scores"]
     named += [(f"scores.{b}.{k}", v) for b, layer in scores.items() for k, v in layer.items()]
     for index, values in setup.optimizer.state_dict()["state"].items():

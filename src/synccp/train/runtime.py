@@ -1,4 +1,4 @@
-"""The runtime of a run: device, bf16 autocast, channels_last and the DistributedDataParallel choice.
+"""The run's runtime: device, bf16 autocast, channels_last and the DistributedDataParallel choice.
 
 Under torchrun (DESIGN.md §2) the run is one replica per process: the method is wrapped in
 DistributedDataParallel (optionally with SyncBatchNorm) and everything else follows from
@@ -64,7 +64,7 @@ def make_runtime(precision: str, device: torch.device) -> Runtime:
 
 
 def replicate(method: nn.Module, device: torch.device) -> nn.Module | None:
-    """DistributedDataParallel over the method (its forward is `training_loss`); None on one process.
+    """DistributedDataParallel over the method (forward: `training_loss`); None on one process.
 
     Target parameters take no gradient, so DDP leaves them alone. Buffers are not broadcast every
     step (`broadcast_buffers=False`): BatchNorm running statistics never enter a training forward,

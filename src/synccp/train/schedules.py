@@ -34,7 +34,7 @@ def warmup_cosine(step: int, *, total_steps: int, warmup_steps: int, base: float
 
 
 def scaled_lr(base_lr: float, batch_size: int) -> float:
-    """Linear scaling rule (Goyal et al. 2017): lr = base_lr · batch_size / 256, as in solo-learn."""
+    """Linear scaling (Goyal et al. 2017): lr = base_lr · batch_size / 256, as in solo-learn."""
     return base_lr * batch_size / 256
 
 

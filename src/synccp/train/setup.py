@@ -100,19 +100,21 @@ def check_image_size(size: int, cfg: Config) -> None:
                   f"data.image_size=0 (the native {size}x{size} of data.name={cfg.data.name!r})")
         raise ValueError(f"{source} is smaller than the output stride {stride} of model.backbone="
                          f"{cfg.model.backbone!r} with model.stem={cfg.model.stem!r}; set "
-                         f"data.image_size >= {stride}" + (" or model.stem='cifar'" if stride > 8 else ""))
+                         f"data.image_size >= {stride}"
+                         + (" or model.stem='cifar'" if stride > 8 else ""))
 
 
 def check_batch(batch_size: int, world_size: int) -> None:
     """The global batch must split evenly over the processes, at least 2 images each (BatchNorm
     and the contrastive losses need more than one sample)."""
     if batch_size % world_size:
-        raise ValueError(f"train.batch_size={batch_size} must be divisible by the number of processes "
-                         f"({world_size}): each takes an equal share of every global batch")
+        raise ValueError(f"train.batch_size={batch_size} must be divisible by the number of "
+                         f"processes ({world_size}): each takes an equal share of every global "
+                         f"batch")
     if batch_size // world_size < 2:
         where = f" per process ({world_size} processes)" if world_size > 1 else ""
-        raise ValueError(f"train.batch_size={batch_size} gives {batch_size // world_size} image{where}; "
-                         f"BatchNorm and the SSL losses need at least 2 per process")
+        raise ValueError(f"train.batch_size={batch_size} gives {batch_size // world_size} "
+                         f"image{where}; BatchNorm and the SSL losses need at least 2 per process")
 
 
 def check_sparsity_fits(cfg: Config, method: SSLMethod) -> None:
@@ -127,10 +129,10 @@ def check_sparsity_fits(cfg: Config, method: SSLMethod) -> None:
     reasons = {name: pattern.unfit_reason(shape) for name, shape in shapes.items()}
     if all(reason is not None for reason in reasons.values()):
         name, reason = next(iter(reasons.items()))
-        raise ValueError(f"sparsity.granularity={s.granularity!r} fits none of the {len(shapes)} prunable "
-                         f"layers of model.backbone={cfg.model.backbone!r} at model.width={cfg.model.width} "
-                         f"(e.g. {name}: {reason}); the run would be dense. Change "
-                         f"{pattern.keys} or model.width")
+        raise ValueError(f"sparsity.granularity={s.granularity!r} fits none of the {len(shapes)} "
+                         f"prunable layers of model.backbone={cfg.model.backbone!r} at "
+                         f"model.width={cfg.model.width} (e.g. {name}: {reason}); the run would "
+                         f"be dense. Change {pattern.keys} or model.width")
 
 
 def build_model(cfg: Config, in_channels: int) -> SSLMethod:
@@ -155,8 +157,8 @@ def build_sparsifier(cfg: Config, method: SSLMethod, clock: Clock) -> Sparsifier
     """The run's Sparsifier over the backbone's prunable weights (and the target's); gradients
     are masked by the step, not by hooks (under DDP a hook would see unaveraged gradients)."""
     target = None if method.shared_encoder else prunable_parameters(method.target_backbone)
-    return Sparsifier(prunable_parameters(method.backbone), sparsity_spec(cfg, clock), target=target,
-                      hooks=False)
+    return Sparsifier(prunable_parameters(method.backbone), sparsity_spec(cfg, clock),
+                      target=target, hooks=False)
 
 
 def build_setup(cfg: Config, device: torch.device, *,
@@ -190,8 +192,8 @@ def build_setup(cfg: Config, device: torch.device, *,
         norm_branch=cfg.sparsity.sparse_branch if method.branch_norms is not None else None)
 
 
-def _batches(cfg: Config, data: ImageDataset | StreamingDataset, method: SSLMethod, device: torch.device,
-             clock: Clock, rank: int, world: int) -> ViewStream:
+def _batches(cfg: Config, data: ImageDataset | StreamingDataset, method: SSLMethod,
+             device: torch.device, clock: Clock, rank: int, world: int) -> ViewStream:
     """The data stream of this rank: images on the device (or streamed), views per the method."""
     t = cfg.train
     whole = t.global_augment and world > 1
@@ -212,5 +214,6 @@ def _stream(cfg: Config, data: StreamingDataset, device: torch.device, clock: Cl
     """The batches of a streamed dataset in `TrainingSetup.batch`'s order, for this rank."""
     batch, whole = cfg.train.batch_size, cfg.train.global_augment and world > 1
     return StreamBatches(data, device=device, seed=cfg.train.seed, batch_size=batch,
-                         take=batch if whole else batch // world, offset=0 if whole else rank * (batch // world),
+                         take=batch if whole else batch // world,
+                         offset=0 if whole else rank * (batch // world),
                          steps_per_epoch=clock.steps_per_epoch, workers=cfg.data.workers)

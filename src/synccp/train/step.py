@@ -21,12 +21,14 @@ Encode = Callable[[torch.Tensor], torch.Tensor]
 def train_step(setup: TrainingSetup, step: int) -> tuple[torch.Tensor, dict | None]:
     """Optimizer step `step` (0-based; the Sparsifier counts it as step + 1). Returns the loss
     (on the device, no host sync) and the metrics record of a mask update (None without one)."""
-    view_a, view_b = (setup.runtime.layout(v) for v in setup.batches.views(step))  # (B_local, C, S, S)
+    # (B_local, C, S, S) each
+    view_a, view_b = (setup.runtime.layout(v) for v in setup.batches.views(step))
     for group in setup.optimizer.param_groups:
         group["lr"] = setup.schedules.lr(step)
     online, second = encoders(setup)
     with setup.runtime.autocast():
-        loss = setup.model(view_a, view_b, online=online, second=second)  # the method's training_loss
+        # the method's training_loss
+        loss = setup.model(view_a, view_b, online=online, second=second)
     setup.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     setup.sparsifier.capture_(step + 1)  # RigL/GraNet: |dense gradient| on update steps
