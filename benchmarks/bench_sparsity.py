@@ -37,9 +37,9 @@ from synccp.sparsity import topk
 from synccp.sparsity.sparsifier import Sparsifier
 from synccp.sparsity.topk import kth_largest
 
-UPDATE_CASES = (("synccp", "unstructured"), ("synccp", "nm"), ("synccp", "block"), ("synccp", "channel"),
-                ("gmp", "unstructured"), ("sdclr", "unstructured"), ("rigl", "unstructured"),
-                ("granet", "unstructured"), ("granet", "nm"))
+UPDATE_CASES = (("synccp", "unstructured"), ("synccp", "nm"), ("synccp", "block"),
+                ("synccp", "channel"), ("gmp", "unstructured"), ("sdclr", "unstructured"),
+                ("rigl", "unstructured"), ("granet", "unstructured"), ("granet", "nm"))
 NEVER = 10**9  # a ramp that never fires during the step benchmark
 
 
@@ -49,11 +49,12 @@ def sync(device: torch.device) -> None:
 
 
 def sparsifier_for(backbone, target, *, algorithm: str, granularity: str, every: int, start: int,
-                   initial: float, density: float = 0.1, optimizer=None, hooks: bool = True) -> Sparsifier:
+                   initial: float, density: float = 0.1, optimizer=None,
+                   hooks: bool = True) -> Sparsifier:
     """The public Sparsifier over the backbone (its default prunable weights: all but the stem)."""
-    return Sparsifier(backbone, target=target, optimizer=optimizer, hooks=hooks, algorithm=algorithm,
-                      granularity=granularity, density=density, initial_density=initial,
-                      update_every=every, ramp_start_step=start,
+    return Sparsifier(backbone, target=target, optimizer=optimizer, hooks=hooks,
+                      algorithm=algorithm, granularity=granularity, density=density,
+                      initial_density=initial, update_every=every, ramp_start_step=start,
                       ramp_end_step=NEVER if start else NEVER // 2, steps_per_epoch=every,
                       total_steps=NEVER, seed=0)
 
@@ -63,8 +64,9 @@ def time_updates(name: str, width: int, device: torch.device, *, algorithm: str,
     """Median seconds of one mask update (every step is an update step here)."""
     backbone = build_backbone(name, stem="cifar", width=width, in_channels=3).to(device)
     target = frozen_copy(backbone)
-    sparsifier = sparsifier_for(backbone, target, algorithm=algorithm, granularity=granularity, every=1,
-                                start=0, initial=0.5, hooks=False)  # the update alone is timed
+    # hooks=False: the update alone is timed
+    sparsifier = sparsifier_for(backbone, target, algorithm=algorithm, granularity=granularity,
+                                every=1, start=0, initial=0.5, hooks=False)
     optimizer = torch.optim.SGD(backbone.parameters(), lr=0.01, momentum=0.9)
     for p in backbone.parameters():  # momentum buffers to zero, like a real run
         optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
@@ -99,7 +101,8 @@ def _step_paths(name: str, width: int, device: torch.device, channels_last: bool
         optimizer = sgd(net)
         sp = None if algorithm is None else sparsifier_for(net, None, algorithm=algorithm,
                                                            granularity="unstructured", every=50,
-                                                           start=NEVER, initial=0.1, optimizer=optimizer)
+                                                           start=NEVER, initial=0.1,
+                                                           optimizer=optimizer)
         paths[label] = _shared_step(net, optimizer, sp)
     for label, algorithm in (("momentum dense", None), ("momentum synccp", "synccp")):
         net = model()
@@ -107,7 +110,8 @@ def _step_paths(name: str, width: int, device: torch.device, channels_last: bool
         optimizer = sgd(net)
         sp = None if algorithm is None else sparsifier_for(net, target, algorithm=algorithm,
                                                            granularity="unstructured", every=50,
-                                                           start=NEVER, initial=0.1, optimizer=optimizer)
+                                                           start=NEVER, initial=0.1,
+                                                           optimizer=optimizer)
         paths[label] = _momentum_step(net, target, optimizer, sp)
     return paths
 
@@ -166,8 +170,9 @@ def time_steps(name: str, width: int, device: torch.device, *, batch: int, size:
     return {label: statistics.median(values) for label, values in times.items()}
 
 
-def time_selection(numel: int, density: float, device: torch.device, *, repeats: int) -> dict[str, float]:
-    """Median seconds of the global threshold over `numel` scores: `kth_largest` vs plain kthvalue."""
+def time_selection(numel: int, density: float, device: torch.device, *,
+                   repeats: int) -> dict[str, float]:
+    """Median seconds of the global threshold over `numel` scores: `kth_largest` vs kthvalue."""
     scores = torch.rand(numel, generator=torch.Generator().manual_seed(0)).to(device)
     count = round(density * numel)
     ways = {"kth_largest": lambda: kth_largest(scores, count),
@@ -198,7 +203,8 @@ def time_updates_by_selection(name: str, width: int, device: torch.device, *, al
             for label in (list(ways) if round_ % 2 == 0 else list(ways)[::-1]):
                 topk.kth_largest = ways[label]
                 times[label].append(time_updates(name, width, device, algorithm=algorithm,
-                                                 granularity=granularity_name, warmup=warmup, repeats=3))
+                                                 granularity=granularity_name, warmup=warmup,
+                                                 repeats=3))
     finally:
         topk.kth_largest = kth_largest
     return {label: statistics.median(values) for label, values in times.items()}
@@ -209,60 +215,70 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="resnet18,resnet50")
     parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--batch", default="32", help="images per view in the step benchmark; a comma "
-                        "list runs each (the update shares are given for every one)")
+    parser.add_argument("--batch", default="32", help="images per view in the step benchmark; a "
+                        "comma list runs each (the update shares are given for every one)")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     parser.add_argument("--update-every", type=int, default=SparsityConfig().update_every)
     parser.add_argument("--skip-updates", action="store_true")
-    parser.add_argument("--selection-ab", action="store_true", help="only: mask-update time with the "
-                        "threshold from kth_largest vs plain kthvalue, interleaved in one process")
+    parser.add_argument("--selection-ab", action="store_true", help="only: mask-update time with "
+                        "the threshold from kth_largest vs plain kthvalue, interleaved in one "
+                        "process")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     channels_last = device.type == "cuda"
     batches = [int(b) for b in args.batch.split(",")]
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "
-          f"threads {torch.get_num_threads()}, width {args.width}, batch {batches}×2 views, "
-          f"{args.image_size}×{args.image_size}, median of {args.repeats} (warm-up {args.warmup}), "
-          f"update_every {args.update_every}")
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"device {device}, threads {torch.get_num_threads()}, width {args.width}, "
+          f"batch {batches}×2 views, {args.image_size}×{args.image_size}, "
+          f"median of {args.repeats} (warm-up {args.warmup}), update_every {args.update_every}")
     if args.selection_ab:
         for name in args.models.split(","):
-            print(f"\n{name}: one mask update (median s of {args.repeats} alternating rounds), threshold by")
-            for algorithm, granularity_name in (("synccp", "unstructured"), ("granet", "unstructured"),
-                                                ("granet", "nm")):
+            print(f"\n{name}: one mask update (median s of {args.repeats} alternating rounds), "
+                  f"threshold by")
+            for algorithm, granularity_name in (("synccp", "unstructured"),
+                                                ("granet", "unstructured"), ("granet", "nm")):
                 cost = time_updates_by_selection(name, args.width, device, algorithm=algorithm,
-                                                 granularity_name=granularity_name, warmup=args.warmup,
-                                                 repeats=args.repeats)
-                print(f"  {algorithm:7s} {granularity_name:13s} kth_largest {cost['kth_largest']:.4f} s   "
-                      f"kthvalue {cost['kthvalue']:.4f} s   (×{cost['kthvalue'] / cost['kth_largest']:.2f})")
+                                                 granularity_name=granularity_name,
+                                                 warmup=args.warmup, repeats=args.repeats)
+                print(f"  {algorithm:7s} {granularity_name:13s} "
+                      f"kth_largest {cost['kth_largest']:.4f} s   "
+                      f"kthvalue {cost['kthvalue']:.4f} s   "
+                      f"(×{cost['kthvalue'] / cost['kth_largest']:.2f})")
         return
     if not args.skip_updates:
         cost = time_selection(11_000_000, 0.1, device, repeats=args.repeats)
-        print(f"\nglobal threshold over 11 M scores (ResNet-18), keep 10%: kth_largest {cost['kth_largest']:.4f} s, "
-              f"kthvalue {cost['kthvalue']:.4f} s (×{cost['kthvalue'] / cost['kth_largest']:.2f})")
+        print(f"\nglobal threshold over 11 M scores (ResNet-18), keep 10%: "
+              f"kth_largest {cost['kth_largest']:.4f} s, kthvalue {cost['kthvalue']:.4f} s "
+              f"(×{cost['kthvalue'] / cost['kth_largest']:.2f})")
     for name in args.models.split(","):
         step_times = {}
         for batch in batches:
             steps = time_steps(name, args.width, device, batch=batch, size=args.image_size,
-                               warmup=args.warmup, repeats=args.repeats, channels_last=channels_last)
-            print(f"\n{name}, batch {batch}: training step (median s), ratio to the dense step of the same path")
+                               warmup=args.warmup, repeats=args.repeats,
+                               channels_last=channels_last)
+            print(f"\n{name}, batch {batch}: training step (median s), ratio to the dense step of "
+                  f"the same path")
             for label, value in steps.items():
                 base = steps["momentum dense" if label.startswith("momentum") else "shared dense"]
                 print(f"  {label:32s} {value:9.4f} s   ×{value / base:.3f}")
             step_times[batch] = steps["momentum synccp"]
         if args.skip_updates:
             continue
-        shares = ", ".join(f"batch {b}: {args.update_every} × {t:.4f} s" for b, t in step_times.items())
+        shares = ", ".join(f"batch {b}: {args.update_every} × {t:.4f} s"
+                           for b, t in step_times.items())
         print(f"{name}: one mask update, momentum path (median s); share = update / "
               f"(update_every × masked momentum step) for {shares}")
         for algorithm, granularity in UPDATE_CASES:
-            cost = time_updates(name, args.width, device, algorithm=algorithm, granularity=granularity,
-                                warmup=args.warmup, repeats=max(3, args.repeats // 2))
-            share = "  ".join(f"{100 * cost / (args.update_every * t):5.2f} %" for t in step_times.values())
+            cost = time_updates(name, args.width, device, algorithm=algorithm,
+                                granularity=granularity, warmup=args.warmup,
+                                repeats=max(3, args.repeats // 2))
+            share = "  ".join(f"{100 * cost / (args.update_every * t):5.2f} %"
+                              for t in step_times.values())
             print(f"  {algorithm:7s} {granularity:13s} {cost:9.4f} s   {share}")
 
 

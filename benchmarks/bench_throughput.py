@@ -2,9 +2,10 @@
 
 A step is exactly the trainer's (`synccp.train.step.train_step`: views, forward, backward, masked
 gradients, optimizer step, Sparsifier update, EMA target update + re-mask): two augmented views,
-online forward/backward on both views, target forward on both, LARS step, EMA. Data: synthetic uint8 images (seeded), 32×32 RGB by
-default. Dense and SyncCP (90% unstructured, masks of a finished ramp, no update inside the timed
-window), at each `--precision`, run interleaved; warm-up excluded; medians of several timed windows.
+online forward/backward on both views, target forward on both, LARS step, EMA. Data: synthetic
+uint8 images (seeded), 32×32 RGB by default. Dense and SyncCP (90% unstructured, masks of a
+finished ramp, no update inside the timed window), at each `--precision`, run interleaved;
+warm-up excluded; medians of several timed windows.
 `--method simclr` times the shared-encoder path (view A through θ⊙M_A, view B through θ⊙M_B).
 
 MFU = model FLOPs per step (counted once with `torch.utils.flop_counter.FlopCounterMode`,
@@ -13,10 +14,11 @@ to 790 TFLOP/s, the bf16 dense matmul rate measured on an H100 here (DESIGN.md �
 
     .venv/bin/python benchmarks/bench_throughput.py                       # CPU, small
     .venv/bin/python benchmarks/bench_throughput.py --precision fp32 bf16 # CPU: bf16 autocast
-    .venv/bin/python benchmarks/bench_throughput.py --method simclr --width 16 --size 28 --channels 1 --batch 256
+    .venv/bin/python benchmarks/bench_throughput.py --method simclr --width 16 --size 28 \
+        --channels 1 --batch 256
     .venv/bin/python benchmarks/bench_throughput.py --device cuda --width 64 --batch 512
-    .venv/bin/python benchmarks/bench_throughput.py --device cuda --backbone resnet50 --stem imagenet \
-        --width 64 --size 224 --batch 128
+    .venv/bin/python benchmarks/bench_throughput.py --device cuda --backbone resnet50 \
+        --stem imagenet --width 64 --size 224 --batch 128
 """
 
 from __future__ import annotations
@@ -72,10 +74,13 @@ def sync(device: torch.device) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--method", default="byol", choices=["byol", "simclr", "mocov2", "barlow", "simsiam"])
-    parser.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet34", "resnet50"])
+    parser.add_argument("--method", default="byol",
+                        choices=["byol", "simclr", "mocov2", "barlow", "simsiam"])
+    parser.add_argument("--backbone", default="resnet18",
+                        choices=["resnet18", "resnet34", "resnet50"])
     parser.add_argument("--stem", default="cifar", choices=["cifar", "imagenet"])
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--batch", type=int, default=128)
@@ -84,7 +89,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="steps per timed window")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--peak-tflops", type=float, default=790.0)
-    parser.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
+    parser.add_argument("--precision", nargs="+", default=["auto"],
+                        choices=["auto", "fp32", "bf16"],
                         help="train.precision values to compare (e.g. fp32 bf16 on a CPU)")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -93,7 +99,7 @@ def main() -> None:
     first = next(iter(setups))
     flops = step_flops(*setups[first])
     times: dict[str, list[float]] = {name: [] for name in setups}
-    for name, (cfg, setup) in setups.items():  # warm-up
+    for cfg, setup in setups.values():  # warm-up
         for step in range(2):
             full_step(cfg, setup, step)
     sync(device)
@@ -106,13 +112,15 @@ def main() -> None:
             times[name].append((time.perf_counter() - start) / args.steps)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"device {device}, threads {torch.get_num_threads()}")
-    print(f"{args.method} {args.backbone} ({args.stem} stem) width {args.width}, {args.size}x{args.size}x{args.channels}, batch {args.batch}; "
+    print(f"{args.method} {args.backbone} ({args.stem} stem) width {args.width}, "
+          f"{args.size}x{args.size}x{args.channels}, batch {args.batch}; "
           f"model FLOPs/step {flops / 1e9:.2f} GFLOP")
     base = statistics.median(times[first])
     for name, values in times.items():
         step = statistics.median(values)
         line = (f"{name:14s} step {1e3 * step:8.1f} ms  {args.batch / step:9.0f} img/s  "
-                f"{50_000 / args.batch * step:7.1f} s per 50k-image epoch  ×{step / base:.3f} vs {first}")
+                f"{50_000 / args.batch * step:7.1f} s per 50k-image epoch  "
+                f"×{step / base:.3f} vs {first}")
         if device.type == "cuda":
             line += f"  MFU {100 * flops / step / (args.peak_tflops * 1e12):.1f}%"
         print(line)

@@ -31,7 +31,8 @@ class Online(nn.Module):
         self.encoder = nn.Sequential(
             nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
             nn.Conv2d(width, width, 3, padding=1, stride=2), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, padding=1, stride=2), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1, stride=2), nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
             nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.projector = nn.Sequential(nn.Linear(2 * width, 128), nn.BatchNorm1d(128), nn.ReLU(),
                                        nn.Linear(128, dim))
@@ -55,15 +56,17 @@ def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 2 - 2 * nn.functional.cosine_similarity(prediction, target.detach(), dim=-1).mean()
 
 
-def train(root: str | None = None, *, steps: int = 2000, batch_size: int = 128, density: float = 0.1,
-          gap: float = 0.1, seed: int = 0) -> tuple[Online, Online, synccp.Sparsifier, float]:
+def train(root: str | None = None, *, steps: int = 2000, batch_size: int = 128,
+          density: float = 0.1, gap: float = 0.1,
+          seed: int = 0) -> tuple[Online, Online, synccp.Sparsifier, float]:
     """Train and return (online, target, sparsifier, last loss)."""
     torch.manual_seed(seed)
     data = load_dataset("fashion_mnist", "train", root=root)
     images = (data.images.float() / 255 - data.mean[0]) / data.std[0]  # (N, 1, H, W)
     online = Online(images.shape[1])
     target = copy.deepcopy(online).requires_grad_(False)
-    predictor = nn.Sequential(nn.Linear(64, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Linear(128, 64))
+    predictor = nn.Sequential(nn.Linear(64, 128), nn.BatchNorm1d(128), nn.ReLU(),
+                              nn.Linear(128, 64))
     opt = torch.optim.SGD([*online.parameters(), *predictor.parameters()], lr=0.05, momentum=0.9,
                           weight_decay=1e-5)
     sparsifier = synccp.Sparsifier(online, target=target, optimizer=opt, algorithm="synccp",

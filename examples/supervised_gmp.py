@@ -35,8 +35,9 @@ def make_optimizer(name: str, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
 
 
-def train(root: str | None = None, *, steps: int = 2000, batch_size: int = 128, density: float = 0.1,
-          optimizer: str = "sgd", seed: int = 0) -> tuple[nn.Module, synccp.Sparsifier, float]:
+def train(root: str | None = None, *, steps: int = 2000, batch_size: int = 128,
+          density: float = 0.1, optimizer: str = "sgd",
+          seed: int = 0) -> tuple[nn.Module, synccp.Sparsifier, float]:
     """Train and return (model, sparsifier, last loss)."""
     torch.manual_seed(seed)
     data = load_dataset("fashion_mnist", "train", root=root)

@@ -32,12 +32,15 @@ def _one_unit(sparsifier) -> float:
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
-def test_supervised_gmp_example_reaches_90_percent_with_exact_zeros(fmnist_root, one_thread, optimizer):
+def test_supervised_gmp_example_reaches_90_percent_with_exact_zeros(fmnist_root, one_thread,
+                                                                    optimizer):
     example = _load("supervised_gmp")
-    model, sparsifier, loss = example.train(str(fmnist_root), steps=24, batch_size=16, optimizer=optimizer)
+    model, sparsifier, loss = example.train(str(fmnist_root), steps=24, batch_size=16,
+                                            optimizer=optimizer)
     summary = sparsifier.summary()
     assert summary["online"]["total"] == pytest.approx(0.1, abs=_one_unit(sparsifier))
-    assert set(summary["online"]["layers"]) == {"2.weight", "6.weight", "10.weight"}  # stem, head dense
+    # stem and head dense
+    assert set(summary["online"]["layers"]) == {"2.weight", "6.weight", "10.weight"}
     _zero_outside(model, sparsifier.masks(), "online")
     assert loss == loss
 
@@ -53,9 +56,10 @@ def test_byol_example_trains_synccp_with_a_denser_target(fmnist_root, one_thread
     _zero_outside(target, masks, "second")
     for key, mask in masks.items():
         if key.startswith("online/"):
-            assert not (mask & ~masks["second/" + key.split("/", 1)[1]]).any()  # M_online ⊆ M_target
-    extras = [target.get_parameter(k.split("/", 1)[1])[masks[k] & ~masks["online/" + k.split("/", 1)[1]]]
-              for k in masks if k.startswith("second/")]
+            # M_online ⊆ M_target
+            assert not (mask & ~masks["second/" + key.split("/", 1)[1]]).any()
+    names = [k.split("/", 1)[1] for k in masks if k.startswith("second/")]
+    extras = [target.get_parameter(n)[masks["second/" + n] & ~masks["online/" + n]] for n in names]
     assert all(bool((e != 0).all()) for e in extras)  # the target's extra entries stay alive
     assert loss == loss
 

@@ -11,12 +11,13 @@ from synccp.train.optim import build_optimizer
 
 DEFAULTS = dict(algorithm="synccp", granularity="unstructured", density=0.25, initial_density=1.0,
                 density_gap=0.25, n=2, m=4, block=(4, 4), allocation="global", score_ema=0.0,
-                update_every=2, ramp_start_step=1, ramp_end_step=9, steps_per_epoch=4, total_steps=12,
-                drop_fraction=0.3, sparse_branch="second", seed=0)
+                update_every=2, ramp_start_step=1, ramp_end_step=9, steps_per_epoch=4,
+                total_steps=12, drop_fraction=0.3, sparse_branch="second", seed=0)
 
 
 def tiny_net(seed: int = 0, width: int = 8) -> nn.Module:
-    """Stem conv (not prunable) → 3×3 conv → 1×1 conv → pooled linear. All C_in % 4 == 0 after the stem."""
+    """Stem conv (not prunable) → 3×3 conv → 1×1 conv → pooled linear. All C_in % 4 == 0 after
+    the stem."""
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
                          nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),

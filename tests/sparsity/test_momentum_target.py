@@ -21,19 +21,22 @@ def _pairs(run):
 @pytest.mark.parametrize("allocation", ["global", "erk"])
 def test_target_mask_contains_online_mask_at_every_update(make_run, gap, granularity, allocation):
     run = make_run(algorithm="synccp", momentum=True, density_gap=gap, granularity=granularity,
-                   allocation=allocation, score_ema=0.5, update_every=1, ramp_end_step=10, total_steps=12)
+                   allocation=allocation, score_ema=0.5, update_every=1, ramp_end_step=10,
+                   total_steps=12)
     run.sparsifier.prepare_()
     for step in range(0, 13):
         if step:
             run.step(step)
         for name, (online, second) in _pairs(run).items():
-            assert bool((online <= second).all()), f"step {step}: {name} M_online not inside M_second"
+            assert bool((online <= second).all()), (
+                f"step {step}: {name} M_online not inside M_second")
             if gap == 0.0:
                 assert torch.equal(online, second), f"step {step}: Δ = 0 but {name} masks differ"
 
 
 def test_target_extra_entries_are_chosen_by_the_target_scores(make_run):
-    """The extras of M_second are the largest |ξ| among the target's previous entries outside M_online."""
+    """The extras of M_second are the largest |ξ| among the target's previous entries outside
+    M_online."""
     run = make_run(algorithm="synccp", momentum=True, density_gap=0.25, allocation="uniform",
                    update_every=1, ramp_end_step=6, total_steps=8)
     run.sparsifier.prepare_()
@@ -97,7 +100,8 @@ def test_target_extras_converge_to_the_pruned_weights_last_online_values(make_ru
     shadow = run.sparsifier.state_dict()["shadow"]
     for name, (online, second) in _pairs(run).items():
         extra = second & ~online
-        assert torch.equal(shadow[name] != 0, extra & (shadow[name] != 0))  # zero outside the extras
+        # zero outside the extras
+        assert torch.equal(shadow[name] != 0, extra & (shadow[name] != 0))
         assert bool((shadow[name][extra] != 0).any()), name  # and live inside
     run.tau = 0.9
     run.run(9, 400)  # masks frozen: ξ on the extras → the shadow (geometric convergence)
@@ -117,4 +121,5 @@ def test_shadow_round_trips_through_the_state_dict(make_run):
     for name, value in state["shadow"].items():
         assert torch.equal(other.sparsifier.state_dict()["shadow"][name], value)
     assert math.isclose(sum(float(v.abs().sum()) for v in state["shadow"].values()),
-                        sum(float(v.abs().sum()) for v in other.sparsifier.state_dict()["shadow"].values()))
+                        sum(float(v.abs().sum())
+                            for v in other.sparsifier.state_dict()["shadow"].values()))

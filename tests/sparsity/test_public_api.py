@@ -1,4 +1,4 @@
-"""`synccp.Sparsifier` from a plain module in a user's loop: one `step()` after `optimizer.step()`."""
+"""`synccp.Sparsifier` from a plain module in a user's loop: `step()` after `optimizer.step()`."""
 
 import pytest
 import torch
@@ -46,7 +46,8 @@ def test_one_call_per_step_keeps_pruned_weights_exactly_zero(optimizer, algorith
 
     _loop(model, sparsifier, opt, 12, check)
     assert sparsifier.summary()["online"]["total"] == pytest.approx(0.25, abs=0.01)
-    assert sorted(sparsifier.summary()["online"]["layers"]) == ["2.weight", "5.weight"]  # stem, head dense
+    # stem and head dense
+    assert sorted(sparsifier.summary()["online"]["layers"]) == ["2.weight", "5.weight"]
 
 
 def test_the_short_form_and_its_errors():

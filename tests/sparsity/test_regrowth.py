@@ -20,7 +20,8 @@ def test_granet_death_rate_is_the_reference_cosine():
     total = 1000
     for step in (0, 1, 250, 500, 999):  # CosineDecay(0.5, T_max=total, eta_min=0.005)
         expected = 0.005 + (0.5 - 0.005) * (1 + math.cos(math.pi * step / total)) / 2
-        assert cosine_drop_fraction(step, initial=0.5, final=0.005, end=total) == pytest.approx(expected)
+        assert (cosine_drop_fraction(step, initial=0.5, final=0.005, end=total)
+                == pytest.approx(expected))
     assert cosine_drop_fraction(total, initial=0.5, final=0.005, end=total) == pytest.approx(0.005)
     assert cosine_drop_fraction(total + 1, initial=0.5, final=0.005, end=total) == 0.0
 
@@ -36,27 +37,29 @@ def test_granet_rounds_counts_up_and_rigl_down():
     _, grown_down = regrow_masks({"w": mask}, {"w": magnitude}, {"w": gradient}, fraction=0.1,
                                  pattern=pattern, ceil=False)
     assert int(grown_up["w"].sum()) == 1 and int(grown_down["w"].sum()) == 0  # ⌈0.7⌉ = 1, ⌊0.7⌋ = 0
-    new, _ = regrow_masks({"w": mask}, {"w": magnitude}, {"w": gradient}, fraction=0.1, pattern=pattern,
-                          ceil=True)
+    new, _ = regrow_masks({"w": mask}, {"w": magnitude}, {"w": gradient}, fraction=0.1,
+                          pattern=pattern, ceil=True)
     assert not torch.equal(new["w"], mask) and int(new["w"].sum()) == 7  # one swapped, count kept
 
 
 def test_granet_keeps_pruning_and_regrowing_after_the_ramp(make_run):
-    run = make_run(algorithm="granet", density=0.25, update_every=2, ramp_start_step=1, ramp_end_step=9,
-                   total_steps=30, drop_fraction=None)
+    run = make_run(algorithm="granet", density=0.25, update_every=2, ramp_start_step=1,
+                   ramp_end_step=9, total_steps=30, drop_fraction=None)
     run.sparsifier.prepare_()
     run.run(1, 30)
     after = {step: r for step, r in run.records.items() if step > 9}
     assert sorted(after) == list(range(11, 30, 2))  # every ΔT to the end of training
-    assert all(r["density"]["online"]["total"] == pytest.approx(0.25, abs=2e-3) for r in after.values())
+    assert all(r["density"]["online"]["total"] == pytest.approx(0.25, abs=2e-3)
+               for r in after.values())
     moved = [r["oscillation"]["online"]["total"]["flip_rate"] for r in after.values()]
     assert max(moved) > 0.0  # the mask still oscillates after the ramp (GMP's would not)
 
 
 def test_rigl_window_is_its_own(make_run):
-    """A grid-wide ramp start does not move RigL: updates every ΔT from step 0 to 75% of training."""
-    run = make_run(algorithm="rigl", density=0.3, update_every=4, ramp_start_step=10, ramp_end_step=20,
-                   total_steps=40, drop_fraction=None)
+    """A grid-wide ramp start does not move RigL: updates every ΔT from step 0 to 75% of
+    training."""
+    run = make_run(algorithm="rigl", density=0.3, update_every=4, ramp_start_step=10,
+                   ramp_end_step=20, total_steps=40, drop_fraction=None)
     run.sparsifier.prepare_()
     run.run(1, 40)
     assert sorted(run.records) == [4, 8, 12, 16, 20, 24, 28]  # T_end = 0.75 × 40 = 30
@@ -64,8 +67,9 @@ def test_rigl_window_is_its_own(make_run):
 
 
 @pytest.mark.parametrize("algorithm", sorted(POLICIES))
-@pytest.mark.parametrize("start, end, every, regrow_end", [(0, 0, 1, 0), (3, 17, 4, 40), (5, 5, 3, 30),
-                                                            (0, 40, 7, 29), (12, 30, 5, 40)])
+@pytest.mark.parametrize("start, end, every, regrow_end", [(0, 0, 1, 0), (3, 17, 4, 40),
+                                                            (5, 5, 3, 30), (0, 40, 7, 29),
+                                                            (12, 30, 5, 40)])
 def test_update_steps_by_arithmetic_equal_the_step_rule(algorithm, start, end, every, regrow_end):
     policy, total, per_epoch = POLICIES[algorithm], 40, 6
     kwargs = dict(start_step=start, end_step=end, update_every=every, steps_per_epoch=per_epoch,

@@ -14,7 +14,8 @@ from synccp.train.step import encoders
 
 
 def _run(fmnist_root, tmp_path, method, **extra):
-    sets = tiny_overrides(fmnist_root, **{"method.name": f'"{method}"', "sparsity.algorithm": '"sdclr"',
+    sets = tiny_overrides(fmnist_root, **{"method.name": f'"{method}"',
+                                          "sparsity.algorithm": '"sdclr"',
                                           "sparsity.density": 0.3, "train.epochs": 4, **extra})
     cfg = load_config(None, sets)
     summary = pretrain(cfg, tmp_path / method)
@@ -65,9 +66,11 @@ def test_sdclr_pruned_branch_has_its_own_batchnorm(fmnist_root, tmp_path):
     before = {n: t.detach().clone() for n, t in norms.items()}
     backbone_before = {n: t.clone() for n, t in backbone_bn.items()}
     second(x).sum().backward()  # the pruned branch updates only its own statistics
-    changed = [n for n in norms if n.endswith("running_mean") and not torch.equal(norms[n], before[n])]
+    changed = [n for n in norms
+               if n.endswith("running_mean") and not torch.equal(norms[n], before[n])]
     assert changed
-    assert all(torch.equal(method.backbone.state_dict()[n], backbone_before[n]) for n in backbone_bn)
+    assert all(torch.equal(method.backbone.state_dict()[n], backbone_before[n])
+               for n in backbone_bn)
     grads = [p.grad for p in method.branch_norms.parameters()]
     assert all(g is not None for g in grads)
     ids = {id(p) for p in method.branch_norms.parameters()}

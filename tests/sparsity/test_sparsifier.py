@@ -46,14 +46,15 @@ def test_every_algorithm_and_granularity_trains(make_run, algorithm, granularity
     _zero_outside(run)
     summary = run.sparsifier.summary()
     online, second = branch_densities(10, algorithm=algorithm, density=0.25, initial_density=1.0,
-                                      density_gap=0.25, start_step=1, end_step=9, sparse_branch="second",
-                                      granularity=granularity, n=2, m=4)
+                                      density_gap=0.25, start_step=1, end_step=9,
+                                      sparse_branch="second", granularity=granularity, n=2, m=4)
     largest_unit = {"unstructured": 1, "nm": 2, "block": 16, "channel": 72}[granularity]
     masks = run.sparsifier.masks()
     numel = sum(p.numel() for name, p in run.model.named_parameters() if f"online/{name}" in masks)
     assert abs(summary["online"]["total"] - online) * numel <= largest_unit
     assert abs(summary["second"]["total"] - second) * numel <= largest_unit
-    check = "hybrid_valid" if granularity == "nm" else "valid"  # N:M second branch: dense groups left
+    # N:M second branch: dense groups left
+    check = "hybrid_valid" if granularity == "nm" else "valid"
     for key, mask in masks.items():
         assert pattern_report(key, mask, pattern_for(granularity, block=(4, 4)))[check], key
 
@@ -88,9 +89,11 @@ def test_masks_only_shrink(make_run, algorithm, momentum):
         run.step(step)
         current = _masks(run)
         for key in current:
-            assert bool((current[key] <= previous[key]).all()), f"{key} revived a weight at step {step}"
+            assert bool((current[key] <= previous[key]).all()), (
+                f"{key} revived a weight at step {step}")
         previous = current
-    assert sum(r["oscillation"]["online"]["total"]["flip_rate"] > 0 for r in run.records.values()) >= 3
+    assert sum(r["oscillation"]["online"]["total"]["flip_rate"] > 0
+               for r in run.records.values()) >= 3
 
 
 def test_shared_synccp_nests_masks_and_branch_weights(make_run):
@@ -117,7 +120,8 @@ def test_sdclr_branches(make_run):
     run.sparsifier.prepare_()
     assert run.sparsifier.summary()["online"]["total"] == 1.0
     assert run.sparsifier.summary()["second"]["total"] == pytest.approx(0.3, abs=1 / 700)
-    assert run.sparsifier.branch_weights("online") is None and run.sparsifier.branch_weights("second")
+    assert run.sparsifier.branch_weights("online") is None
+    assert run.sparsifier.branch_weights("second")
     run.run(1, 12)
     assert sorted(run.records) == [4, 8, 12]  # re-pruned every epoch (steps_per_epoch = 4)
     flipped = make_run(algorithm="sdclr", density=0.3, sparse_branch="online")
@@ -199,7 +203,8 @@ def test_dense_costs_nothing(make_run):
     assert run.sparsifier.prepare_()["density"]["online"]["total"] == 1.0
     run.run(1, 5)
     assert run.records == {}
-    assert run.sparsifier.branch_weights("online") is None and run.sparsifier.branch_weights("second") is None
+    assert run.sparsifier.branch_weights("online") is None
+    assert run.sparsifier.branch_weights("second") is None
     assert run.sparsifier.state_dict()["scores"] == {"online": {}, "second": {}}  # no EMA kept
 
 
@@ -218,8 +223,10 @@ def test_masks_export_format(make_run):
     run.sparsifier.prepare_()
     masks = run.sparsifier.masks()
     names = ("2.weight", "5.weight", "9.weight")
-    assert sorted(masks) == sorted(f"{branch}/{name}" for branch in ("online", "second") for name in names)
-    assert all(m.dtype == torch.bool and m.device.type == "cpu" and m.is_contiguous() for m in masks.values())
+    assert sorted(masks) == sorted(f"{branch}/{name}" for branch in ("online", "second")
+                                   for name in names)
+    assert all(m.dtype == torch.bool and m.device.type == "cpu" and m.is_contiguous()
+               for m in masks.values())
 
 
 def _state(run):
@@ -249,7 +256,8 @@ def test_resume_mid_ramp_equals_uninterrupted(make_run, config):
     resumed.run(6, 11)
 
     assert resumed.losses == whole.losses[5:]
-    for (name, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
+    for (name, a), (_, b) in zip(whole.model.state_dict().items(),
+                                 resumed.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     for key, mask in whole.sparsifier.masks().items():
         assert torch.equal(mask, resumed.sparsifier.masks()[key]), key
@@ -274,8 +282,10 @@ def test_state_dict_round_trip(make_run):
 @pytest.mark.parametrize("override, message", [
     (dict(density=0.0), "sparsity.density"), (dict(density_gap=1.0), "sparsity.density_gap"),
     (dict(n=4, m=4), "sparsity.n"), (dict(algorithm="snip"), "sparsity.algorithm"),
-    (dict(allocation="lamp"), "sparsity.allocation"), (dict(update_every=0), "sparsity.update_every"),
-    (dict(ramp_start_step=5, ramp_end_step=3), "end_step=3"), (dict(sparse_branch="both"), "sparsity.sparse_branch"),
+    (dict(allocation="lamp"), "sparsity.allocation"),
+    (dict(update_every=0), "sparsity.update_every"),
+    (dict(ramp_start_step=5, ramp_end_step=3), "end_step=3"),
+    (dict(sparse_branch="both"), "sparsity.sparse_branch"),
     (dict(score_ema=1.0), "sparsity.score_ema")])
 def test_bad_arguments_name_the_field(make_run, override, message):
     with pytest.raises(ValueError, match=message):

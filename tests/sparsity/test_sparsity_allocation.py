@@ -13,10 +13,12 @@ SHAPES = {"a": (16, 8, 3, 3), "b": (32, 16, 1, 1), "c": (12, 32)}
 
 def test_erk_matches_hand_computation_with_dense_fallback():
     # Σdims/numel: a = 30/1152, b = 50/512, c = 44/384. Target 0.5 of 2048 = 1024 weights.
-    # First ε = 1024/(30 + 50 + 44) = 8.258 gives c: 8.258·44/384 = 0.946, b: 0.806, a: 0.215 → all < 1.
+    # First ε = 1024/(30 + 50 + 44) = 8.258 gives c: 8.258·44/384 = 0.946, b: 0.806, a: 0.215
+    # → all < 1.
     densities = erk_densities(SHAPES, 0.5)
     eps = 1024 / (30 + 50 + 44)
-    assert densities == pytest.approx({"a": eps * 30 / 1152, "b": eps * 50 / 512, "c": eps * 44 / 384})
+    assert densities == pytest.approx({"a": eps * 30 / 1152, "b": eps * 50 / 512,
+                                       "c": eps * 44 / 384})
     # At 0.56 (1146.88 weights) ε = 9.249 gives c 1.06 > 1: c is made dense, ε re-solved over a, b.
     densities = erk_densities(SHAPES, 0.56)
     eps = (0.56 * 2048 - 384) / (30 + 50)
@@ -60,9 +62,11 @@ def test_achieved_density_within_one_unit(pattern, allocation, density):
     assert abs(sum(kept.values()) - density * total) <= largest + 1e-6
     if allocation != "global" or pattern.granularity == "nm":  # per-layer targets exist
         effective = "uniform" if pattern.granularity == "nm" else allocation
-        targets = uniform_densities(SHAPES, density) if effective == "uniform" else erk_densities(SHAPES, density)
+        rule = uniform_densities if effective == "uniform" else erk_densities
+        targets = rule(SHAPES, density)
         for name, shape in SHAPES.items():
-            assert abs(kept[name] - targets[name] * math.prod(shape)) <= _unit(pattern, shape) + 1e-6
+            assert (abs(kept[name] - targets[name] * math.prod(shape))
+                    <= _unit(pattern, shape) + 1e-6)
 
 
 def test_global_threshold_is_one_threshold_over_layers():
@@ -95,9 +99,11 @@ def test_allowed_and_forced_masks():
     scores = _scores()
     pattern = pattern_for("unstructured")
     allowed = allocate_masks(scores, 0.6, allocation="global", pattern=pattern)
-    inner = allocate_masks({k: 1 - s for k, s in scores.items()}, 0.1, allocation="global", pattern=pattern)
+    inner = allocate_masks({k: 1 - s for k, s in scores.items()}, 0.1, allocation="global",
+                           pattern=pattern)
     inner = {k: inner[k] & allowed[k] for k in SHAPES}
-    masks = allocate_masks(scores, 0.3, allocation="uniform", pattern=pattern, allowed=allowed, forced=inner)
+    masks = allocate_masks(scores, 0.3, allocation="uniform", pattern=pattern, allowed=allowed,
+                           forced=inner)
     for k in SHAPES:
         assert bool((masks[k] <= allowed[k]).all()) and bool((inner[k] <= masks[k]).all())
 

@@ -84,7 +84,8 @@ def test_kth_largest_on_millions_matches_kthvalue(kind):
         flat = torch.where(torch.rand(flat.shape, generator=g) < 0.6, flat, -math.inf)
         flat = torch.where(torch.rand(flat.shape, generator=g) < 0.05, math.inf, flat)
     for count in (1, 1000, 200_000, 1_000_000, 1_999_999):
-        assert kth_largest(flat, count).item() == flat.kthvalue(flat.numel() - count + 1).values.item()
+        assert (kth_largest(flat, count).item()
+                == flat.kthvalue(flat.numel() - count + 1).values.item())
     kept = keep_top(flat, 200_000)
     assert int(kept.sum()) == 200_000 and flat[kept].min() >= flat[~kept].max()
 
@@ -106,7 +107,8 @@ def test_nm_groups_run_along_input_channels_channels_last():
 
 def test_nm_linear_groups_along_in_features():
     scores = torch.tensor([[1.0, 5.0, 2.0, 6.0, 9.0, 8.0, 0.0, 7.0]])
-    assert nm_mask(scores, 0.5, n=2, m=4).tolist() == [[False, True, False, True, True, True, False, False]]
+    assert nm_mask(scores, 0.5, n=2, m=4).tolist() == [[False, True, False, True,
+                                                        True, True, False, False]]
 
 
 def test_nm_ramp_makes_lowest_l1_groups_sparse_first():
@@ -196,7 +198,8 @@ def test_pattern_report_and_summary():
     hybrid = nm_mask(torch.rand(8, 8, 3, 3), 0.75, n=2, m=4)
     bad = torch.ones(8, 8, 3, 3, dtype=torch.bool)
     bad[0, 0, 0, 0] = False  # a group with 3 of 4
-    reports = [pattern_report("a", good, nm), pattern_report("b", hybrid, nm), pattern_report("c", bad, nm),
+    reports = [pattern_report("a", good, nm), pattern_report("b", hybrid, nm),
+               pattern_report("c", bad, nm),
                pattern_report("d", torch.ones(8, 6, dtype=torch.bool), nm)]
     assert reports[0]["valid"] and reports[0]["violations"] == 0
     assert not reports[1]["valid"] and reports[1]["hybrid_valid"]
@@ -204,7 +207,8 @@ def test_pattern_report_and_summary():
     assert not reports[3]["fits"] and reports[3]["valid"]
     assert pattern_summary(reports) == "2:4 valid in 1/3 layers (1 unfit layer left dense)"
     block = pattern_for("block", block=(2, 2))
-    assert pattern_report("e", block_mask(torch.rand(4, 4, 3, 3), 0.5, block=(2, 2)), block)["valid"]
+    assert pattern_report("e", block_mask(torch.rand(4, 4, 3, 3), 0.5, block=(2, 2)),
+                          block)["valid"]
     assert not pattern_report("f", unstructured_mask(torch.rand(4, 4, 3, 3), 0.5), block)["valid"]
     by_name = pattern_report("g", good, "nm", n=2, m=4)
     assert by_name["valid"] and by_name["pattern"] == "2:4"
@@ -248,8 +252,8 @@ def test_nm_property(shape, nm, fraction, seed):
 
 
 @settings(max_examples=40, deadline=None)
-@given(shape=_shapes(2), block=st.sampled_from([(1, 1), (2, 2), (2, 1)]), density=st.floats(0.0, 1.0),
-       seed=st.integers(0, 2**16))
+@given(shape=_shapes(2), block=st.sampled_from([(1, 1), (2, 2), (2, 1)]),
+       density=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
 def test_block_property(shape, block, density, seed):
     mask = block_mask(_scores(shape, seed), density, block=block)
     assert mask.shape == shape

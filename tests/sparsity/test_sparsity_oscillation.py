@@ -15,17 +15,19 @@ def t(bits):
 def test_single_pair_by_hand():
     before, after = t([1, 1, 0, 0, 1]), t([1, 0, 1, 0, 1])
     # |A| = 3, |B| = 3, |A∩B| = 2, |A∪B| = 4, |A△B| = 2
-    assert oscillation(before, after) == pytest.approx({"flip_rate": 2 / 3, "iou": 0.5, "hamming": 3 / 5,
-                                                       "revival_rate": 1 / 3})
+    assert oscillation(before, after) == pytest.approx({"flip_rate": 2 / 3, "iou": 0.5,
+                                                       "hamming": 3 / 5, "revival_rate": 1 / 3})
     assert iou(before, after) == 0.5
 
 
 def test_empty_and_identical_masks():
     empty = t([0, 0, 0])
-    assert oscillation(empty, empty) == {"flip_rate": 0.0, "iou": 1.0, "hamming": 1.0, "revival_rate": 0.0}
+    assert oscillation(empty, empty) == {"flip_rate": 0.0, "iou": 1.0, "hamming": 1.0,
+                                         "revival_rate": 0.0}
     assert oscillation(empty, t([1, 0, 0]))["flip_rate"] == 1.0
     same = t([1, 0, 1])
-    assert oscillation(same, same) == {"flip_rate": 0.0, "iou": 1.0, "hamming": 1.0, "revival_rate": 0.0}
+    assert oscillation(same, same) == {"flip_rate": 0.0, "iou": 1.0, "hamming": 1.0,
+                                       "revival_rate": 0.0}
 
 
 def test_hamming_counts_matching_zeros():
@@ -37,8 +39,10 @@ def test_hamming_counts_matching_zeros():
 
 
 def test_mask_metrics_totals_from_summed_counts():
-    before = {"online": {"x": t([1, 1, 1, 1]), "y": t([1, 0])}, "second": {"x": t([1, 1, 1, 1]), "y": t([1, 1])}}
-    after = {"online": {"x": t([1, 1, 0, 0]), "y": t([0, 1])}, "second": {"x": t([1, 1, 1, 0]), "y": t([1, 1])}}
+    before = {"online": {"x": t([1, 1, 1, 1]), "y": t([1, 0])},
+              "second": {"x": t([1, 1, 1, 1]), "y": t([1, 1])}}
+    after = {"online": {"x": t([1, 1, 0, 0]), "y": t([0, 1])},
+             "second": {"x": t([1, 1, 1, 0]), "y": t([1, 1])}}
     record = mask_metrics(before, after)
     json.dumps(record)
     online = record["oscillation"]["online"]

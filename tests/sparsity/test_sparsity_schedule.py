@@ -1,6 +1,7 @@
 """Schedules: Zhu & Gupta cubic ramp, RigL cosine drop fraction, update steps, branch densities."""
 
 import math
+from itertools import pairwise
 
 import pytest
 
@@ -27,7 +28,7 @@ def test_cubic_endpoints_and_formula():
 
 def test_cubic_is_monotone_and_front_loaded():
     values = [cubic_density(t, **RAMP) for t in range(0, 61)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert all(a >= b for a, b in pairwise(values))
     # Zhu & Gupta prune fastest early: the first half of the ramp removes 7/8 of the gap.
     assert (0.9 - values[30]) / 0.8 == pytest.approx(7 / 8)
 
@@ -41,7 +42,8 @@ def test_constant_and_cosine_drop_fraction():
     assert constant_density(123, density=0.3) == 0.3
     assert cosine_drop_fraction(0, initial=0.3, end=100) == pytest.approx(0.3)
     assert cosine_drop_fraction(50, initial=0.3, end=100) == pytest.approx(0.15)
-    assert cosine_drop_fraction(25, initial=0.3, end=100) == pytest.approx(0.15 * (1 + math.cos(math.pi / 4)))
+    assert (cosine_drop_fraction(25, initial=0.3, end=100)
+            == pytest.approx(0.15 * (1 + math.cos(math.pi / 4))))
     assert cosine_drop_fraction(100, initial=0.3, end=100) == 0.0
     assert cosine_drop_fraction(150, initial=0.3, end=100) == 0.0
 
@@ -68,10 +70,12 @@ def test_branch_densities_per_algorithm(step):
     assert branch_densities(step, algorithm="static", **COMMON) == (0.2, 0.2)
     assert branch_densities(step, algorithm="rigl", **COMMON) == (0.2, 0.2)
     assert branch_densities(step, algorithm="sdclr", **COMMON) == (1.0, 0.2)
-    assert branch_densities(step, algorithm="sdclr", **{**COMMON, "sparse_branch": "online"}) == (0.2, 1.0)
+    online_pruned = {**COMMON, "sparse_branch": "online"}
+    assert branch_densities(step, algorithm="sdclr", **online_pruned) == (0.2, 1.0)
     for algorithm in ("gmp", "granet"):
         assert branch_densities(step, algorithm=algorithm, **COMMON) == pytest.approx((ramp, ramp))
-    assert branch_densities(step, algorithm="synccp", **COMMON) == pytest.approx((ramp, min(1.0, ramp + 0.3)))
+    assert (branch_densities(step, algorithm="synccp", **COMMON)
+            == pytest.approx((ramp, min(1.0, ramp + 0.3))))
 
 
 def test_branch_densities_hold_between_updates():
