@@ -37,6 +37,7 @@ The papers behind each row:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -68,7 +69,7 @@ def is_policy_update(policy: Policy, step: int, *, start_step: int, end_step: in
     ramp = is_update_step(step, start=start_step, end=end_step, every=update_every)
     if policy.cadence == "ramp":
         return ramp
-    begin = start_step if policy.regrow.from_ramp_start else 0
+    begin = start_step if policy.regrow is not None and policy.regrow.from_ramp_start else 0
     regrow = begin <= step <= regrow_end_step and (step - begin) % update_every == 0
     return (policy.reselect and ramp) or regrow
 
@@ -128,7 +129,7 @@ def policy_update_steps(policy: Policy, *, start_step: int, end_step: int, updat
         steps.update(range(start_step, end_step + 1, update_every))
         steps.add(end_step)
     if policy.cadence == "regrow":
-        begin = start_step if policy.regrow.from_ramp_start else 0
+        begin = start_step if policy.regrow is not None and policy.regrow.from_ramp_start else 0
         steps.update(range(begin, regrow_end_step + 1, update_every))
     return sorted(step for step in steps if 1 <= step <= total_steps)
 
@@ -213,4 +214,6 @@ def _nm_drop_and_grow(mask: Tensor, magnitude: Tensor, gradient: Tensor, *, coun
     return pattern.from_groups(after | ((rank < lost) & ~after), tuple(mask.shape))
 
 
-REGROWTH = {"units": _unit_drop_and_grow, "nm_groups": _nm_drop_and_grow}  # Pattern.regrowth
+# Pattern.regrowth → the swap; each takes the Pattern whose `regrowth` names it
+REGROWTH: dict[str, Callable[..., Tensor]] = {"units": _unit_drop_and_grow,
+                                              "nm_groups": _nm_drop_and_grow}

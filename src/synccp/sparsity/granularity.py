@@ -193,11 +193,12 @@ class NM(Pattern):
         columns = self.groups(scores).t().contiguous()  # (M, G)
         keep = like.new_empty(columns.shape)
         for j in range(self.m):
-            rank = None  # (G,) uint8: entries ranked above entry j
+            rank: Tensor | None = None  # (G,) uint8: entries ranked above entry j
             for k in range(self.m):
                 if k != j:
                     above = columns[k] >= columns[j] if k < j else columns[k] > columns[j]
                     rank = above.byte() if rank is None else rank.add_(above)
+            assert rank is not None  # m >= 2 (check_nm)
             keep[j] = rank < self.n
         return keep.t()  # (G, M)
 
@@ -313,7 +314,8 @@ def pattern_for(granularity: str, *, n: int = 2, m: int = 4,
                          f"got {granularity!r}")
     check_nm(n, m)
     check_block(tuple(block))
-    settings = {"nm": {"n": n, "m": m}, "block": {"block": tuple(block)}}
+    settings: dict[str, dict[str, object]] = {"nm": {"n": n, "m": m},
+                                              "block": {"block": tuple(block)}}
     return PATTERNS[granularity](**settings.get(granularity, {}))
 
 
@@ -325,7 +327,7 @@ def pattern_report(name: str, mask: Tensor, granularity: str | Pattern, *, n: in
     `check`. Unfit shapes report `fits=False`, and `valid` says whether the layer was left dense.
     """
     pattern = granularity if isinstance(granularity, Pattern) else pattern_for(
-        granularity, n=n, m=m, block=tuple(block))
+        granularity, n=n, m=m, block=block)
     report = {"name": name, "pattern": pattern.describe(), "density": float(mask.float().mean()),
               "fits": True, "valid": True, "violations": 0, "units": 0}
     reason = pattern.unfit_reason(tuple(mask.shape))

@@ -65,12 +65,12 @@ def mask_counts(before: dict[str, dict[str, Tensor]], after: dict[str, dict[str,
     names = list(after["online"])
     online = [pair_counts(before["online"][name], after["online"][name]) for name in names]
     second, both = [], []
-    for name, counts in zip(names, online, strict=True):
+    for name, online_counts in zip(names, online, strict=True):
         if after["second"][name] is after["online"][name]:  # one mask for both branches
             same_before = before["second"][name] is before["online"][name]
-            second.append(counts if same_before
+            second.append(online_counts if same_before
                           else pair_counts(before["second"][name], after["second"][name]))
-            both.append(counts[1:2])
+            both.append(online_counts[1:2])
         else:
             second.append(pair_counts(before["second"][name], after["second"][name]))
             shared = torch.count_nonzero(after["online"][name] & after["second"][name])
@@ -91,8 +91,9 @@ def _branch_metrics(counts: dict[str, list[int]], numels: dict[str, int]) -> tup
     numel = sum(numels.values())
     density = {"total": totals[1] / numel if numel else 1.0,
                "layers": {name: c[1] / numels[name] for name, c in counts.items()}}
-    swing = {"total": from_counts(*totals, numel),
-             "layers": {name: from_counts(*c, numels[name]) for name, c in counts.items()}}
+    swing = {"total": from_counts(totals[0], totals[1], totals[2], numel),
+             "layers": {name: from_counts(c[0], c[1], c[2], numels[name])
+                        for name, c in counts.items()}}
     return density, swing
 
 

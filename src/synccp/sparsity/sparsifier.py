@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from typing import TypeAlias
 
 import torch
 from torch import Tensor, nn
@@ -56,7 +57,7 @@ from synccp.sparsity.algorithms import (
 from synccp.sparsity.allocation import allocate_masks
 from synccp.sparsity.branch_masks import BRANCHES, BranchMasks, Masks
 from synccp.sparsity.granularity import Pattern
-from synccp.sparsity.registry import Policy
+from synccp.sparsity.registry import Policy, Regrow
 from synccp.sparsity.schedule import cosine_drop_fraction
 from synccp.sparsity.score_state import ScoreState
 from synccp.sparsity.scores import random_scores
@@ -64,7 +65,7 @@ from synccp.sparsity.selection import Include, matching_weights, prunable_weight
 from synccp.sparsity.spec import SparsitySpec, resolve_spec
 
 LOG = logging.getLogger(__name__)
-Weights = nn.Module | Mapping[str, Tensor]
+Weights: TypeAlias = "nn.Module | Mapping[str, Tensor]"
 WORK = ("score_ema_updates", "mask_selections", "regrow_updates", "shadow_steps")
 
 
@@ -83,7 +84,8 @@ class Sparsifier:
         keep RigL/GraNet's dense gradients) by hooks, so no call is needed before
         `optimizer.step()`."""
         self.spec = spec = resolve_spec(spec, settings)
-        online = dict(model) if isinstance(model, Mapping) else prunable_weights(model, include)
+        online: dict[str, Tensor] = (dict(model) if isinstance(model, Mapping)
+                                     else prunable_weights(model, include))
         second = None if target is None else (
             dict(target) if isinstance(target, Mapping) else matching_weights(target, online))
         checks.check_weights(online=online, second=second)
@@ -91,7 +93,10 @@ class Sparsifier:
         checks.check_branch_rule(self.policy, algorithm=spec.algorithm, shared=second is None,
                                  sparse_branch=spec.sparse_branch)
         self.drop_fraction, self._regrow_end = spec.regrow_window()
-        self._modules = (model, target) if isinstance(model, nn.Module) else (None, None)
+        # (online, target) modules: for step(tau)'s EMA and encoder(); None for mappings
+        self._modules: tuple[nn.Module | None, nn.Module | None] = (
+            (model, target if isinstance(target, nn.Module) else None)
+            if isinstance(model, nn.Module) else (None, None))
         self._optimizer = optimizer
         self._weights = {"online": dict(online),
                          "second": dict(online if second is None else second)}
@@ -152,7 +157,8 @@ class Sparsifier:
         return self._select(densities, restrict=False)
 
     def _select(self, densities: tuple[float, float], *, restrict: bool) -> tuple[Masks, Masks]:
-        previous = (tuple(self._masks.current(b) for b in BRANCHES) if restrict else None)
+        previous = ((self._masks.current("online"), self._masks.current("second"))
+                    if restrict else None)
         online = self._scores.of("online")
         second = (online if self.shared or self.policy.second == "same"
                   else self._scores.of("second"))
@@ -170,10 +176,16 @@ class Sparsifier:
                                f"mask_gradients_()")
         return regrow_masks(online, self._scores.of("online"), self._scores.dense_gradients(),
                             fraction=fraction, pattern=self.pattern,
-                            ceil=self.policy.regrow.ceil)
+                            ceil=self._regrow_rule.ceil)
+
+    @property
+    def _regrow_rule(self) -> Regrow:
+        regrow = self.policy.regrow
+        assert regrow is not None, f"{self.algorithm} does not regrow"
+        return regrow
 
     def _drop_fraction(self, step: int) -> float:
-        regrow = self.policy.regrow
+        regrow = self._regrow_rule
         return cosine_drop_fraction(step, initial=self.drop_fraction, final=regrow.floor,
                                     end=self._regrow_end)
 
