@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from synccp.sparsity.granularity import pattern_for, pattern_report
+from synccp.sparsity.granularity import pattern_for
+from synccp.sparsity.pattern_report import pattern_report
 from synccp.sparsity.schedule import branch_densities
 
 ALGORITHMS = ["dense", "static", "gmp", "sdclr", "rigl", "granet", "synccp"]

@@ -20,9 +20,8 @@ from synccp.sparsity.granularity import (
     Pattern,
     Unstructured,
     pattern_for,
-    pattern_report,
-    pattern_summary,
 )
+from synccp.sparsity.pattern_report import pattern_report, pattern_summary
 from synccp.sparsity.sparsifier import Sparsifier
 from synccp.sparsity.spec import SparsitySpec
 from synccp.sparsity.topk import keep_top, kth_largest

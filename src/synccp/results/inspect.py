@@ -6,7 +6,7 @@ from pathlib import Path
 
 from synccp import rundir
 from synccp.rundir.artifacts import load_masks
-from synccp.sparsity.granularity import pattern_report, pattern_summary
+from synccp.sparsity.pattern_report import pattern_report, pattern_summary
 
 
 def inspect_rows(run_dir: Path) -> tuple[list[dict], str]:

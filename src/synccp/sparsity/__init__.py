@@ -25,8 +25,8 @@ _LAZY = {
     "mask_metrics": "synccp.sparsity.oscillation",
     "oscillation": "synccp.sparsity.oscillation",
     "pattern_for": "synccp.sparsity.granularity",
-    "pattern_report": "synccp.sparsity.granularity",
-    "pattern_summary": "synccp.sparsity.granularity",
+    "pattern_report": "synccp.sparsity.pattern_report",
+    "pattern_summary": "synccp.sparsity.pattern_report",
     "policy_for": "synccp.sparsity.registry",
     "uniform_densities": "synccp.sparsity.allocation",
 }

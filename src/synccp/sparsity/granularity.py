@@ -9,10 +9,11 @@ A row holds its fit check (`unfit_reason`: layers that do not fit are left dense
 Sparsifier, never silently mis-pruned), its unit views (`unit_scores`, `unit_all`) and the
 expansion of kept units to a mask (`mask_from_units`, N:M's top N per group included), its
 density semantics (`unit_budget`, `final_density`, `allocation_for`), its description for
-`synccp inspect` and its validity check (`check`). Allocation (`allocation.py`) picks the top
-units by score; config choices, the spec and the schedule read `PATTERNS`. Adding a granularity
-is adding a row. The module needs no torch import (tensors are used through their methods), so
-`synccp.config` and the schedule read the rows without importing torch.
+`synccp inspect` and its validity check (`check`, which `pattern_report.py` reports). Allocation
+(`allocation.py`) picks the top units by score; config choices, the spec and the schedule read
+`PATTERNS`. Adding a granularity is adding a row. The module needs no torch import (tensors are
+used through their methods), so `synccp.config` and the schedule read the rows without importing
+torch.
 """
 
 from __future__ import annotations
@@ -318,32 +319,3 @@ def pattern_for(granularity: str, *, n: int = 2, m: int = 4,
                                               "block": {"block": tuple(block)}}
     return PATTERNS[granularity](**settings.get(granularity, {}))
 
-
-def pattern_report(name: str, mask: Tensor, granularity: str | Pattern, *, n: int = 2, m: int = 4,
-                   block: tuple[int, int] = (4, 4)) -> dict:
-    """Check that `mask` follows a granularity exactly (for `synccp inspect`).
-
-    `granularity` is a name (with `n`, `m`, `block`) or a `Pattern`; the fields are the row's
-    `check`. Unfit shapes report `fits=False`, and `valid` says whether the layer was left dense.
-    """
-    pattern = granularity if isinstance(granularity, Pattern) else pattern_for(
-        granularity, n=n, m=m, block=block)
-    report = {"name": name, "pattern": pattern.describe(), "density": float(mask.float().mean()),
-              "fits": True, "valid": True, "violations": 0, "units": 0}
-    reason = pattern.unfit_reason(tuple(mask.shape))
-    if reason is not None:
-        report.update(fits=False, valid=bool(mask.all()), reason=reason)
-        return report
-    report.update(pattern.check(mask))
-    return report
-
-
-def pattern_summary(reports: list[dict]) -> str:
-    """One line such as "2:4 valid in 19/19 layers (1 unfit layer left dense)"."""
-    if not reports:
-        return "no prunable layers"
-    fitting = [r for r in reports if r["fits"]]
-    valid = sum(r["valid"] for r in fitting)
-    text = f"{reports[0]['pattern']} valid in {valid}/{len(fitting)} layers"
-    unfit = len(reports) - len(fitting)
-    return text + (f" ({unfit} unfit layer{'s' * (unfit > 1)} left dense)" if unfit else "")
