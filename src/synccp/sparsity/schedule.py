@@ -85,9 +85,8 @@ def is_update_step(step: int, *, start: int, end: int, every: int) -> bool:
     """True when masks change at `step`: every `every` steps from `start`, and always at `end`.
 
     Updating at `end` even when it is off the `every` grid makes the final density exact.
+    `every` >= 1 is validated once, by `SparsitySpec` (sparsity.update_every).
     """
-    if every <= 0:
-        raise ValueError(f"sparsity.update_every must be > 0, got {every}")
     if step < start or step > end:
         return False
     return step == end or (step - start) % every == 0

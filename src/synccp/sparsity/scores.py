@@ -18,9 +18,8 @@ def ema_magnitude_(ema: Tensor, weight: Tensor, *, beta: float) -> Tensor:
     """In place: ema ← β·ema + (1 − β)·|w| (SyncCP's smoothed score; β = 0 is plain magnitude).
 
     Call once per optimizer step. In-place tensor math: no allocation, no host synchronisation.
+    β is validated once, by `SparsitySpec` (sparsity.score_ema in [0, 1)).
     """
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"sparsity.score_ema must be in [0, 1), got {beta}")
     return ema.mul_(beta).add_(weight.detach().abs(), alpha=1.0 - beta)
 
 
