@@ -13,7 +13,6 @@ from synccp.sparsity.algorithms import (
     tracked_branches,
 )
 from synccp.sparsity.registry import policy_for
-from synccp.sparsity.schedule import cosine_drop_fraction
 from synccp.specs import RunSpec
 
 
@@ -43,7 +42,7 @@ def elementwise(workload: Workload, spec: RunSpec, *, clock: Clock, updates: lis
     sparsity = spec.sparsity_spec(steps_per_epoch=clock.steps_per_epoch,
                                   total_steps=clock.total_steps)
     _, end = sparsity.ramp
-    drop, regrow_end = sparsity.regrow_window()
+    _, regrow_end = sparsity.regrow_window()
     branches = len(tracked_branches(policy, shared=shared, score_ema=s.score_ema))
     if branches:
         scored = min(
@@ -62,14 +61,7 @@ def elementwise(workload: Workload, spec: RunSpec, *, clock: Clock, updates: lis
         traffic = prunable * (2 * size + 1 / 8)
         work["mask_update"] = _times(elementwise_cost(4 * prunable, traffic, accel), selections)
     if policy.regrow is not None:
-        regrows = len(
-            [
-                u
-                for u in updates
-                if cosine_drop_fraction(u, initial=drop, final=policy.regrow.floor, end=regrow_end)
-                > 0
-            ]
-        )
+        regrows = len([u for u in updates if sparsity.drop_fraction_at(u) > 0])
         if regrows:
             traffic = prunable * (3 * size + 1 / 8)
             work["drop_and_grow"] = _times(elementwise_cost(4 * prunable, traffic, accel), regrows)

@@ -45,22 +45,17 @@ import torch
 from torch import Tensor, nn
 
 from synccp.models.ema import ema_update_
-from synccp.sparsity import checks
+from synccp.sparsity import checks, choice
 from synccp.sparsity.algorithms import (
     last_scored_step,
-    random_init_allocation,
-    regrow_masks,
     select_masks,
     selected_branches,
     tracked_branches,
 )
-from synccp.sparsity.allocation import allocate_masks
 from synccp.sparsity.branch_masks import BRANCHES, BranchMasks, Masks
 from synccp.sparsity.granularity import Pattern
-from synccp.sparsity.registry import Policy, Regrow
-from synccp.sparsity.schedule import cosine_drop_fraction
+from synccp.sparsity.registry import Policy
 from synccp.sparsity.score_state import ScoreState
-from synccp.sparsity.scores import random_scores
 from synccp.sparsity.selection import Include, matching_weights, prunable_weights
 from synccp.sparsity.spec import SparsitySpec, resolve_spec
 
@@ -141,21 +136,6 @@ class Sparsifier:
     def _tracked(self) -> tuple[str, ...]:
         return tracked_branches(self.policy, shared=self.shared, score_ema=self.score_ema)
 
-    def _initial_masks(self) -> tuple[Masks, Masks]:
-        """Masks at the step-0 densities: dense, seeded random (static, RigL) or by magnitude."""
-        densities = self.spec.densities(0)
-        weights = {name: self._weights["online"][name] for name in self._fit}
-        if self.policy.init == "dense":
-            ones = {name: torch.ones_like(w, dtype=torch.bool) for name, w in weights.items()}
-            return ones, ones
-        if self.policy.init == "random":
-            scores = {name: random_scores(tuple(w.shape), generator=self._generator,
-                                          device=w.device) for name, w in weights.items()}
-            online = allocate_masks(scores, densities[0], pattern=self.pattern,
-                                    allocation=random_init_allocation(self.spec.allocation))
-            return online, online
-        return self._select(densities, restrict=False)
-
     def _select(self, densities: tuple[float, float], *, restrict: bool) -> tuple[Masks, Masks]:
         previous = ((self._masks.current("online"), self._masks.current("second"))
                     if restrict else None)
@@ -167,27 +147,11 @@ class Sparsifier:
 
     def _regrow(self, step: int, online: Masks) -> tuple[Masks, Masks]:
         """RigL/GraNet drop-and-grow of the online masks with the cosine-decayed fraction."""
-        fraction = self._drop_fraction(step)
-        if fraction <= 0.0:
+        if self.spec.drop_fraction_at(step) <= 0.0:
             return online, {}
-        if not self._scores.gradients:
-            raise RuntimeError(f"sparsity.algorithm={self.algorithm!r} grows by dense gradient: "
-                               f"call capture_({step}) after backward and before "
-                               f"mask_gradients_()")
-        return regrow_masks(online, self._scores.of("online"), self._scores.dense_gradients(),
-                            fraction=fraction, pattern=self.pattern,
-                            ceil=self._regrow_rule.ceil)
-
-    @property
-    def _regrow_rule(self) -> Regrow:
-        regrow = self.policy.regrow
-        assert regrow is not None, f"{self.algorithm} does not regrow"
-        return regrow
-
-    def _drop_fraction(self, step: int) -> float:
-        regrow = self._regrow_rule
-        return cosine_drop_fraction(step, initial=self.drop_fraction, final=regrow.floor,
-                                    end=self._regrow_end)
+        gradients = self._scores.dense_gradients() if self._scores.gradients else None
+        return choice.drop_and_grow(self.spec, step, online, scores=self._scores.of("online"),
+                                    gradients=gradients)
 
     def _prepare(self) -> dict:
         """Initial masks at the step-0 density; zero pruned weights; the metrics record
@@ -195,7 +159,10 @@ class Sparsifier:
         ones = {name: torch.ones_like(w, dtype=torch.bool)
                 for name, w in self._weights["online"].items()}
         before = {branch: ones for branch in BRANCHES}
-        online, second = self._initial_masks()
+        weights = {name: self._weights["online"][name] for name in self._fit}
+        online, second = choice.initial_masks(
+            self.spec, weights, generator=self._generator,
+            select=lambda densities: self._select(densities, restrict=False))
         self._masks.install(online, second)
         self._scores.start(self._tracked())  # EMAs start at |w| of the pruned initial weights
         return self._masks.record(before)
@@ -209,7 +176,7 @@ class Sparsifier:
 
     def _capture_one(self, name: str, step: int) -> None:
         if (self.policy.regrow and self.spec.is_update(step)
-                and self._drop_fraction(step) > 0.0):
+                and self.spec.drop_fraction_at(step) > 0.0):
             self._scores.capture(name)
 
     # ----------------------------------------------------------------- public API

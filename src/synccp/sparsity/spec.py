@@ -14,7 +14,7 @@ from synccp.sparsity.algorithms import is_policy_update, regrow_settings
 from synccp.sparsity.allocation import ALLOCATIONS
 from synccp.sparsity.granularity import Pattern, pattern_for
 from synccp.sparsity.registry import Policy, policy_for
-from synccp.sparsity.schedule import DEFAULT_RAMP, branch_densities
+from synccp.sparsity.schedule import DEFAULT_RAMP, branch_densities, cosine_drop_fraction
 
 SPARSE_BRANCHES = ("online", "second")
 
@@ -131,6 +131,16 @@ class SparsitySpec:
         for algorithms without regrowth."""
         return regrow_settings(self.policy, drop_fraction=self.drop_fraction,
                                regrow_end_step=self.regrow_end_step, total_steps=self.total_steps)
+
+    def drop_fraction_at(self, step: int) -> float:
+        """RigL/GraNet's drop-and-grow fraction at update `step`: the cosine decay from the
+        initial fraction to the row's floor at the end of the regrowth window; 0.0 for
+        algorithms without regrowth."""
+        regrow = self.policy.regrow
+        if regrow is None:
+            return 0.0
+        initial, end = self.regrow_window()
+        return cosine_drop_fraction(step, initial=initial, final=regrow.floor, end=end)
 
     def densities(self, step: int) -> tuple[float, float]:
         """Target total density (online, second branch) in force after optimizer step `step`
