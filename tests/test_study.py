@@ -68,8 +68,7 @@ def test_finished_runs_commit_small_files_only_and_a_fresh_clone_resumes(
     plan = run_sweep("grid.toml", dry_run=True)
     assert format_remaining(plan, 2) == (
         "sweep grid: 4 of 4 runs remain; about 1.0 h with --jobs 2 "
-        "(30 min per run: the grid's minutes_per_run, measured on the "
-        "protocol runs)"
+        "(30 min per run: the grid's minutes_per_run, until runs finish here)"
     )
     result = run_sweep("grid.toml", runner=HeavyRunner(), progress=False, commit=True, jobs=2)
     assert result.ok and not result.warnings
@@ -93,6 +92,14 @@ def test_finished_runs_commit_small_files_only_and_a_fresh_clone_resumes(
     assert format_remaining(again).startswith("sweep grid: 0 of 4 runs remain: nothing to run")
     runner = HeavyRunner()
     assert run_sweep("grid.toml", runner=runner, progress=False).ok and runner.calls == []
+
+
+def test_loaded_timings_are_left_out_of_the_estimate(tmp_path):
+    for name, record in (("a", {"wall_s": 600.0}), ("b", {"wall_s": 6000.0, "timing": "loaded"})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "sweep.json").write_text(json.dumps(record))
+        (tmp_path / name / "eval.json").write_text("{}")
+    assert study.finished_wall_times([tmp_path / "a", tmp_path / "b"]) == [600.0]
 
 
 def test_estimate_uses_the_finished_runs_wall_times():

@@ -120,13 +120,17 @@ def commit_message(study: str, cell: str, run_dir: Path) -> str:
 
 
 def finished_wall_times(run_dirs: Iterable[Path]) -> list[float]:
-    """Wall seconds of the finished runs among `run_dirs` that recorded one (sweep.json)."""
+    """Wall seconds of the finished runs among `run_dirs` that recorded one (sweep.json); a
+    record marked `"timing": "loaded"` (the run shared the machine with other work) is left out."""
     times = []
     for run_dir in run_dirs:
         path = Path(run_dir) / SWEEP_RECORD
         if path.is_file() and (Path(run_dir) / rundir.EVAL).is_file():
             try:
-                times.append(float(json.loads(path.read_text())["wall_s"]))
+                record = json.loads(path.read_text())
+                if record.get("timing") == "loaded":  # timed beside other work: not representative
+                    continue
+                times.append(float(record["wall_s"]))
             except (ValueError, KeyError, TypeError):
                 LOG.warning("ignoring %s: not a sweep record", path)
     return times
@@ -148,7 +152,7 @@ def remaining_text(
     elif minutes_per_run:
         per_run, source = (
             minutes_per_run,
-            "the grid's minutes_per_run, measured on the protocol runs",
+            "the grid's minutes_per_run, until runs finish here",
         )
     else:
         return head + "; no estimate until one has finished"
