@@ -45,7 +45,8 @@ def read(run: Path) -> dict:
     return {"run": run.name, "method": config["method"]["name"],
             "algorithm": config["sparsity"]["algorithm"], "width": config["model"]["width"],
             "seed": config["train"]["seed"], "curve": curve, "eval": result,
-            "train_s": sum(p.get("segment_train_s", 0.0) for p in curve), "summary": summary}
+            "train_s": sum(p.get("segment_train_s", 0.0) for p in curve), "summary": summary,
+            "ramp": (config["sparsity"].get("ramp_start"), config["sparsity"].get("ramp_end"))}
 
 
 def plot(rows: list[dict], out: Path) -> None:
@@ -62,6 +63,12 @@ def plot(rows: list[dict], out: Path) -> None:
             raw = row["eval"]["raw_pixels"]["knn_top1"]
     if raw is not None:
         ax.axhline(raw, label=f"raw pixels ({raw:.2f})", **REFERENCE["raw pixels"])
+    sparse = [r for r in rows if r["algorithm"] != "dense" and None not in r["ramp"]]
+    if sparse:  # the density ramp of the sparse runs (fractions of training)
+        total = max(p["step"] for r in rows for p in r["curve"])
+        start, end = sparse[0]["ramp"]
+        ax.axvspan(start * total, end * total, color="#dddddd", alpha=0.5, zorder=0,
+                   label=f"density ramp ({start:g} → {end:g} of training)")
     ax.set_xlabel("optimizer steps (batch 256)")
     ax.set_ylabel("kNN top-1 (%), full Fashion-MNIST test set")
     ax.set_title("Learning curves at the CPU protocol (kNN at every epoch end)")
