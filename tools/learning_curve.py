@@ -27,9 +27,10 @@ from synccp.config import load_config, load_resolved
 from synccp.config.specs import run_spec
 from synccp.eval.features import extract_features
 from synccp.eval.knn import knn_accuracy
-from synccp.eval.run import _splits, evaluate
+from synccp.eval.run import evaluate, probe_splits
 from synccp.models import build_backbone
 from synccp.rundir.checkpoint import load_checkpoint
+from synccp.sparsity.registry import policy_for
 from synccp.train.loop import pretrain
 
 CURVE = "curve.jsonl"
@@ -43,12 +44,8 @@ def checkpoint_encoder(run: Path, cfg, channels: int) -> tuple[int, torch.nn.Mod
     )
     prefix = "backbone."
     weights = {k[len(prefix) :]: v for k, v in state["method"].items() if k.startswith(prefix)}
-    masks = state["sparsifier"]["masks"]["online"]
-    zero = (
-        cfg.sparsity.algorithm != "sdclr"
-    )  # SDCLR's encoder is dense (its masks act in the forward)
-    for name, mask in masks.items():
-        if zero:
+    if policy_for(cfg.sparsity.algorithm).zero_pruned:  # as the export (SDCLR's stays dense)
+        for name, mask in state["sparsifier"]["masks"]["online"].items():
             weights[name] = weights[name] * mask
     backbone.load_state_dict(weights)
     return int(state["step"]), backbone
@@ -98,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if curve.exists()
         else set()
     )
-    splits = _splits(run_spec(cfg))  # the probes' full train and test splits
+    splits = probe_splits(run_spec(cfg))  # the probes' full train and test splits
     images = len(
         splits[0].images[: cfg.data.subset or None]
     )  # the pretraining split (in-memory data)

@@ -58,7 +58,7 @@ def probe_features(
     return result
 
 
-def _splits(spec: RunSpec, subset: int = 0) -> tuple[ImageDataset, ImageDataset]:
+def probe_splits(spec: RunSpec, subset: int = 0) -> tuple[ImageDataset, ImageDataset]:
     """Train and test splits; `subset` > 0 keeps the first N images of each (a quick protocol
     for development runs, never for results)."""
     kwargs = dict(root=spec.data.root or None, image_size=spec.data.image_size or None)
@@ -147,7 +147,7 @@ def evaluate(
     subset = spec.eval.subset if subset is None else subset
     if subset < 0:
         raise ValueError(f"--subset must be >= 0, got {subset}")
-    train, test = _splits(spec, subset)
+    train, test = probe_splits(spec, subset)
     backbone = build_backbone(
         spec.model.backbone,
         stem=spec.model.stem,
