@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from synccp.study import cpu_model
 
 HERE = Path(__file__).resolve().parent
 STORE = HERE / "fingerprints.json"
@@ -39,15 +40,7 @@ CASES = {  # name → overrides on top of helpers.tiny_overrides
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"torch {torch.__version__} | {cpu} | {torch.backends.cpu.get_cpu_capability()}"
+    return f"torch {torch.__version__} | {cpu_model()} | {torch.backends.cpu.get_cpu_capability()}"
 
 
 def _drop_timing(value):
