@@ -123,30 +123,14 @@ def test_dense_cycles_follow_the_systolic_formulas():
 
 def test_roofline_switches_regime():
     big = _conv(c_out=64, c_in=64, size=8)
-    compute = phase_cost(
-        big,
-        "forward",
-        4,
-        None,
-        granularity="unstructured",
-        n=2,
-        m=4,
-        dense_gradients=False,
-        accel=Accelerator(),
-    )
+    def forward(accel):
+        return phase_cost(big, "forward", 4, None, granularity="unstructured", n=2, m=4,
+                          dense_gradients=False, accel=accel)
+
+    compute = forward(Accelerator())
     assert compute.bound == "compute" and compute.cycles == compute.compute_cycles
     starved = Accelerator(dram_bytes_per_s=1e6)
-    memory = phase_cost(
-        big,
-        "forward",
-        4,
-        None,
-        granularity="unstructured",
-        n=2,
-        m=4,
-        dense_gradients=False,
-        accel=starved,
-    )
+    memory = forward(starved)
     assert memory.bound == "memory" and memory.cycles == memory.memory_cycles > compute.cycles
 
 
