@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -17,15 +18,35 @@ from synccp.config import (
     save_config,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 
-def test_embedded_default_is_byol_synccp_on_fashion_mnist():
+
+def test_embedded_default_is_simclr_synccp_on_all_of_fashion_mnist():
     cfg = load_config()
-    assert (cfg.data.name, cfg.method.name, cfg.sparsity.algorithm) == (
+    assert (cfg.data.name, cfg.data.subset, cfg.method.name, cfg.sparsity.algorithm) == (
         "fashion_mnist",
-        "byol",
+        0,
+        "simclr",
         "synccp",
     )
-    assert cfg.method.base_tau is not None and cfg.method.proj_hidden_dim is not None  # resolved
+    assert cfg.method.temperature is not None and cfg.method.proj_hidden_dim is not None  # resolved
+
+
+def test_the_demo_is_the_simclr_synccp_cell_of_the_cpu_protocol():
+    """`make demo` runs one cell of the committed study grid, seed 0 (docs/results.md)."""
+    from synccp.grid import load_grid, plan, validate
+
+    grid = load_grid(ROOT / "configs" / "grids" / "cpu_protocol.toml")
+    cells = plan(grid)
+    resolved = validate(grid, cells)
+    demo = config_to_dict(load_config(None, []))
+    cell = next(c for c in cells if c.name.startswith("simclr_synccp_s0_"))
+    assert _run_keys(resolved[cell.name]) == _run_keys(demo)
+
+
+def _run_keys(config: dict, sections=("data", "model", "method", "train", "sparsity", "eval")):
+    """The keys that decide what a run computes (the progress bar aside)."""
+    return {s: {k: v for k, v in config[s].items() if k != "progress"} for s in sections}
 
 
 def test_overrides_are_typed_and_applied(tmp_path):
@@ -172,9 +193,29 @@ def test_the_default_demo_has_a_recorded_dense_reference_and_other_configs_do_no
         and 0 < reference["knn_top1"] < 100
         and 0 < reference["linear_top1"] < 100
     )
-    assert reference["config"]["method"]["name"] == "byol" and "seed 0" in reference["source"]
-    assert dense_reference(load_config(None, ["model.width=8"])) is None
+    assert reference["config"]["method"]["name"] == "simclr" and "seed 0" in reference["source"]
+    assert dense_reference(load_config(None, ["model.width=16"])) is None
     assert dense_reference(load_config(None, ["train.seed=1"])) is None
+
+
+def test_the_demo_reference_is_the_committed_study_run_it_names():
+    """The figures printed beside the demo are those of the dense protocol run in the study folder,
+    with the demo's config: evidence anyone can regenerate, not a number typed in."""
+    import json
+
+    from synccp.cli import dense_reference
+    from synccp.config import config_to_dict
+
+    reference = dense_reference(load_config(None, []))
+    run = ROOT / "studies" / "cpu_protocol" / "simclr_dense_s0_c28ba074ed6d9f4d"
+    assert run.name.rsplit("_", 1)[0] in reference["source"]
+    stored = json.loads((run / "config.json").read_text())
+    demo = config_to_dict(load_config(None, ["sparsity.algorithm=dense"]))
+    sections = ("data", "model", "method", "train", "eval")
+    assert _run_keys(stored, sections) == _run_keys(demo, sections)
+    encoder = json.loads((run / "eval.json").read_text())["encoder"]
+    assert reference["knn_top1"] == round(encoder["knn_top1"], 2)
+    assert reference["linear_top1"] == round(encoder["linear_top1"], 2)
 
 
 def test_the_demo_prints_its_dense_reference_in_aligned_columns():
@@ -187,7 +228,7 @@ def test_the_demo_prints_its_dense_reference_in_aligned_columns():
     }
     lines = _format_eval(result, load_config(None, [])).splitlines()
     reference = next(line for line in lines if line.startswith("dense reference"))
-    assert reference.endswith("73.06%        75.94%")
+    assert reference.endswith("83.01%        84.79%")
     assert len({len(line) for line in lines[:4]}) == 1  # header and three rows line up
 
 
