@@ -230,6 +230,8 @@ def test_the_demo_prints_its_dense_reference_in_aligned_columns():
     reference = next(line for line in lines if line.startswith("dense reference"))
     assert reference.endswith("83.01%        84.79%")
     assert len({len(line) for line in lines[:4]}) == 1  # header and three rows line up
+    assert max(len(line) for line in lines[:4]) <= 80  # the source is a line of its own
+    assert any(line.startswith("dense reference: dense, seed 0, studies/") for line in lines)
 
 
 @pytest.mark.parametrize(
