@@ -51,6 +51,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=12, help="timed steps of each, after warm-up")
     args = parser.parse_args()
+    if args.width < 8:  # compiled = channels_last: a stride-2 1x1 conv with < 8 input channels
+        parser.error(f"--width {args.width}: below 8, torch's CPU conv backward crashes on the "
+                     "compiled (channels_last) backbone; "
+                     "see benchmarks/repro_conv_backward_crash.py")
     runs = {name: make(args, name == "compiled") for name in ("eager", "compiled")}
     times: dict[str, list[float]] = {name: [] for name in runs}
     losses: dict[str, list[float]] = {name: [] for name in runs}
