@@ -201,10 +201,7 @@ def test_the_default_demo_has_a_recorded_dense_reference_and_other_configs_do_no
 def test_the_demo_reference_is_the_committed_study_run_it_names():
     """The figures printed beside the demo are those of the dense protocol run in the study folder,
     with the demo's config: evidence anyone can regenerate, not a number typed in."""
-    import json
-
     from synccp.cli import dense_reference
-    from synccp.config import config_to_dict
 
     reference = dense_reference(load_config(None, []))
     run = ROOT / "studies" / "cpu_protocol" / "simclr_dense_s0_c28ba074ed6d9f4d"
