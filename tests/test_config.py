@@ -34,14 +34,16 @@ def test_embedded_default_is_simclr_synccp_on_all_of_fashion_mnist():
 
 def test_the_demo_is_the_simclr_synccp_cell_of_the_cpu_protocol():
     """`make demo` runs one cell of the committed study grid, seed 0 (docs/results.md)."""
-    from synccp.grid import load_grid, plan, validate
+    cell = _protocol_cell("simclr_synccp_s0_")
+    assert _run_keys(cell.resolved) == _run_keys(config_to_dict(load_config(None, [])))
+
+
+def _protocol_cell(prefix: str):
+    """The cell of configs/grids/cpu_protocol.toml whose name starts with `prefix`."""
+    from synccp.grid import load_grid, plan
 
     grid = load_grid(ROOT / "configs" / "grids" / "cpu_protocol.toml")
-    cells = plan(grid)
-    resolved = validate(grid, cells)
-    demo = config_to_dict(load_config(None, []))
-    cell = next(c for c in cells if c.name.startswith("simclr_synccp_s0_"))
-    assert _run_keys(resolved[cell.name]) == _run_keys(demo)
+    return next(c for c in plan(grid) if c.name.startswith(prefix))
 
 
 def _run_keys(config: dict, sections=("data", "model", "method", "train", "sparsity", "eval")):
@@ -204,7 +206,7 @@ def test_the_demo_reference_is_the_committed_study_run_it_names():
     from synccp.cli import dense_reference
 
     reference = dense_reference(load_config(None, []))
-    run = ROOT / "studies" / "cpu_protocol" / "simclr_dense_s0_c28ba074ed6d9f4d"
+    run = ROOT / _protocol_cell("simclr_dense_s0_").run_dir  # the grid's out is repo-relative
     assert run.name.rsplit("_", 1)[0] in reference["source"]
     stored = json.loads((run / "config.json").read_text())
     demo = config_to_dict(load_config(None, ["sparsity.algorithm=dense"]))
