@@ -79,7 +79,7 @@ def test_ramp_defaults_to_three_quarters_of_training_and_follows_the_length():
     cfg = config_from_dict({"train": {"epochs": 8}, "sparsity": {"algorithm": "gmp"}})
     assert _ramp(cfg) == (0.0, 6.0)
     for epochs in (1, 3, 40):  # changing the length of any preset just works (issue 13)
-        for preset in (None, "configs/byol.toml", "configs/simclr.toml"):
+        for preset in (None, ROOT / "configs/byol.toml", ROOT / "configs/simclr.toml"):
             cfg = load_config(preset, [f"train.epochs={epochs}"])
             start, end = _ramp(cfg)
             assert 0 <= start <= end <= epochs and end == pytest.approx(0.75 * epochs)
@@ -95,9 +95,8 @@ def test_absolute_epochs_win_and_both_forms_are_refused():
     assert _ramp(cfg) == (1.0, 4.0)
     with pytest.raises(ConfigError, match="ramp_end.*end_epoch|not both"):
         config_from_dict({"sparsity": {"ramp_end": 0.5, "end_epoch": 2}})
-    cfg = load_config(
-        "configs/byol.toml", ["sparsity.end_epoch=5"]
-    )  # an override replaces the file's form
+    cfg = load_config(ROOT / "configs/byol.toml", ["sparsity.end_epoch=5"])  # an override
+    # replaces the file's form
     assert cfg.sparsity.ramp_end is None and _ramp(cfg) == (1.0, 5.0)
 
 

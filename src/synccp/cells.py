@@ -2,7 +2,8 @@
 
 A cell's identity is 64 bits of SHA-256 of its resolved config (as `synccp pretrain` resolves
 it, types normalised: `lr = 1` and `lr = 1.0` are one run) without the keys that cannot change
-the result (`rundir.HARMLESS_KEYS`); its name is a readable slug of its own keys, its seed and
+the result (`rundir.HARMLESS_KEYS`) or that were added later and hold the value that reproduces
+older runs (`rundir.LATER_KEYS`); its name is a readable slug of its own keys, its seed and
 that identity. Run directories named by earlier versions (24 bits of the grid settings) are
 reused when they hold exactly the cell's resolved config.
 """
@@ -77,10 +78,19 @@ def _legacy_digest(identity: Any) -> str:
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:6]
 
 
+_ABSENT = object()
+
+
 def cell_identity(resolved: dict[str, Any]) -> str:
-    """64 bits (hex) of SHA-256 of a resolved config, without the keys that cannot change it."""
+    """64 bits (hex) of SHA-256 of a resolved config, without the keys that cannot change it
+    and without the later keys at the value that reproduces older runs (`rundir.LATER_KEYS`)."""
+
+    def kept_key(key: str, value: Any) -> bool:
+        later = rundir.LATER_KEYS.get(key, _ABSENT)
+        return key not in rundir.HARMLESS_KEYS and not (later is not _ABSENT and value == later)
+
     kept = {
-        section: {k: v for k, v in table.items() if f"{section}.{k}" not in rundir.HARMLESS_KEYS}
+        section: {k: v for k, v in table.items() if kept_key(f"{section}.{k}", v)}
         for section, table in resolved.items()
     }
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]

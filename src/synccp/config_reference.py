@@ -50,6 +50,9 @@ MEANINGS = {
     "train.device": "auto = cuda when available",
     "train.precision": "auto = bf16 autocast + channels_last on GPU, fp32 on CPU; the probes use "
                        "the same",
+    "train.compile": "torch.compile the online backbone in place (heads, loss, optimizer eager); "
+                     "on the CPU refused when a strided 1x1 conv has < 8 input channels "
+                     "(oneDNN#6035)",
     "train.log_every": "log cadence (optimizer steps)",
     "train.progress": "progress bar",
     "train.sync_bn": "SyncBatchNorm under torchrun (CUDA only)",

@@ -165,10 +165,12 @@ class TrainSpec:
 @dataclass(frozen=True)
 class RuntimeSpec:
     """Where and how a run executes and reports; never changes what it computes beyond the
-    precision (`precision`) and the distributed batch statistics (`sync_bn`)."""
+    precision (`precision`), the compiler's kernels (`compile`: the same operations, other
+    low-order bits) and the distributed batch statistics (`sync_bn`)."""
 
     device: str
     precision: str
+    compile: bool
     log_every: int
     progress: bool
     sync_bn: bool

@@ -50,6 +50,7 @@ class TrainConfig:
     min_lr: float = 0.0
     device: str = "auto"
     precision: str = "auto"
+    compile: bool = False  # torch.compile the online backbone in place (synccp.train.setup)
     log_every: int = 10
     progress: bool = True
     sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch

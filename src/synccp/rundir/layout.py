@@ -28,6 +28,10 @@ CHECKPOINTS = "checkpoints"
 # Keys a resumed run may change: they decide what is shown and how often it is logged, never the
 # result (the optimizer steps, masks and exported model are the same).
 HARMLESS_KEYS = ("train.progress", "train.log_every")
+# Keys added after runs were committed under study folders, with the value that reproduces those
+# older runs: a sweep cell's identity leaves such a key out while it holds that value, so the runs
+# committed before the key existed keep their names (synccp.cells.cell_identity).
+LATER_KEYS = {"train.compile": False}
 
 
 class MetricsLog:

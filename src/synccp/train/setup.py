@@ -146,6 +146,35 @@ def build_model(cfg: Config, in_channels: int) -> SSLMethod:
     return method
 
 
+# torch.compile's options for `train.compile` (its defaults: the inductor backend). Tests set
+# {"backend": "aot_eager"}: the same Dynamo graphs and AOTAutograd, without generating C++.
+COMPILE_OPTIONS: dict = {}
+
+
+def compile_backbone(backbone: nn.Module, device: torch.device) -> None:
+    """`train.compile`: compile the online backbone in place (`nn.Module.compile`: parameter and
+    state-dict names unchanged, so masks, checkpoints and exports are the eager run's). Both views
+    and SyncCP's masked branches (`functional_call` with θ⊙M) go through its graphs; the heads,
+    the loss, the optimizer and a momentum target stay eager. Measured: docs/results.md.
+
+    On the CPU the compiled graph runs channels_last, where torch 2.13's fp32 backward of a
+    strided 1×1 convolution with fewer than 8 input channels crashes or writes wrong gradients
+    (oneDNN#6035; benchmarks/repro_conv_backward_crash.py): such a backbone is refused."""
+    if device.type == "cpu":
+        hazards = [f"{name} ({module.in_channels} input channels, stride {module.stride})"
+                   for name, module in backbone.named_modules()
+                   if isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1)
+                   and module.stride != (1, 1) and module.in_channels < 8]
+        if hazards:
+            raise ValueError(
+                f"train.compile=true on the CPU: the backbone has strided 1x1 convolutions with "
+                f"fewer than 8 input channels ({', '.join(hazards[:3])}); torch's CPU backward "
+                f"of these in the compiler's channels_last layout crashes or computes wrong "
+                f"gradients (oneDNN#6035, benchmarks/repro_conv_backward_crash.py). Use a "
+                f"model.width of 8 or more, or train.compile=false")
+    backbone.compile(**COMPILE_OPTIONS)
+
+
 def sparsity_spec(cfg: Config, clock: Clock) -> SparsitySpec:
     """The `[sparsity]` section as a `SparsitySpec`, its windows in optimizer steps (the one
     builder: `synccp.specs.SparsitySettings.spec`)."""
@@ -179,6 +208,8 @@ def build_setup(cfg: Config, device: torch.device, *,
     runtime = make_runtime(t.precision, device)
     if runtime.channels_last:
         method = method.to(memory_format=torch.channels_last)
+    if t.compile:
+        compile_backbone(method.backbone, device)
     optimizer = build_optimizer(t.optimizer, [method], lr=t.lr, momentum=t.momentum,
                                 weight_decay=t.weight_decay, eta=t.eta)
     return TrainingSetup(
