@@ -46,4 +46,4 @@ def test_segments_probe_each_epoch_and_leave_the_uninterrupted_run(fmnist_root, 
     png = tmp_path / "curves.png"
     assert _tool("protocol_curves").main([str(tmp_path), "--out", str(png)]) == 0
     table = capsys.readouterr().out
-    assert png.stat().st_size > 10_000 and "| byol synccp w4 s0 |" in table
+    assert png.stat().st_size > 10_000 and "| byol synccp w4 s0 (2 ep × batch 16) |" in table

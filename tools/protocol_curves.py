@@ -1,10 +1,11 @@
-"""Learning curves of the protocol runs: kNN accuracy against optimizer steps for every run
-folder holding a `curve.jsonl` (tools/learning_curve.py), beside the raw-pixel kNN baseline.
+"""Learning curves of the protocol runs: kNN accuracy against epochs (so runs of other batch
+sizes line up) for every run folder holding a `curve.jsonl` (tools/learning_curve.py), beside the
+raw-pixel kNN baseline.
 
-Writes one PNG and prints a Markdown table (run, steps, kNN at each epoch end, final kNN and
-linear probes, raw pixels, training time).
+Writes one PNG and prints a Markdown table (run, kNN at each epoch end, final kNN and linear
+probes, raw pixels, training time). Several folders may be given.
 
-    .venv/bin/python tools/protocol_curves.py studies/cpu_protocol \
+    .venv/bin/python tools/protocol_curves.py studies/cpu_protocol studies/byol_budget \
         --out docs/results/protocol_curves.png
 """
 
@@ -23,6 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from synccp.results.palette import REFERENCE, style  # noqa: E402
 
 LINES = {"simclr": "-", "byol": "--", "mocov2": "-.", "barlow": ":"}
+PROTOCOL = (8, 256)  # epochs, batch: runs at another budget get colours of their own
+VARIANT_COLORS = ("#d55e00", "#cc79a7", "#009e73", "#e69f00")
 
 
 def runs_with_curves(paths: list[Path]) -> list[Path]:
@@ -45,31 +48,41 @@ def read(run: Path) -> dict:
     return {"run": run.name, "method": config["method"]["name"],
             "algorithm": config["sparsity"]["algorithm"], "width": config["model"]["width"],
             "seed": config["train"]["seed"], "curve": curve, "eval": result,
+            "epochs": config["train"]["epochs"], "batch": config["train"]["batch_size"],
             "train_s": sum(p.get("segment_train_s", 0.0) for p in curve), "summary": summary,
             "ramp": (config["sparsity"].get("ramp_start"), config["sparsity"].get("ramp_end"))}
+
+
+def budget(row: dict) -> str:
+    """` (12 ep × batch 256)` when a run's epochs and batch are not the protocol's, else ``."""
+    if (row["epochs"], row["batch"]) == PROTOCOL:
+        return ""
+    return f" ({row['epochs']:g} ep × batch {row['batch']})"
 
 
 def plot(rows: list[dict], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     raw = None
+    variants = iter(VARIANT_COLORS)
     for row in rows:
         s = style(row["algorithm"])
-        steps = [0] + [p["step"] for p in row["curve"]]
-        knn = [None] + [p["knn_top1"] for p in row["curve"]]
-        ax.plot(steps[1:], knn[1:], color=s.color, marker=s.marker, markersize=4,
+        color = s.color if (row["epochs"], row["batch"]) == PROTOCOL else next(variants, "#999999")
+        epochs = [p["epoch"] for p in row["curve"]]
+        knn = [p["knn_top1"] for p in row["curve"]]
+        ax.plot(epochs, knn, color=color, marker=s.marker, markersize=4,
                 linestyle=LINES.get(row["method"], "-"),
-                label=f"{row['method']} {s.label} w{row['width']} s{row['seed']}")
+                label=f"{row['method']} {s.label} w{row['width']} s{row['seed']}{budget(row)}")
         if row["eval"] and row["eval"].get("raw_pixels"):
             raw = row["eval"]["raw_pixels"]["knn_top1"]
     if raw is not None:
         ax.axhline(raw, label=f"raw pixels ({raw:.2f})", **REFERENCE["raw pixels"])
     sparse = [r for r in rows if r["algorithm"] != "dense" and None not in r["ramp"]]
     if sparse:  # the density ramp of the sparse runs (fractions of training)
-        total = max(p["step"] for r in rows for p in r["curve"])
         start, end = sparse[0]["ramp"]
+        total = sparse[0]["epochs"]
         ax.axvspan(start * total, end * total, color="#dddddd", alpha=0.5, zorder=0,
                    label=f"density ramp ({start:g} → {end:g} of training)")
-    ax.set_xlabel("optimizer steps (batch 256)")
+    ax.set_xlabel("epochs (passes over the 60,000 training images)")
     ax.set_ylabel("kNN top-1 (%), full Fashion-MNIST test set")
     ax.set_title("Learning curves at the CPU protocol (kNN at every epoch end)")
     ax.grid(alpha=0.3)
@@ -89,7 +102,7 @@ def table(rows: list[dict]) -> str:
         enc = (r["eval"] or {}).get("encoder") or {}
         raw = (r["eval"] or {}).get("raw_pixels") or {}
         nan = float("nan")
-        cells = [f"{r['method']} {r['algorithm']} w{r['width']} s{r['seed']}", *knn,
+        cells = [f"{r['method']} {r['algorithm']} w{r['width']} s{r['seed']}{budget(r)}", *knn,
                  f"{enc.get('knn_top1', nan):.2f}", f"{enc.get('linear_top1', nan):.2f}",
                  f"{raw.get('knn_top1', nan):.2f} / {raw.get('linear_top1', nan):.2f}",
                  f"{r['train_s'] / 60:.0f}"]
