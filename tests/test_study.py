@@ -68,7 +68,7 @@ def test_finished_runs_commit_small_files_only_and_a_fresh_clone_resumes(
     plan = run_sweep("grid.toml", dry_run=True)
     assert format_remaining(plan, 2) == (
         "sweep grid: 4 of 4 runs remain; about 1.0 h with --jobs 2 "
-        "(30 min per run: the grid's minutes_per_run, until runs finish here)"
+        "(simclr 30 min per run: the grid's minutes_per_run, until runs finish here)"
     )
     result = run_sweep("grid.toml", runner=HeavyRunner(), progress=False, commit=True, jobs=2)
     assert result.ok and not result.warnings
@@ -102,18 +102,33 @@ def test_loaded_timings_are_left_out_of_the_estimate(tmp_path):
     assert study.finished_wall_times([tmp_path / "a", tmp_path / "b"]) == [600.0]
 
 
-def test_estimate_uses_the_finished_runs_wall_times():
-    text = study.remaining_text(
-        left=10, total=12, jobs=2, wall_times=[1500.0, 1800.0, 2100.0], minutes_per_run=5
-    )
+def test_estimate_uses_each_methods_finished_runs_wall_times():
+    simclr = study.GroupTimes("simclr", left=10, quiet=[1500.0, 1800.0, 2100.0])
+    text = study.remaining_text([simclr], total=12, jobs=2, minutes_per_run=5)
     assert text == (
-        "10 of 12 runs remain; about 2.5 h with --jobs 2 (30 min per run: median of 3 "
+        "10 of 12 runs remain; about 2.5 h with --jobs 2 (simclr 30 min per run: median of 3 "
         "finished runs)"
     )
     assert (
-        study.remaining_text(left=3, total=3, jobs=1, wall_times=[], minutes_per_run=None)
+        study.remaining_text([study.GroupTimes("byol", left=3)], total=3, jobs=1,
+                             minutes_per_run=None)
         == "3 of 3 runs remain; no estimate until one has finished"
     )
+
+
+def test_a_method_without_quiet_runs_takes_its_loaded_runs_then_the_others():
+    groups = [study.GroupTimes("simclr", left=2, quiet=[1800.0], loaded=[6000.0]),
+              study.GroupTimes("byol", left=2, loaded=[3600.0, 4800.0]),  # slower: not simclr's
+              study.GroupTimes("mocov2", left=2)]
+    text = study.remaining_text(groups, total=8, jobs=2, minutes_per_run=5)
+    assert text == (
+        "6 of 8 runs remain; about 2.2 h with --jobs 2 (simclr 30 min per run: median of 1 "
+        "finished run; byol 70 min per run: median of 2 loaded runs, an over-estimate; mocov2 30 "
+        "min per run: median of the other methods' finished runs)"
+    )  # (2 × 30 + 2 × 70 + 2 × 30) / 2 jobs = 130 min
+    done = study.GroupTimes("byol", left=0, quiet=[60.0])
+    assert study.remaining_text([done], total=1, jobs=2, minutes_per_run=None) == (
+        "0 of 1 runs remain: nothing to run")
 
 
 def test_outside_git_or_ignored_nothing_is_committed_and_the_sweep_says_so(tmp_path, repo):

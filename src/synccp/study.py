@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from synccp import rundir
@@ -119,16 +120,17 @@ def commit_message(study: str, cell: str, run_dir: Path) -> str:
     return f"study {study}: {cell} done{scores}"
 
 
-def finished_wall_times(run_dirs: Iterable[Path]) -> list[float]:
-    """Wall seconds of the finished runs among `run_dirs` that recorded one (sweep.json); a
-    record marked `"timing": "loaded"` (the run shared the machine with other work) is left out."""
+def finished_wall_times(run_dirs: Iterable[Path], *, loaded: bool = False) -> list[float]:
+    """Wall seconds of the finished runs among `run_dirs` that recorded one (sweep.json). A record
+    marked `"timing": "loaded"` (the run shared the machine with other work) is left out; with
+    `loaded=True` only those records are returned."""
     times = []
     for run_dir in run_dirs:
         path = Path(run_dir) / SWEEP_RECORD
         if path.is_file() and (Path(run_dir) / rundir.EVAL).is_file():
             try:
                 record = json.loads(path.read_text())
-                if record.get("timing") == "loaded":  # timed beside other work: not representative
+                if (record.get("timing") == "loaded") != loaded:
                     continue
                 times.append(float(record["wall_s"]))
             except (ValueError, KeyError, TypeError):
@@ -136,25 +138,56 @@ def finished_wall_times(run_dirs: Iterable[Path]) -> list[float]:
     return times
 
 
+@dataclass(frozen=True)
+class GroupTimes:
+    """The runs of one kind (a method) in a study: how many are left, and the wall seconds of its
+    finished runs, quiet and loaded apart (`finished_wall_times`)."""
+
+    name: str
+    left: int
+    quiet: list[float] = field(default_factory=list)
+    loaded: list[float] = field(default_factory=list)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _per_run(group: GroupTimes, everyone: list[float],
+             minutes_per_run: float | None) -> tuple[float, str] | None:
+    """(minutes per run, where the figure comes from) for one group, None without any figure."""
+    if group.quiet:
+        return (statistics.median(group.quiet) / 60,
+                f"median of {_plural(len(group.quiet), 'finished run')}")
+    if group.loaded:
+        return (statistics.median(group.loaded) / 60,
+                f"median of {_plural(len(group.loaded), 'loaded run')}, an over-estimate")
+    if everyone:
+        return statistics.median(everyone) / 60, "median of the other methods' finished runs"
+    if minutes_per_run:
+        return minutes_per_run, "the grid's minutes_per_run, until runs finish here"
+    return None
+
+
 def remaining_text(
-    *, left: int, total: int, jobs: int, wall_times: list[float], minutes_per_run: float | None
+    groups: list[GroupTimes], *, total: int, jobs: int, minutes_per_run: float | None
 ) -> str:
-    """ "12 of 108 runs remain; about 3.1 h with --jobs 2 (median 31 min per run over 96 finished
-    runs of this study)", or why no estimate can be given yet."""
+    """ "12 of 108 runs remain; about 3.1 h with --jobs 2 (simclr 31 min per run: median of 40
+    finished runs; byol ...)", or why no estimate can be given yet. A group's figure is the median
+    of its quietly timed finished runs; without one, of its loaded runs (an over-estimate); then
+    of every group's quiet runs; then the grid's `minutes_per_run`."""
+    left = sum(g.left for g in groups)
     head = f"{left} of {total} runs remain"
     if not left:
         return head + ": nothing to run"
-    if wall_times:
-        per_run, source = (
-            statistics.median(wall_times) / 60,
-            f"median of {len(wall_times)} finished runs",
-        )
-    elif minutes_per_run:
-        per_run, source = (
-            minutes_per_run,
-            "the grid's minutes_per_run, until runs finish here",
-        )
-    else:
-        return head + "; no estimate until one has finished"
-    hours = left * per_run / max(1, jobs) / 60
-    return f"{head}; about {hours:.1f} h with --jobs {jobs} ({per_run:.0f} min per run: {source})"
+    everyone = [t for g in groups for t in g.quiet]
+    minutes, parts = 0.0, []
+    for group in (g for g in groups if g.left):
+        figure = _per_run(group, everyone, minutes_per_run)
+        if figure is None:
+            return head + "; no estimate until one has finished"
+        per_run, source = figure
+        minutes += group.left * per_run
+        parts.append(f"{group.name} {per_run:.0f} min per run: {source}")
+    hours = minutes / max(1, jobs) / 60
+    return f"{head}; about {hours:.1f} h with --jobs {jobs} ({'; '.join(parts)})"

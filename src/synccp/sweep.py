@@ -290,12 +290,18 @@ def format_plan(result: SweepResult) -> str:
 
 
 def format_remaining(result: SweepResult, jobs: int | None = None) -> str:
-    """How many cells are left to run and about how long they take (synccp.study)."""
-    left = sum(action != "done" for action in result.actions.values())
-    walls = study.finished_wall_times(c.run_dir for c in result.cells
-                                      if result.actions[c.name] == "done")
+    """How many cells are left to run and about how long they take, per method (synccp.study)."""
+    by_method: dict[str, list[Cell]] = {}
+    for cell in result.cells:
+        by_method.setdefault(cell.resolved["method"]["name"], []).append(cell)
+    groups = []
+    for method, cells in by_method.items():
+        done = [c.run_dir for c in cells if result.actions[c.name] == "done"]
+        groups.append(study.GroupTimes(method, left=len(cells) - len(done),
+                                       quiet=study.finished_wall_times(done),
+                                       loaded=study.finished_wall_times(done, loaded=True)))
     return f"sweep {result.grid.name}: " + study.remaining_text(
-        left=left, total=len(result.cells), jobs=jobs or result.grid.jobs, wall_times=walls,
+        groups, total=len(result.cells), jobs=jobs or result.grid.jobs,
         minutes_per_run=result.grid.minutes_per_run)
 
 
