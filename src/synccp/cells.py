@@ -27,7 +27,8 @@ LOG = logging.getLogger(__name__)
 # (as <key><value>) only where a sub-grid sweeps them; all of them are in the identity.
 LABELS = {"data.name": "{}", "method.name": "{}", "sparsity.algorithm": "{}",
           "sparsity.granularity": "{}", "sparsity.n": "n{}", "sparsity.m": "m{}",
-          "sparsity.density": "d{}", "sparsity.density_gap": "gap{}", "sparsity.score_ema": "ema{}"}
+          "sparsity.density": "d{}", "sparsity.density_gap": "gap{}", "sparsity.score_ema": "ema{}",
+          "train.compile": "compile{}"}
 
 
 class SweepError(ValueError):
