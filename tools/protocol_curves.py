@@ -24,8 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from synccp.results.palette import REFERENCE, style  # noqa: E402
 
 LINES = {"simclr": "-", "byol": "--", "mocov2": "-.", "barlow": ":"}
-PROTOCOL = (8, 256)  # epochs, batch: runs at another budget get colours of their own
-VARIANT_COLORS = ("#d55e00", "#cc79a7", "#009e73", "#e69f00")
+VARIANT_COLORS = ("#d55e00", "#cc79a7", "#009e73", "#e69f00")  # runs of the later folders
 
 
 def runs_with_curves(paths: list[Path]) -> list[Path]:
@@ -54,9 +53,7 @@ def read(run: Path) -> dict:
 
 
 def budget(row: dict) -> str:
-    """` (12 ep × batch 256)` when a run's epochs and batch are not the protocol's, else ``."""
-    if (row["epochs"], row["batch"]) == PROTOCOL:
-        return ""
+    """` (12 ep × batch 256)`: a run's epochs and batch."""
     return f" ({row['epochs']:g} ep × batch {row['batch']})"
 
 
@@ -66,7 +63,7 @@ def plot(rows: list[dict], out: Path) -> None:
     variants = iter(VARIANT_COLORS)
     for row in rows:
         s = style(row["algorithm"])
-        color = s.color if (row["epochs"], row["batch"]) == PROTOCOL else next(variants, "#999999")
+        color = s.color if row["first"] else next(variants, "#999999")
         epochs = [p["epoch"] for p in row["curve"]]
         knn = [p["knn_top1"] for p in row["curve"]]
         ax.plot(epochs, knn, color=color, marker=s.marker, markersize=4,
@@ -112,10 +109,12 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("paths", nargs="+", type=Path)
+    parser.add_argument("paths", nargs="+", type=Path,
+                        help="run or study folders; runs outside the first get own colours")
     parser.add_argument("--out", type=Path, default=Path("docs/results/protocol_curves.png"))
     args = parser.parse_args(argv)
-    rows = [read(run) for run in runs_with_curves(args.paths)]
+    first = set(runs_with_curves(args.paths[:1]))
+    rows = [{**read(run), "first": run in first} for run in runs_with_curves(args.paths)]
     if not rows:
         print(f"no curve.jsonl under {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
