@@ -87,8 +87,7 @@ def cell_identity(resolved: dict[str, Any]) -> str:
     and without the later keys at the value that reproduces older runs (`rundir.LATER_KEYS`)."""
 
     def kept_key(key: str, value: Any) -> bool:
-        later = rundir.LATER_KEYS.get(key, _ABSENT)
-        return key not in rundir.HARMLESS_KEYS and not (later is not _ABSENT and value == later)
+        return key not in rundir.HARMLESS_KEYS and rundir.LATER_KEYS.get(key, _ABSENT) != value
 
     kept = {
         section: {k: v for k, v in table.items() if kept_key(f"{section}.{k}", v)}

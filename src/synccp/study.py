@@ -120,28 +120,33 @@ def commit_message(study: str, cell: str, run_dir: Path) -> str:
     return f"study {study}: {cell} done{scores}"
 
 
-def finished_wall_times(run_dirs: Iterable[Path], *, loaded: bool = False) -> list[float]:
-    """Wall seconds of the finished runs among `run_dirs` that recorded one (sweep.json). A record
-    marked `"timing": "loaded"` (the run shared the machine with other work) is left out; with
-    `loaded=True` only those records are returned."""
-    times = []
+def wall_times(run_dirs: Iterable[Path]) -> tuple[list[float], list[float]]:
+    """Wall seconds of the finished runs among `run_dirs` that recorded one (sweep.json): (quiet,
+    loaded), a record marked `"timing": "loaded"` (the run shared the machine with other work)
+    in the second list."""
+    quiet: list[float] = []
+    loaded: list[float] = []
     for run_dir in run_dirs:
         path = Path(run_dir) / SWEEP_RECORD
         if path.is_file() and (Path(run_dir) / rundir.EVAL).is_file():
             try:
                 record = json.loads(path.read_text())
-                if (record.get("timing") == "loaded") != loaded:
-                    continue
-                times.append(float(record["wall_s"]))
+                (loaded if record.get("timing") == "loaded" else quiet).append(
+                    float(record["wall_s"]))
             except (ValueError, KeyError, TypeError):
                 LOG.warning("ignoring %s: not a sweep record", path)
-    return times
+    return quiet, loaded
+
+
+def finished_wall_times(run_dirs: Iterable[Path]) -> list[float]:
+    """The quietly timed wall seconds of `wall_times`: loaded records left out."""
+    return wall_times(run_dirs)[0]
 
 
 @dataclass(frozen=True)
 class GroupTimes:
     """The runs of one kind (a method) in a study: how many are left, and the wall seconds of its
-    finished runs, quiet and loaded apart (`finished_wall_times`)."""
+    finished runs, quiet and loaded apart (`wall_times`)."""
 
     name: str
     left: int

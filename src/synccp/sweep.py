@@ -297,9 +297,9 @@ def format_remaining(result: SweepResult, jobs: int | None = None) -> str:
     groups = []
     for method, cells in by_method.items():
         done = [c.run_dir for c in cells if result.actions[c.name] == "done"]
-        groups.append(study.GroupTimes(method, left=len(cells) - len(done),
-                                       quiet=study.finished_wall_times(done),
-                                       loaded=study.finished_wall_times(done, loaded=True)))
+        quiet, loaded = study.wall_times(done)
+        groups.append(study.GroupTimes(method, left=len(cells) - len(done), quiet=quiet,
+                                       loaded=loaded))
     return f"sweep {result.grid.name}: " + study.remaining_text(
         groups, total=len(result.cells), jobs=jobs or result.grid.jobs,
         minutes_per_run=result.grid.minutes_per_run)
