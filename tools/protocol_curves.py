@@ -52,9 +52,10 @@ def read(run: Path) -> dict:
             "ramp": (config["sparsity"].get("ramp_start"), config["sparsity"].get("ramp_end"))}
 
 
-def budget(row: dict) -> str:
-    """` (12 ep × batch 256)`: a run's epochs and batch."""
-    return f" ({row['epochs']:g} ep × batch {row['batch']})"
+def run_label(row: dict, algorithm: str) -> str:
+    """`byol dense w8 s0 (8 ep × batch 128)`: method, algorithm, width, seed, epochs and batch."""
+    return (f"{row['method']} {algorithm} w{row['width']} s{row['seed']} "
+            f"({row['epochs']:g} ep × batch {row['batch']})")
 
 
 def plot(rows: list[dict], out: Path) -> None:
@@ -68,7 +69,7 @@ def plot(rows: list[dict], out: Path) -> None:
         knn = [p["knn_top1"] for p in row["curve"]]
         ax.plot(epochs, knn, color=color, marker=s.marker, markersize=4,
                 linestyle=LINES.get(row["method"], "-"),
-                label=f"{row['method']} {s.label} w{row['width']} s{row['seed']}{budget(row)}")
+                label=run_label(row, s.label))
         if row["eval"] and row["eval"].get("raw_pixels"):
             raw = row["eval"]["raw_pixels"]["knn_top1"]
     if raw is not None:
@@ -99,7 +100,7 @@ def table(rows: list[dict]) -> str:
         enc = (r["eval"] or {}).get("encoder") or {}
         raw = (r["eval"] or {}).get("raw_pixels") or {}
         nan = float("nan")
-        cells = [f"{r['method']} {r['algorithm']} w{r['width']} s{r['seed']}{budget(r)}", *knn,
+        cells = [run_label(r, r["algorithm"]), *knn,
                  f"{enc.get('knn_top1', nan):.2f}", f"{enc.get('linear_top1', nan):.2f}",
                  f"{raw.get('knn_top1', nan):.2f} / {raw.get('linear_top1', nan):.2f}",
                  f"{r['train_s'] / 60:.0f}"]
@@ -113,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run or study folders; runs outside the first get own colours")
     parser.add_argument("--out", type=Path, default=Path("docs/results/protocol_curves.png"))
     args = parser.parse_args(argv)
-    first = set(runs_with_curves(args.paths[:1]))
-    rows = [{**read(run), "first": run in first} for run in runs_with_curves(args.paths)]
+    rows = [{**read(run), "first": i == 0} for i, path in enumerate(args.paths)
+            for run in runs_with_curves([path])]
     if not rows:
         print(f"no curve.jsonl under {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
