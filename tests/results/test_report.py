@@ -297,11 +297,24 @@ def test_runs_written_by_an_older_version_group_with_todays(tmp_path, make_run):
     older = tmp_path / "runs" / "synccp_s1" / "config.json"
     config = json.loads(older.read_text())
     del config["train"]["sync_bn"]  # added since
-    config["train"]["compile"] = False  # removed since, at its no-op value
+    del config["train"]["compile"]  # removed, then added again (default false)
     older.write_text(json.dumps(config))
     text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
     assert "| byol | synccp | unstructured | 0.1 | 2 | 79.00 ± 1.41 | 81.00 ± 1.41 |" in text
     assert "sync_bn" not in text and "compile" not in text
+
+
+def test_compiled_runs_are_kept_apart_from_eager_ones(tmp_path, make_run):
+    _seeds(tmp_path / "runs", make_run, [80.0, 82.0])
+    compiled = make_run(tmp_path / "runs" / "compiled_s0", seed=0, linear=70.0, knn=68.0)
+    config = json.loads((compiled / "config.json").read_text())
+    config["train"]["compile"] = True
+    (compiled / "config.json").write_text(json.dumps(config))
+    text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
+    assert "| compiled |" in text
+    row = "| byol | synccp | unstructured | 0.1 | {} | {} |"
+    assert row.format("False", "2 | 79.00 ± 1.41 | **81.00 ± 1.41**") in text
+    assert row.format("True", "1 | 68.00 | 70.00") in text
 
 
 def test_series_labels_name_only_the_settings_a_run_uses():

@@ -29,8 +29,9 @@ from synccp.results.tables import (
 from synccp.sparsity.registry import POLICIES, policy_for
 
 LOG = logging.getLogger(__name__)
-IGNORED = {"train.seed", "train.progress", "train.log_every", "train.device", "train.compile",
-           "data.root"}
+# not train.compile: a compiled run's accuracy may differ from eager's, so the report keeps them
+# apart (a "compiled" column when both are present)
+IGNORED = {"train.seed", "train.progress", "train.log_every", "train.device", "data.root"}
 
 
 class ReportError(ValueError):

@@ -43,7 +43,8 @@ IDENTITY_KEYS = {"method.name", "sparsity.algorithm", "sparsity.granularity", "s
                  "sparsity.m", "sparsity.block_out", "sparsity.block_in", "sparsity.density"}
 TITLES = {"sparsity.density_gap": "gap Δ", "sparsity.score_ema": "score EMA β",
           "train.epochs": "epochs", "model.width": "width", "data.subset": "subset",
-          "sparsity.sparse_branch": "sparse branch", "data.name": "data"}
+          "sparsity.sparse_branch": "sparse branch", "data.name": "data",
+          "train.compile": "compiled"}
 ALGORITHM_ORDER = ALGORITHMS  # the registry's order
 GRANULARITY_ORDER = ("dense", "unstructured", "nm", "block", "channel")
 
