@@ -160,9 +160,10 @@ def test_markdown_table_groups_seeds_and_shows_the_baseline(tmp_path, make_run):
     _seeds(tmp_path / "runs", make_run, [78.0, 79.0], algorithm="granet")
     make_run(tmp_path / "runs" / "dense", algorithm="dense", linear=86.0)
     text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
+    results = text.split("## Results")[1].split("## Baseline")[0]
     lines = {
         line.split("|")[2].strip(): line
-        for line in text.splitlines()
+        for line in results.splitlines()
         if line.startswith("| byol |")
     }
     assert set(lines) == {"dense", "granet", "synccp"}
@@ -174,6 +175,22 @@ def test_markdown_table_groups_seeds_and_shows_the_baseline(tmp_path, make_run):
     for name in PLOTS:
         assert f"]({name})" in text
     assert "`model.width=16`" in text and "cpu (torch 2.13.0)" in text
+
+
+def test_every_configuration_is_compared_with_raw_pixels_seed_by_seed(tmp_path, make_run):
+    """The protocol's bar (issue 14): an encoder against the raw pixels of its own eval.json,
+    paired by seed, and on how many seeds it is above them on both probes (raw: 85.61 / 84.27)."""
+    _seeds(tmp_path / "runs", make_run, [84.77, 85.27, 83.27])  # kNN 2 lower: 82.77, 83.27, 81.27
+    for seed, knn in enumerate((86.61, 87.61)):
+        make_run(tmp_path / "runs" / f"dense_s{seed}", algorithm="dense", seed=seed,
+                 knn=knn, linear=knn - 1.0)
+    text = build_report([tmp_path / "runs"], tmp_path / "out").read_text()
+    baseline = text.split("## Baseline")[1].split("## Plots")[0]
+    assert "| byol | dense | dense | 1 | 2 | +1.50 ± 0.71 | +1.84 ± 0.71 | 2 of 2 |" in baseline
+    # linear − raw: +0.50, +1.00, −1.00; kNN − raw: all negative, so no seed is above on both
+    assert "| byol | synccp | unstructured | 0.1 | 3 | -3.17 ± 1.04 | +0.17 ± 1.04 | 0 of 3 |" in (
+        baseline
+    )
 
 
 def test_differences_to_dense_are_paired_by_seed_and_setting(tmp_path, make_run):
@@ -229,12 +246,14 @@ def test_full_study_report(study_report, study):
     rows = _csv(out / "results.csv")
     assert len(rows) == len(find_run_dirs([study])) == 68
     assert {r["granularity"] for r in rows} == {"dense", "unstructured", "nm 2:4", "block 4x4"}
-    table = [
-        line
-        for line in text.splitlines()
-        if line.startswith("| byol |") or line.startswith("| simclr |")
-    ]
-    assert len(table) == 34 and all("| 2 |" in line for line in table)
+    results, baseline = text.split("## Results")[1].split("## Baseline")
+    for section in (results, baseline.split("## Plots")[0]):  # results, then vs raw pixels
+        table = [
+            line
+            for line in section.splitlines()
+            if line.startswith("| byol |") or line.startswith("| simclr |")
+        ]
+        assert len(table) == 34 and all("| 2 |" in line for line in table)
     assert "Not drawn" not in text
 
 

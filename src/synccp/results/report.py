@@ -23,6 +23,7 @@ from synccp.results.tables import (
     raw_pixel_table,
     results_table,
     setting_lines,
+    vs_raw_table,
     with_dense_differences,
     write_csv,
 )
@@ -237,7 +238,8 @@ def _markdown(rows: list[dict], figures: dict[str, Path | str], inputs: list[Pat
              *setting_lines(rows), "", "## Results", "", results_table(rows), "",
              "**Bold**: best linear accuracy among the sparse rows of the same method, granularity "
              "and density. Online / second density: final fraction of prunable weights kept in "
-             "each branch.", "", "## Baseline", "", raw_pixel_table(rows), "", "## Plots", ""]
+             "each branch.", "", "## Baseline", "", raw_pixel_table(rows), "",
+             *_vs_raw_lines(rows), "## Plots", ""]
     for title, figure in figures.items():
         if not isinstance(figure, Path):
             link = f"_Not drawn: {figure}._"
@@ -252,6 +254,12 @@ def _markdown(rows: list[dict], figures: dict[str, Path | str], inputs: list[Pat
     lines += ["Regenerate: `synccp report " + " ".join(str(p) for p in inputs) + " --out <dir>`",
               ""]
     return "\n".join(lines)
+
+
+def _vs_raw_lines(rows: list[dict]) -> list[str]:
+    table = vs_raw_table(rows)
+    return ["Every configuration against raw pixels, paired by seed (a run's eval.json holds both; "
+            "the raw linear probe shares the run's seed):", "", table, ""] if table else []
 
 
 def build_report(run_dirs: list[Path], out: Path) -> Path:

@@ -157,6 +157,13 @@ def _best(groups: list[list[dict]]) -> set[int]:
     return {max(block)[1] for block in blocks.values() if len(block) > 1}
 
 
+def _identity_cells(group: list[dict], extras: list[str]) -> list[str]:
+    """The identity, swept-setting and seed-count cells of a group's table line."""
+    first = group[0]
+    cells = [first["method"], first["algorithm"], first["granularity"], f"{first['density']:g}"]
+    return [*cells, *(_cell(first["_key"].get(k)) for k in extras), str(len(group))]
+
+
 def results_table(rows: list[dict]) -> str:
     """The paper-style table: one line per configuration, metrics as mean ± std over seeds."""
     groups, extras = group_rows(rows), extra_columns(rows)
@@ -164,10 +171,7 @@ def results_table(rows: list[dict]) -> str:
     head = [*IDENTITY, *(TITLES.get(k, k) for k in extras), "n", *(m[1] for m in METRICS)]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for i, group in enumerate(groups):
-        first = group[0]
-        cells = [first["method"], first["algorithm"], first["granularity"], f"{first['density']:g}"]
-        cells += [_cell(first["_key"].get(k)) for k in extras]
-        cells.append(str(len(group)))
+        cells = _identity_cells(group, extras)
         for field, _, fmt, with_std in METRICS:
             text = format_mean_std((r.get(field) for r in group), fmt, std=with_std)
             cells.append(f"**{text}**" if field == "linear_top1" and i in best else text)
@@ -189,6 +193,28 @@ def raw_pixel_table(rows: list[dict]) -> str:
         knn, linear = (format_mean_std(v, "{:.2f}", std=len(set(v)) > 1) for v in (knn, linear))
         lines.append(f"| {data} | raw pixels (no training) | {knn} | {linear} |")
     return "\n".join(lines)
+
+
+def vs_raw_table(rows: list[dict]) -> str:
+    """Each configuration against raw pixels, paired by seed (a run's eval.json holds both probes
+    of its encoder and of raw pixels, whose linear probe shares the run's seed): mean ± std of
+    the differences, and on how many seeds the encoder is above raw pixels on both probes."""
+    groups, extras = group_rows(rows), extra_columns(rows)
+    head = [*IDENTITY, *(TITLES.get(k, k) for k in extras), "n", "kNN − raw, same seed",
+            "linear − raw, same seed", "seeds above raw on both probes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for group in groups:
+        diffs = [[_difference(r, {f"{p}_top1": r.get(f"raw_{p}_top1")}, f"{p}_top1")
+                  for r in group] for p in ("knn", "linear")]
+        paired = [(k, lin) for k, lin in zip(*diffs, strict=True)
+                  if k is not None and lin is not None]
+        if not paired:
+            continue
+        above = sum(k > 0 and lin > 0 for k, lin in paired)
+        lines.append("| " + " | ".join([*_identity_cells(group, extras),
+                                         *(format_mean_std(d, "{:+.2f}") for d in diffs),
+                                         f"{above} of {len(paired)}"]) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def setting_lines(rows: list[dict]) -> list[str]:
