@@ -99,7 +99,7 @@ def test_loaded_timings_are_left_out_of_the_estimate(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "sweep.json").write_text(json.dumps(record))
         (tmp_path / name / "eval.json").write_text("{}")
-    assert study.finished_wall_times([tmp_path / "a", tmp_path / "b"]) == [600.0]
+    assert study.wall_times([tmp_path / "a", tmp_path / "b"]) == ([600.0], [6000.0])
 
 
 def test_estimate_uses_each_methods_finished_runs_wall_times():

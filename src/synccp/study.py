@@ -138,11 +138,6 @@ def wall_times(run_dirs: Iterable[Path]) -> tuple[list[float], list[float]]:
     return quiet, loaded
 
 
-def finished_wall_times(run_dirs: Iterable[Path]) -> list[float]:
-    """The quietly timed wall seconds of `wall_times`: loaded records left out."""
-    return wall_times(run_dirs)[0]
-
-
 @dataclass(frozen=True)
 class GroupTimes:
     """The runs of one kind (a method) in a study: how many are left, and the wall seconds of its
