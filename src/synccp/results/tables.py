@@ -88,9 +88,11 @@ def _outside_sparsity(row: dict) -> str:
 
 
 def _difference(row: dict, partner: dict | None, field: str) -> float | None:
-    if partner is None or row.get(field) is None or partner.get(field) is None:
-        return None
-    return float(row[field]) - float(partner[field])
+    return None if partner is None else _minus(row.get(field), partner.get(field))
+
+
+def _minus(a: Any, b: Any) -> float | None:
+    return None if a is None or b is None else float(a) - float(b)
 
 
 def mean_std(values: Iterable[float | None]) -> tuple[float, float, int] | None:
@@ -157,6 +159,13 @@ def _best(groups: list[list[dict]]) -> set[int]:
     return {max(block)[1] for block in blocks.values() if len(block) > 1}
 
 
+def _markdown_table(head: list[str], body: list[list[str]]) -> str:
+    """A markdown table: the header line, the `|---|` rule, one line per row of cells."""
+    rule = "|" + "|".join("---" for _ in head) + "|"
+    return "\n".join(["| " + " | ".join(head) + " |", rule,
+                      *("| " + " | ".join(cells) + " |" for cells in body)])
+
+
 def _identity_cells(group: list[dict], extras: list[str]) -> list[str]:
     """The identity, swept-setting and seed-count cells of a group's table line."""
     first = group[0]
@@ -169,14 +178,14 @@ def results_table(rows: list[dict]) -> str:
     groups, extras = group_rows(rows), extra_columns(rows)
     best = _best(groups)
     head = [*IDENTITY, *(TITLES.get(k, k) for k in extras), "n", *(m[1] for m in METRICS)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    body = []
     for i, group in enumerate(groups):
         cells = _identity_cells(group, extras)
         for field, _, fmt, with_std in METRICS:
             text = format_mean_std((r.get(field) for r in group), fmt, std=with_std)
             cells.append(f"**{text}**" if field == "linear_top1" and i in best else text)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append(cells)
+    return _markdown_table(head, body)
 
 
 def raw_pixel_table(rows: list[dict]) -> str:
@@ -187,12 +196,12 @@ def raw_pixel_table(rows: list[dict]) -> str:
             by_data.setdefault(str(row["_key"].get("data.name", "-")), []).append(row)
     if not by_data:
         return "_No raw-pixel baseline in these runs (eval.raw_baseline = false)._"
-    lines = ["| data | input | kNN top-1 (%) | linear top-1 (%) |", "|---|---|---|---|"]
+    body = []
     for data, group in sorted(by_data.items()):
         knn, linear = ([r[f"raw_{probe}_top1"] for r in group] for probe in ("knn", "linear"))
         knn, linear = (format_mean_std(v, "{:.2f}", std=len(set(v)) > 1) for v in (knn, linear))
-        lines.append(f"| {data} | raw pixels (no training) | {knn} | {linear} |")
-    return "\n".join(lines)
+        body.append([data, "raw pixels (no training)", knn, linear])
+    return _markdown_table(["data", "input", "kNN top-1 (%)", "linear top-1 (%)"], body)
 
 
 def vs_raw_table(rows: list[dict]) -> str:
@@ -202,19 +211,18 @@ def vs_raw_table(rows: list[dict]) -> str:
     groups, extras = group_rows(rows), extra_columns(rows)
     head = [*IDENTITY, *(TITLES.get(k, k) for k in extras), "n", "kNN − raw, same seed",
             "linear − raw, same seed", "seeds above raw on both probes"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    body = []
     for group in groups:
-        diffs = [[_difference(r, {f"{p}_top1": r.get(f"raw_{p}_top1")}, f"{p}_top1")
-                  for r in group] for p in ("knn", "linear")]
+        diffs = [[_minus(r.get(f"{p}_top1"), r.get(f"raw_{p}_top1")) for r in group]
+                 for p in ("knn", "linear")]
         paired = [(k, lin) for k, lin in zip(*diffs, strict=True)
                   if k is not None and lin is not None]
-        if not paired:
-            continue
-        above = sum(k > 0 and lin > 0 for k, lin in paired)
-        lines.append("| " + " | ".join([*_identity_cells(group, extras),
-                                         *(format_mean_std(d, "{:+.2f}") for d in diffs),
-                                         f"{above} of {len(paired)}"]) + " |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+        if paired:
+            above = sum(k > 0 and lin > 0 for k, lin in paired)
+            body.append([*_identity_cells(group, extras),
+                         *(format_mean_std(d, "{:+.2f}") for d in diffs),
+                         f"{above} of {len(paired)}"])
+    return _markdown_table(head, body) if body else ""
 
 
 def setting_lines(rows: list[dict]) -> list[str]:
