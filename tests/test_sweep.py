@@ -314,6 +314,16 @@ def _small_grid(tmp_path, extra=""):
     )
 
 
+def test_eta_runs_the_cells_left_jobs_at_a_time_at_the_mean_cell_time():
+    # Two cells of 48 and 50 min ran side by side; 103 are left for 2 jobs: 52 rounds of 49 min.
+    assert sweep._eta(50 * 60, [48 * 60, 50 * 60], 103, 2) == "50 min so far, about 2548 min left"
+    # The first of a lockstep round alone: not 104 × 48 min as elapsed / finished would say.
+    assert sweep._eta(48 * 60, [48 * 60], 104, 2) == "48 min so far, about 2496 min left"
+    assert sweep._eta(48 * 60, [48 * 60], 1, 2) == "48 min so far, about 48 min left"
+    assert sweep._eta(60, [60], 0, 2) == "1 min so far"
+    assert sweep._eta(60, [], 3, 2) == "1 min so far"  # only failures so far: no figure
+
+
 def test_sweep_runs_cells_reports_failures_then_skips_finished(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(sweep, "cost_available", lambda: True)
     path, out = _small_grid(tmp_path), tmp_path / "runs"

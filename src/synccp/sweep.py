@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import shlex
 import shutil
@@ -165,16 +166,17 @@ def _commit(result: SweepResult, cell: Cell) -> None:
 
 
 def _run_cell(cell: Cell, action: str, grid: Grid, *, want_cost: bool, runner: Runner,
-              env: dict[str, str], python: str, jobs: int = 1) -> tuple[str | None, list[str]]:
-    """Run a cell's remaining steps; return (failure reason or None, warnings). The time they
-    took goes into the run's sweep.json (synccp.study)."""
+              env: dict[str, str], python: str,
+              jobs: int = 1) -> tuple[str | None, list[str], float]:
+    """Run a cell's remaining steps; return (failure reason or None, warnings, wall seconds).
+    The time they took goes into the run's sweep.json (synccp.study)."""
     started = time.monotonic()
     reason, warnings = _run_cell_steps(cell, action, grid, want_cost=want_cost, runner=runner,
                                        env=env, python=python)
+    wall_s = time.monotonic() - started
     if reason is None and (cell.run_dir / rundir.CONFIG).is_file():
-        study.write_sweep_record(cell.run_dir, cell=cell.name, wall_s=time.monotonic() - started,
-                                 jobs=jobs)
-    return reason, warnings
+        study.write_sweep_record(cell.run_dir, cell=cell.name, wall_s=wall_s, jobs=jobs)
+    return reason, warnings, wall_s
 
 
 def _run_cell_steps(cell: Cell, action: str, grid: Grid, *, want_cost: bool, runner: Runner,
@@ -206,12 +208,16 @@ def _child_env(jobs: int) -> dict[str, str]:
     return env
 
 
-def _eta(started: float, finished: int, left: int) -> str:
-    """"12 min so far, about 30 min left" from the mean wall time per finished cell so far."""
-    elapsed = time.monotonic() - started
-    left_s = elapsed / max(1, finished) * left
-    later = f", about {left_s / 60:.0f} min left" if left else ""
-    return f"{elapsed / 60:.0f} min so far" + later
+def _eta(elapsed_s: float, walls: list[float], left: int, jobs: int) -> str:
+    """"12 min so far, about 30 min left": the cells left run `jobs` at a time, each taking the
+    mean wall time of the cells finished so far (`walls`; failed cells left out). Not elapsed /
+    finished, which reads a first round of `jobs` cells ending together as `jobs` times slower
+    than it was."""
+    later = ""
+    if left and walls:
+        left_s = sum(walls) / len(walls) * math.ceil(left / jobs)
+        later = f", about {left_s / 60:.0f} min left"
+    return f"{elapsed_s / 60:.0f} min so far" + later
 
 
 def _postfix(bar: tqdm, result: SweepResult) -> None:
@@ -242,6 +248,7 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
     _postfix(bar, result)
     env = _child_env(jobs)
     started, ran = time.monotonic(), 0
+    walls: list[float] = []  # of the cells that finished
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         futures = {pool.submit(_run_cell, cell, result.actions[cell.name], result.grid,
@@ -251,9 +258,11 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
                    for cell in todo}
         for future in as_completed(futures):
             cell = futures[future]
-            reason, warnings = future.result()
+            reason, warnings, wall_s = future.result()
             result.warnings += warnings
+            ran += 1
             if reason is None:
+                walls.append(wall_s)
                 result.completed.append(cell.name)
                 if commit:
                     _commit(result, cell)
@@ -262,12 +271,11 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
                 LOG.error("sweep cell %s failed: %s", cell.name, reason)
             bar.update(1)
             _postfix(bar, result)
-            ran += 1
             if bar.disable:  # no terminal (a log file, nohup): one line per cell instead of the bar
                 LOG.info("sweep %s: %s %s (%d of %d cells; %s)", result.grid.name, cell.name,
                          "done" if reason is None else "FAILED",
-                         len(result.cells) - len(todo) + ran,
-                         len(result.cells), _eta(started, ran, len(todo) - ran))
+                         len(result.cells) - len(todo) + ran, len(result.cells),
+                         _eta(time.monotonic() - started, walls, len(todo) - ran, jobs))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
