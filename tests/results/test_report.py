@@ -143,6 +143,31 @@ def test_ramp_flip_rate_averages_updates_inside_the_ramp_only(tmp_path, make_run
     assert run_row(run)["ramp_flip_rate"] == pytest.approx(statistics.fmean(inside))
 
 
+def test_sdclr_flip_rate_is_its_pruned_branch_over_the_whole_run(tmp_path, make_run):
+    # As a real SDCLR run logs it (sparse_branch "second"): the online encoder stays dense and
+    # never flips; the pruned second branch is re-pruned at every epoch end, past the ramp keys.
+    path = make_run(tmp_path / "r", algorithm="sdclr", start=1, end=6, epochs=8)
+    updates = []
+    for epoch in range(9):
+        record = {"kind": "mask_update", "step": epoch * 39, "epoch": float(epoch),
+                  "density": {"online": {"total": 1.0, "layers": {}},
+                              "second": {"total": 0.1, "layers": {}}}}
+        if epoch:
+            record["oscillation"] = {
+                branch: {"total": {"flip_rate": flip, "revival_rate": flip / 2}, "layers": {}}
+                for branch, flip in (("online", 0.0), ("second", 0.5 / epoch))}
+        updates.append(record)
+    lines = [line for line in (path / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] != "mask_update"]
+    (path / "metrics.jsonl").write_text(
+        "\n".join(lines + [json.dumps(u) for u in updates]) + "\n")
+    row = run_row(load_run(path))
+    every = [0.5 / epoch for epoch in range(1, 9)]  # epochs 7 and 8 count: SDCLR has no ramp
+    assert row["ramp_flip_rate"] == pytest.approx(statistics.fmean(every))
+    assert row["ramp_revival_rate"] == pytest.approx(statistics.fmean(every) / 2)
+    assert row["ramp_flip_rate_second"] == row["ramp_flip_rate"]
+
+
 def test_mean_std_uses_sample_std_over_seeds():
     assert mean_std([80.0, 81.0, 83.0]) == pytest.approx(
         (81.3333, statistics.stdev([80, 81, 83]), 3), rel=1e-4

@@ -131,9 +131,20 @@ def target_density(sparsity: dict) -> float:
     return float(sparsity["density"])
 
 
+def pruned_branch(config: dict) -> str:
+    """The branch an algorithm prunes to its target density: SDCLR's `sparse_branch` (the other
+    one stays dense), the online one for every other algorithm."""
+    sparsity = config["sparsity"]
+    policy = POLICIES.get(sparsity["algorithm"])
+    return sparsity["sparse_branch"] if policy and policy.uses_sparse_branch else "online"
+
+
 def ramp_mean(run: Run, branch: str, metric: str = "flip_rate") -> float | None:
-    """Mean total `metric` of `branch` over the mask updates inside the ramp (step 0 excluded)."""
-    start, end = ramp_window(run.config)
+    """Mean total `metric` of `branch` over the mask updates inside the ramp (step 0 excluded);
+    over all of them for an algorithm without a density ramp (SDCLR, RigL)."""
+    policy = POLICIES.get(run.config["sparsity"]["algorithm"])
+    start, end = (ramp_window(run.config) if policy is None or policy.has_ramp
+                  else (0.0, float(run.config["train"]["epochs"])))
     values = [_metric(u, previous, branch, metric)
               for previous, u in zip(run.updates, run.updates[1:], strict=False)
               if u.get("step", 0) > 0 and start < u.get("epoch", -1) <= end + 1e-9]
@@ -209,9 +220,9 @@ def run_row(run: Run) -> dict[str, Any]:
         "raw_linear_top1": get(run.eval, "raw_pixels", "linear_top1"),
         "final_online_density": get(run.summary, "sparsity", "online", "total"),
         "final_second_density": get(run.summary, "sparsity", "second", "total"),
-        "ramp_flip_rate": ramp_mean(run, "online"),
+        "ramp_flip_rate": ramp_mean(run, pruned_branch(cfg)),
         "ramp_flip_rate_second": ramp_mean(run, "second"),
-        "ramp_revival_rate": ramp_mean(run, "online", "revival_rate"),
+        "ramp_revival_rate": ramp_mean(run, pruned_branch(cfg), "revival_rate"),
         "final_online_second_iou": _final(run, "oscillation", "online_vs_second_iou", "total"),
         **_cost_fields(run.cost),
         "wall_s": run.summary.get("wall_s_last_process"),
@@ -232,7 +243,9 @@ def _markdown(rows: list[dict], figures: dict[str, Path | str], inputs: list[Pat
              "run's accuracy minus that of the dense run with the same seed and settings, then "
              "mean ± std over seeds (runs of one seed share their start, so this paired "
              "difference is far less noisy than comparing two means). Flip rate: share of the "
-             "active weights that changed at a mask update, averaged over the ramp. Train FLOPs "
+             "active weights of the pruned branch (SDCLR's `sparse_branch`, the online one for "
+             "every other algorithm) that changed at a mask update, averaged over the density "
+             "ramp (over the whole run for SDCLR and RigL, which have none). Train FLOPs "
              "and modeled speedup come from the cost model (cost.json); `-` where it is absent.",
              "",
              *setting_lines(rows), "", "## Results", "", results_table(rows), "",
