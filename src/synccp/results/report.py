@@ -205,7 +205,7 @@ def run_row(run: Run) -> dict[str, Any]:
     """The results.csv row of a run, plus `_key` (its study key) and `_run` (the Run)."""
     cfg, sparsity = run.config, run.config["sparsity"]
     algorithm = sparsity["algorithm"]
-    policy = POLICIES.get(algorithm)
+    policy, pruned = POLICIES.get(algorithm), pruned_branch(cfg)
     return {
         "run": os.path.relpath(run.path) if not run.path.is_absolute() else str(run.path),
         "method": cfg["method"]["name"], "algorithm": algorithm,
@@ -220,9 +220,9 @@ def run_row(run: Run) -> dict[str, Any]:
         "raw_linear_top1": get(run.eval, "raw_pixels", "linear_top1"),
         "final_online_density": get(run.summary, "sparsity", "online", "total"),
         "final_second_density": get(run.summary, "sparsity", "second", "total"),
-        "ramp_flip_rate": ramp_mean(run, pruned_branch(cfg)),
+        "ramp_flip_rate": ramp_mean(run, pruned),
         "ramp_flip_rate_second": ramp_mean(run, "second"),
-        "ramp_revival_rate": ramp_mean(run, pruned_branch(cfg), "revival_rate"),
+        "ramp_revival_rate": ramp_mean(run, pruned, "revival_rate"),
         "final_online_second_iou": _final(run, "oscillation", "online_vs_second_iou", "total"),
         **_cost_fields(run.cost),
         "wall_s": run.summary.get("wall_s_last_process"),
