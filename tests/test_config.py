@@ -38,6 +38,16 @@ def test_the_demo_is_the_simclr_synccp_cell_of_the_cpu_protocol():
     assert _run_keys(cell.resolved) == _run_keys(config_to_dict(load_config(None, [])))
 
 
+def test_the_machine_check_runs_the_protocol_cells_unchanged():
+    """configs/grids/machine_check.toml re-runs study cells on another machine: same configs."""
+    from synccp.grid import load_grid, plan
+
+    cells = plan(load_grid(ROOT / "configs" / "grids" / "machine_check.toml"))
+    assert [c.name.split("_")[2] for c in cells] == ["s0", "s1", "s2"]
+    for cell in cells:
+        assert _run_keys(cell.resolved) == _run_keys(_protocol_cell(cell.name).resolved)
+
+
 def _protocol_cell(prefix: str):
     """The cell of configs/grids/cpu_protocol.toml whose name starts with `prefix`."""
     from synccp.grid import load_grid, plan

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from synccp.study import cpu_model
+from synccp.study import cpu_capability, cpu_model
 
 HERE = Path(__file__).resolve().parent
 STORE = HERE / "fingerprints.json"
@@ -40,7 +40,7 @@ CASES = {  # name → overrides on top of helpers.tiny_overrides
 
 
 def machine() -> str:
-    return f"torch {torch.__version__} | {cpu_model()} | {torch.backends.cpu.get_cpu_capability()}"
+    return f"torch {torch.__version__} | {cpu_model()} | {cpu_capability()}"
 
 
 def _drop_timing(value):

@@ -47,3 +47,24 @@ def test_segments_probe_each_epoch_and_leave_the_uninterrupted_run(fmnist_root, 
     assert _tool("protocol_curves").main([str(tmp_path), "--out", str(png)]) == 0
     table = capsys.readouterr().out
     assert png.stat().st_size > 10_000 and "| byol synccp w4 s0 (2 ep × batch 16) |" in table
+
+
+def test_early_loss_retrains_the_first_steps_exactly_and_shows_where_a_change_parts(
+    fmnist_root, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    pretrain(load_config(None, tiny_overrides(fmnist_root)), run)
+    tool = _tool("early_loss")
+    capsys.readouterr()
+    tool.main([str(run), "--steps", "4", "--out", str(tmp_path / "same")])
+    same = capsys.readouterr().out
+    logged = sorted(s for s in tool.losses(tmp_path / "same") if s <= 4)
+    assert logged and f"identical at every logged step ({len(logged)})" in same
+    assert f"{logged[-1]:4d}  " in same  # under 100 steps every logged step is printed
+
+    tool.main([str(run), "--steps", "4", "--out", str(tmp_path / "lr"), "--set", "train.lr=3.0"])
+    changed = capsys.readouterr().out
+    assert "first differs at step" in changed and "train.lr=3.0" in changed
+    assert tool.first_difference({1: 2.0, 5: 1.5}, {1: 2.0, 5: 1.25}) == (
+        "first differs at step 5: 1.500000 against the run's 1.250000"
+    )

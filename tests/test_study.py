@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from synccp import study
 from synccp.sweep import format_remaining, run_sweep
@@ -83,6 +84,7 @@ def test_finished_runs_commit_small_files_only_and_a_fresh_clone_resumes(
     )
     record = json.loads(next((repo / "studies" / "s").glob("*/sweep.json")).read_text())
     assert record["cpu"] == study.cpu_model() and record["jobs"] == 2 and record["wall_s"] >= 0
+    assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
     clone = tmp_path / "clone"
     _git(tmp_path, "clone", "-q", str(repo), str(clone))

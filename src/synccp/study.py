@@ -50,6 +50,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_capability() -> str:
+    """The SIMD level torch's CPU kernels use here (e.g. "AVX2", "AVX512"). Two machines with the
+    same model name can differ in it, and then their runs differ in the low-order bits from the
+    first optimizer step on: a run is exact per CPU capability and thread count, not across."""
+    import torch
+
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
 
@@ -78,6 +87,7 @@ def write_sweep_record(run_dir: Path, *, cell: str, wall_s: float, jobs: int) ->
             "jobs": jobs,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
             "cpu": cpu_model(),
+            "cpu_capability": cpu_capability(),
             "cores": os.cpu_count(),
             "synccp_commit": source_commit(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
