@@ -21,7 +21,7 @@ import torch
 
 from synccp.config import load_config
 from synccp.data.datasets import ImageDataset
-from synccp.study import cpu_model
+from synccp.study import machine_name
 from synccp.train.setup import build_setup
 from synccp.train.step import train_step
 
@@ -67,7 +67,7 @@ def main() -> None:
                 first.setdefault(name, elapsed)
             else:
                 times[name].append(elapsed)
-    print(f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}) | torch {torch.__version__}"
+    print(f"{machine_name()} | torch {torch.__version__}"
           f" | {torch.get_num_threads()} thread(s) | {args.method} {args.algorithm} "
           f"width {args.width} batch {args.batch}, 28x28 gray")
     for name in runs:

@@ -16,10 +16,8 @@ change the time); warm-up excluded; medians of `--repeats`. The kNN probe is tim
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
@@ -27,6 +25,7 @@ from synccp.data.views import eval_transform
 from synccp.eval.features import extract_features
 from synccp.eval.knn import knn_accuracy
 from synccp.models import build_backbone
+from synccp.study import machine_name
 
 
 @torch.no_grad()
@@ -48,14 +47,6 @@ def extract_features_before(
     backbone.train(was_training)
     return torch.cat(chunks)
 
-
-def cpu_model() -> str:
-    for line in (
-        Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    ):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def images_for(count: int) -> tuple[torch.Tensor, str]:
@@ -111,7 +102,7 @@ def main() -> None:
         t_after.append(timed(after, 1))
     b, a = statistics.median(t_before), statistics.median(t_after)
     print(
-        f"machine: {cpu_model()}, {args.threads} threads, torch {torch.__version__}, device "
+        f"machine: {machine_name()}, {args.threads} threads, torch {torch.__version__}, device "
         f"{args.device}"
     )
     print(

@@ -29,6 +29,7 @@ from synccp.export.run import export_run
 from synccp.models import build_backbone, prunable_parameters
 from synccp.rundir.artifacts import export_model
 from synccp.sparsity.sparsifier import Sparsifier
+from synccp.study import machine_name
 
 
 def channel_sparse(width: int, density: float, bn_bias: str, seed: int = 0):
@@ -59,10 +60,6 @@ def latency(model, x, repeats: int) -> float:
             times.append(time.perf_counter() - start)
     return statistics.median(times)
 
-
-def _cpu_model() -> str:
-    text = Path("/proc/cpuinfo").read_text()
-    return text.split("model name")[1].split(":")[1].splitlines()[0].strip()
 
 
 def main() -> None:
@@ -100,7 +97,7 @@ def main() -> None:
         )
         sizes = ((run / "model.safetensors").stat().st_size, Path(report["path"]).stat().st_size)
     print(
-        f"machine: {_cpu_model()}"
+        f"machine: {machine_name()}"
         f", {args.threads} threads, torch {torch.__version__}"
     )
     print(

@@ -17,6 +17,8 @@ import statistics
 import subprocess
 from pathlib import Path
 
+from synccp.study import machine_name
+
 TAIL_LINES = 60
 NOT_YET = (
     "**Not yet run on a GPU.** No GPU has been lent to a session since this script was "
@@ -48,7 +50,7 @@ def versions() -> list[str]:
         f"{torch.version.cuda}, "
         f"cuDNN {torch.backends.cudnn.version()}, numpy {numpy.__version__}, Pillow "
         f"{PIL.__version__}",
-        f"- CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} cores available, load average "
+        f"- CPU: {machine_name()}, {len(os.sched_getaffinity(0))} cores available, load average "
         f"{os.getloadavg()[0]:.1f} at the end (other work on the machine slows every stage)",
     ]
     if cuda:
@@ -61,13 +63,6 @@ def versions() -> list[str]:
     else:
         rows.append("- GPU: none (torch.cuda.is_available() is False)")
     return rows
-
-
-def cpu_model() -> str:
-    for line in command_output("lscpu").splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def run_epochs(run: Path) -> list[str]:

@@ -59,6 +59,11 @@ def cpu_capability() -> str:
     return str(torch.backends.cpu.get_cpu_capability())
 
 
+def machine_name() -> str:
+    """The CPU as every speed figure names it: model and SIMD level, e.g. "AMD EPYC (AVX512)"."""
+    return f"{cpu_model()} ({cpu_capability()})"
+
+
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
 
