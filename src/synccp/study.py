@@ -64,6 +64,21 @@ def machine_name() -> str:
     return f"{cpu_model()} ({cpu_capability()})"
 
 
+def recorded_machine(run_dir: Path) -> str | None:
+    """The machine a sweep's `sweep.json` says ran `run_dir`, as `machine_name` writes it ("AMD
+    EPYC (AVX512)"); "(SIMD level not recorded)" for records older than the field; None with no
+    record (a run outside a sweep)."""
+    path = Path(run_dir) / SWEEP_RECORD
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        return None
+    cpu = record.get("cpu") or "unknown CPU"
+    return f"{cpu} ({record.get('cpu_capability') or 'SIMD level not recorded'})"
+
+
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
 

@@ -410,3 +410,26 @@ def test_setting_lines_show_every_value_a_method_ran_with():
     assert "`data.name=fashion_mnist`" in lines[0]
     assert "- byol: `train.lr=1`, `train.precision=auto / bf16`" in lines
     assert "- simclr: `train.lr=0.4`, `train.precision=auto`" in lines
+
+
+def test_the_machine_of_each_run_is_read_from_its_sweep_record(tmp_path, make_run):
+    """A run is exact per CPU and SIMD level: the report says which machine made each run and,
+    when several did, that pairs across them differ by the machines too."""
+    root = tmp_path / "runs"
+    records = {"avx512": {"cpu": "AMD EPYC", "cpu_capability": "AVX512"},
+               "older": {"cpu": "AMD EPYC"}}  # a sweep.json from before cpu_capability
+    for seed, name in enumerate(("avx512", "older", "none")):
+        make_run(root / name, seed=seed)
+        if name in records:
+            (root / name / "sweep.json").write_text(json.dumps({"wall_s": 1.0, **records[name]}))
+    text = build_report([root], tmp_path / "out").read_text()
+    rows = _csv(tmp_path / "out" / "results.csv")
+    machine = {r["run"].rsplit("/", 1)[-1]: r["machine"] for r in rows}
+    assert machine == {"avx512": "AMD EPYC (AVX512)",
+                       "older": "AMD EPYC (SIMD level not recorded)", "none": ""}
+    assert ("AMD EPYC (AVX512): 1 run; AMD EPYC (SIMD level not recorded): 1 run; "
+            "no sweep record: 1 run.") in text
+
+    one = tmp_path / "one"
+    make_run(one / "a", seed=0)
+    assert "Machines (" not in build_report([one], tmp_path / "out1").read_text()

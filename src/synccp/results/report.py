@@ -28,6 +28,7 @@ from synccp.results.tables import (
     write_csv,
 )
 from synccp.sparsity.registry import POLICIES, policy_for
+from synccp.study import recorded_machine
 
 LOG = logging.getLogger(__name__)
 # not train.compile: a compiled run's accuracy may differ from eager's, so the report keeps them
@@ -49,6 +50,7 @@ class Run:
     eval: dict | None
     cost: dict | None
     updates: list[dict]  # the mask_update records of metrics.jsonl, in step order
+    machine: str | None = None  # from a sweep's sweep.json (`synccp.study.recorded_machine`)
 
 
 def get(tree: Any, *keys: str) -> Any:
@@ -86,7 +88,7 @@ def load_run(path: Path) -> Run | None:
     config = rundir.read_record(path)  # older runs: today's keys
     return Run(path=path, config=config,
                summary=rundir.read_summary(path / rundir.SUMMARY), eval=optional[rundir.EVAL],
-               cost=optional[rundir.COST], updates=updates)
+               cost=optional[rundir.COST], updates=updates, machine=recorded_machine(path))
 
 
 def study_key(config: dict) -> dict[str, Any]:
@@ -226,6 +228,7 @@ def run_row(run: Run) -> dict[str, Any]:
         "final_online_second_iou": _final(run, "oscillation", "online_vs_second_iou", "total"),
         **_cost_fields(run.cost),
         "wall_s": run.summary.get("wall_s_last_process"),
+        "machine": run.machine,
         "_key": study_key(cfg), "_run": run,
     }
 
@@ -248,7 +251,8 @@ def _markdown(rows: list[dict], figures: dict[str, Path | str], inputs: list[Pat
              "ramp (over the whole run for SDCLR and RigL, which have none). Train FLOPs "
              "and modeled speedup come from the cost model (cost.json); `-` where it is absent.",
              "",
-             *setting_lines(rows), "", "## Results", "", results_table(rows), "",
+             *_machine_lines(rows), *setting_lines(rows), "", "## Results", "",
+             results_table(rows), "",
              "**Bold**: best linear accuracy among the sparse rows of the same method, granularity "
              "and density. Online / second density: final fraction of prunable weights kept in "
              "each branch.", "", "## Baseline", "", raw_pixel_table(rows), "",
@@ -267,6 +271,20 @@ def _markdown(rows: list[dict], figures: dict[str, Path | str], inputs: list[Pat
     lines += ["Regenerate: `synccp report " + " ".join(str(p) for p in inputs) + " --out <dir>`",
               ""]
     return "\n".join(lines)
+
+
+def _machine_lines(rows: list[dict]) -> list[str]:
+    """Which machines made the runs (sweep.json), when more than one did: a run is exact per CPU
+    and SIMD level, so a difference paired by seed across two machines also holds the machines'."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        name = row.get("machine") or "no sweep record"
+        counts[name] = counts.get(name, 0) + 1
+    if len(counts) < 2:
+        return []
+    return ["Machines (the sweep's `sweep.json`, the `machine` column of results.csv): "
+            + "; ".join(f"{name}: {n} run{'s' * (n != 1)}" for name, n in sorted(counts.items()))
+            + ". Runs of one seed on different machines part from the first optimizer step.", ""]
 
 
 def _vs_raw_lines(rows: list[dict]) -> list[str]:

@@ -21,7 +21,7 @@ CSV_COLUMNS = (
     "epochs", "width", "subset", "knn_top1", "linear_top1", "raw_knn_top1", "raw_linear_top1",
     "final_online_density", "final_second_density", "ramp_flip_rate", "ramp_flip_rate_second",
     "ramp_revival_rate", "final_online_second_iou", "train_flops_ratio", "modeled_speedup",
-    "wall_s", "knn_vs_dense", "linear_vs_dense")
+    "wall_s", "knn_vs_dense", "linear_vs_dense", "machine")
 
 # (row field, column title, format, with ± std) of the aggregated table, after the identity
 # columns; densities and costs are (nearly) the same for every seed, so only their mean is shown.
