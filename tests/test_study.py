@@ -101,7 +101,25 @@ def test_loaded_timings_are_left_out_of_the_estimate(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "sweep.json").write_text(json.dumps(record))
         (tmp_path / name / "eval.json").write_text("{}")
-    assert study.wall_times([tmp_path / "a", tmp_path / "b"]) == ([600.0], [6000.0])
+    assert study.wall_times([tmp_path / "a", tmp_path / "b"]) == ([600.0], [6000.0], False)
+
+
+def test_runs_of_this_machine_decide_the_estimate_once_there_are_any(tmp_path):
+    """One model name ("AMD EPYC") covered machines 3× apart in speed: where this machine has
+    finished runs, only they count."""
+    records = {"old": {"wall_s": 2700.0, "cpu": "AMD EPYC"},
+               "here": {"wall_s": 900.0, "cpu": "AMD EPYC", "cpu_capability": "AVX512"}}
+    for name, record in records.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "sweep.json").write_text(json.dumps(record))
+        (tmp_path / name / "eval.json").write_text("{}")
+    dirs = [tmp_path / "old", tmp_path / "here"]
+    assert study.wall_times(dirs, "AMD EPYC (AVX512)") == ([900.0], [], True)
+    assert study.wall_times(dirs, "AMD EPYC (AVX2)") == ([2700.0, 900.0], [], False)
+    group = study.GroupTimes("simclr", left=4, quiet=[900.0], here=True)
+    assert study.remaining_text([group], total=6, jobs=2, minutes_per_run=None) == (
+        "4 of 6 runs remain; about 0.5 h with --jobs 2 (simclr 15 min per run: median of 1 "
+        "finished run on this machine)")
 
 
 def test_estimate_uses_each_methods_finished_runs_wall_times():

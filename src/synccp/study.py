@@ -150,22 +150,29 @@ def commit_message(study: str, cell: str, run_dir: Path) -> str:
     return f"study {study}: {cell} done{scores}"
 
 
-def wall_times(run_dirs: Iterable[Path]) -> tuple[list[float], list[float]]:
+def wall_times(run_dirs: Iterable[Path], machine: str | None = None
+               ) -> tuple[list[float], list[float], bool]:
     """Wall seconds of the finished runs among `run_dirs` that recorded one (sweep.json): (quiet,
-    loaded), a record marked `"timing": "loaded"` (the run shared the machine with other work)
-    in the second list."""
-    quiet: list[float] = []
-    loaded: list[float] = []
+    loaded, here), a record marked `"timing": "loaded"` (the run shared the machine with other
+    work) in the second list. With `machine` (`machine_name()`) and at least one finished run
+    recorded on it, only that machine's runs count and `here` is True: machines with one model
+    name differ severalfold in speed."""
+    records: list[tuple[dict, str | None]] = []
     for run_dir in run_dirs:
         path = Path(run_dir) / SWEEP_RECORD
         if path.is_file() and (Path(run_dir) / rundir.EVAL).is_file():
             try:
                 record = json.loads(path.read_text())
-                (loaded if record.get("timing") == "loaded" else quiet).append(
-                    float(record["wall_s"]))
+                float(record["wall_s"])
             except (ValueError, KeyError, TypeError):
                 LOG.warning("ignoring %s: not a sweep record", path)
-    return quiet, loaded
+                continue
+            records.append((record, recorded_machine(run_dir)))
+    here = machine is not None and any(m == machine for _, m in records)
+    kept = [r for r, m in records if not here or m == machine]
+    quiet = [float(r["wall_s"]) for r in kept if r.get("timing") != "loaded"]
+    loaded = [float(r["wall_s"]) for r in kept if r.get("timing") == "loaded"]
+    return quiet, loaded, here
 
 
 @dataclass(frozen=True)
@@ -177,6 +184,7 @@ class GroupTimes:
     left: int
     quiet: list[float] = field(default_factory=list)
     loaded: list[float] = field(default_factory=list)
+    here: bool = False  # the times are this machine's (`wall_times`)
 
 
 def _plural(count: int, word: str) -> str:
@@ -186,12 +194,13 @@ def _plural(count: int, word: str) -> str:
 def _per_run(group: GroupTimes, everyone: list[float],
              minutes_per_run: float | None) -> tuple[float, str] | None:
     """(minutes per run, where the figure comes from) for one group, None without any figure."""
+    where = " on this machine" if group.here else ""
     if group.quiet:
         return (statistics.median(group.quiet) / 60,
-                f"median of {_plural(len(group.quiet), 'finished run')}")
+                f"median of {_plural(len(group.quiet), 'finished run')}{where}")
     if group.loaded:
         return (statistics.median(group.loaded) / 60,
-                f"median of {_plural(len(group.loaded), 'loaded run')}, an over-estimate")
+                f"median of {_plural(len(group.loaded), 'loaded run')}{where}, an over-estimate")
     if everyone:
         return statistics.median(everyone) / 60, "median of the other methods' finished runs"
     if minutes_per_run:

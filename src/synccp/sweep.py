@@ -305,9 +305,9 @@ def format_remaining(result: SweepResult, jobs: int | None = None) -> str:
     groups = []
     for method, cells in by_method.items():
         done = [c.run_dir for c in cells if result.actions[c.name] == "done"]
-        quiet, loaded = study.wall_times(done)
+        quiet, loaded, here = study.wall_times(done, study.machine_name())
         groups.append(study.GroupTimes(method, left=len(cells) - len(done), quiet=quiet,
-                                       loaded=loaded))
+                                       loaded=loaded, here=here))
     return f"sweep {result.grid.name}: " + study.remaining_text(
         groups, total=len(result.cells), jobs=jobs or result.grid.jobs,
         minutes_per_run=result.grid.minutes_per_run)
