@@ -8,7 +8,8 @@ Prints a − b of the kNN and linear probes for every seed present on both sides
 sample std. Runs of one seed share initial weights, data order and augmentations, so a paired
 difference has a far smaller spread than the difference of two means (docs/results.md). A
 filter `key=value` compares a CSV column (numbers as numbers); each side must match at most one
-run per seed.
+run per seed. Pairs whose two runs ran on different machines (the report's `machine` column) are
+named: runs of one seed on two machines part from the first optimizer step.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         mean, std, n = mean_std(diffs)
         per_seed = ", ".join(f"seed {s}: {d:+.2f}" for s, d in zip(seeds, diffs, strict=True))
         print(f"{probe:6s} a − b = {mean:+.2f} ± {std:.2f} (n = {n}; {per_seed})")
+    apart = [s for s in seeds if a[s].get("machine", "") != b[s].get("machine", "")]
+    if apart:  # a run is exact per CPU and SIMD level: such a pair also differs by its machines
+        print("machines differ for seed " + ", ".join(
+            f"{s} (a: {a[s]['machine'] or '?'}, b: {b[s]['machine'] or '?'})" for s in apart))
     return 0
 
 
