@@ -1,12 +1,20 @@
 """Behaviour fingerprint: fixed-seed tiny runs give the metrics, masks and weights stored in
 tests/fingerprints.json, so a refactor that changes what training does fails here.
 
-On the machine that recorded the file (same torch, same CPU model and SIMD level) everything must
-match exactly: every metrics.jsonl record (timing fields aside), every mask bit and every weight
-checksum. On another CPU, float reductions may round differently, so floats are compared to 1e-3
-relative and masks by their exact per-layer counts.
+The file holds one recording per machine (torch version, CPU model, SIMD level), and every run is
+checked against each of them. Against this machine's recording everything must match exactly:
+every metrics.jsonl record (timing fields aside), every mask bit and every weight checksum.
+Against another machine's only the shape must match (record kinds, steps, epochs, keys, layers,
+the total of kept mask entries, which the density schedule fixes; every other value only as a
+number): a run on another SIMD level parts from the first optimizer step, and these tiny runs
+amplify that (AVX2 against AVX512: 0.1% in the loss after ten steps, 6% in Barlow Twins' loss a
+few records later, per-layer densities moved by one weight crossing the threshold). So the
+behaviour itself is guarded on the machine classes the file holds (AVX2 and AVX512 AMD EPYC
+today) and only the shape elsewhere: record a new class when one runs the suite for long.
 
-Re-record only when a change of behaviour is intended, and say so in the commit:
+Re-record only when a change of behaviour is intended, and say so in the commit; recording on a
+machine adds or replaces that machine's entry, and a change of behaviour must be re-recorded on
+every machine class the file holds (or the others dropped):
     OMP_NUM_THREADS=1 .venv/bin/python tests/test_fingerprint.py --record
 """
 
@@ -14,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -95,22 +102,33 @@ def _close(a, b, exact: bool, where: str) -> None:
         assert isinstance(b, list) and len(a) == len(b), f"{where}: length {len(a)} != {len(b)}"
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _close(x, y, exact, f"{where}[{i}]")
-    elif isinstance(a, float) and not exact:
-        assert math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-6), f"{where}: {a} != {b}"
+    elif not exact and isinstance(a, (int, float)) and not isinstance(a, bool) and where.split(
+        ".")[-1] not in SHAPE:
+        assert isinstance(b, (int, float)), f"{where}: {a!r} against {b!r}"  # a number, any value
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
+SHAPE = {"step", "epoch", "kind"}  # exact on every machine
+
+
+def recordings() -> dict[str, dict]:
+    """machine → its recorded cases."""
+    return json.loads(STORE.read_text())["recordings"]
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_fixed_seed_run_matches_stored_fingerprint(name, tmp_path):
-    stored = json.loads(STORE.read_text())
+    stored = recordings()
     got = run_case(name, tmp_path)
-    want = stored["cases"][name]
-    exact = stored["machine"] == machine()
-    if not exact:  # another CPU: mask bits may differ where scores tie to rounding; counts may not
-        for entry in list(got["masks"].values()) + list(want["masks"].values()):
-            entry.pop("sha256")
-    _close(got, want, exact, name)
+    for recorded_on, cases in sorted(stored.items()):
+        want = json.loads(json.dumps(cases[name]))  # a copy: the loose path edits it
+        mine = json.loads(json.dumps(got))
+        exact = recorded_on == machine()
+        if not exact:  # mask bits and per-layer counts move with one weight; the total may not
+            for side in (mine, want):
+                side["masks"] = {"kept total": sum(e["kept"] for e in side["masks"].values())}
+        _close(mine, want, exact, f"{name} (recorded on {recorded_on})")
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--record"]:
@@ -118,7 +136,7 @@ if __name__ == "__main__" and sys.argv[1:] == ["--record"]:
 
     with tempfile.TemporaryDirectory() as tmp:
         cases = {name: run_case(name, Path(tmp)) for name in sorted(CASES)}
-    STORE.write_text(
-        json.dumps({"machine": machine(), "cases": cases}, indent=1, sort_keys=True) + "\n"
-    )
-    print(f"recorded {len(cases)} cases on {machine()} → {STORE}")
+    stored = recordings() if STORE.is_file() else {}
+    stored[machine()] = cases
+    STORE.write_text(json.dumps({"recordings": stored}, indent=1, sort_keys=True) + "\n")
+    print(f"recorded {len(cases)} cases on {machine()} → {STORE} ({len(stored)} machines)")
