@@ -7,11 +7,10 @@
 Retrains the run's config (its config.json, the same seed) with the changes for `--steps`
 optimizer steps only (`pretrain(..., stop_after=...)`: the schedule stays the full run's, so
 these are exactly the run's first steps when nothing is changed and the CPU capability is the
-run's), then prints the logged loss
-every 50 steps (every logged step under 100) beside the original run's, and where the two first
-differ. A diagnostic of an early phase (docs/results.md, "The
-bar, with three seeds"), not a study run: loss is not probe accuracy, and a change of τ moves
-BYOL's loss by itself.
+run's), then prints the logged loss every 50 steps (every logged step under 100) beside the
+original run's, and where the two first differ. A diagnostic of an early phase (docs/results.md,
+"The bar, with three seeds"), not a study run: loss is not probe accuracy, and a change of τ
+moves BYOL's loss by itself.
 """
 
 from __future__ import annotations

@@ -61,22 +61,29 @@ def cpu_capability() -> str:
 
 def machine_name() -> str:
     """The CPU as every speed figure names it: model and SIMD level, e.g. "AMD EPYC (AVX512)"."""
-    return f"{cpu_model()} ({cpu_capability()})"
+    return _machine_label(cpu_model(), cpu_capability())
+
+
+def _machine_label(cpu: str | None, capability: str | None) -> str:
+    return f"{cpu or 'unknown CPU'} ({capability or 'SIMD level not recorded'})"
+
+
+def _record_machine(record: dict) -> str:
+    """A sweep record's machine as `machine_name` writes it; "(SIMD level not recorded)" for
+    records older than the field."""
+    return _machine_label(record.get("cpu"), record.get("cpu_capability"))
 
 
 def recorded_machine(run_dir: Path) -> str | None:
-    """The machine a sweep's `sweep.json` says ran `run_dir`, as `machine_name` writes it ("AMD
-    EPYC (AVX512)"); "(SIMD level not recorded)" for records older than the field; None with no
-    record (a run outside a sweep)."""
+    """The machine a sweep's `sweep.json` says ran `run_dir` (`_record_machine`); None with no
+    readable record (a run outside a sweep)."""
     path = Path(run_dir) / SWEEP_RECORD
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text())
-    except ValueError:
+        return _record_machine(json.loads(path.read_text()))
+    except (ValueError, AttributeError):
         return None
-    cpu = record.get("cpu") or "unknown CPU"
-    return f"{cpu} ({record.get('cpu_capability') or 'SIMD level not recorded'})"
 
 
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -167,7 +174,7 @@ def wall_times(run_dirs: Iterable[Path], machine: str | None = None
             except (ValueError, KeyError, TypeError):
                 LOG.warning("ignoring %s: not a sweep record", path)
                 continue
-            records.append((record, recorded_machine(run_dir)))
+            records.append((record, _record_machine(record)))
     here = machine is not None and any(m == machine for _, m in records)
     kept = [r for r, m in records if not here or m == machine]
     quiet = [float(r["wall_s"]) for r in kept if r.get("timing") != "loaded"]
