@@ -1,7 +1,7 @@
 """The first steps of a finished run again, with `--set` changes: its training loss, side by side.
 
     OMP_NUM_THREADS=1 .venv/bin/python tools/early_loss.py \
-        studies/cpu_protocol/byol_dense_s2_2d72c6afd026b143 --steps 300 --out /tmp/early/lr05 \
+        studies/byol_recipe/byol_dense_s2_2d72c6afd026b143 --steps 300 --out /tmp/early/lr05 \
         --set train.lr=0.5
 
 Retrains the run's config (its config.json, the same seed) with the changes for `--steps`

@@ -5,8 +5,8 @@ raw-pixel kNN baseline.
 Writes one PNG and prints a Markdown table (run, kNN at each epoch end, final kNN and linear
 probes, raw pixels, training time). Several folders may be given.
 
-    .venv/bin/python tools/protocol_curves.py studies/cpu_protocol studies/byol_budget \
-        --out docs/results/protocol_curves.png
+    .venv/bin/python tools/protocol_curves.py studies/cpu_protocol studies/byol_recipe \
+        studies/byol_budget --out docs/results/protocol_curves.png
 """
 
 from __future__ import annotations
@@ -48,14 +48,16 @@ def read(run: Path) -> dict:
             "algorithm": config["sparsity"]["algorithm"], "width": config["model"]["width"],
             "seed": config["train"]["seed"], "curve": curve, "eval": result,
             "epochs": config["train"]["epochs"], "batch": config["train"]["batch_size"],
+            "lr": config["train"]["lr"],
             "train_s": sum(p.get("segment_train_s", 0.0) for p in curve), "summary": summary,
             "ramp": (config["sparsity"].get("ramp_start"), config["sparsity"].get("ramp_end"))}
 
 
 def run_label(row: dict, algorithm: str) -> str:
-    """`byol dense w8 s0 (8 ep × batch 128)`: method, algorithm, width, seed, epochs and batch."""
+    """`byol dense w8 s0 (8 ep × batch 128, lr 0.5)`: method, algorithm, width, seed, epochs,
+    batch and base learning rate."""
     return (f"{row['method']} {algorithm} w{row['width']} s{row['seed']} "
-            f"({row['epochs']:g} ep × batch {row['batch']})")
+            f"({row['epochs']:g} ep × batch {row['batch']}, lr {row['lr']:g})")
 
 
 def plot(rows: list[dict], out: Path) -> None:
