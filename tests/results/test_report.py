@@ -272,13 +272,15 @@ def test_full_study_report(study_report, study):
     assert len(rows) == len(find_run_dirs([study])) == 68
     assert {r["granularity"] for r in rows} == {"dense", "unstructured", "nm 2:4", "block 4x4"}
     results, baseline = text.split("## Results")[1].split("## Baseline")
-    for section in (results, baseline.split("## Plots")[0]):  # results, then vs raw pixels
+    baseline, claims = baseline.split("## Plots")[0].split("## Claims, paired by seed")
+    for section in (results, baseline):  # results, then vs raw pixels
         table = [
             line
             for line in section.splitlines()
             if line.startswith("| byol |") or line.startswith("| simclr |")
         ]
         assert len(table) == 34 and all("| 2 |" in line for line in table)
+    assert "| byol | unstructured | synccp − granet | 2 |" in claims  # two seeds: waiting
     assert "Not drawn" not in text
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from synccp import rundir
+from synccp.results.claims import claims_lines
 from synccp.results.plots import make_plots
 from synccp.results.run_report import run_report
 from synccp.results.tables import (
@@ -256,7 +257,7 @@ def _markdown(rows: list[dict], figures: dict[str, Path | str], inputs: list[Pat
              "**Bold**: best linear accuracy among the sparse rows of the same method, granularity "
              "and density. Online / second density: final fraction of prunable weights kept in "
              "each branch.", "", "## Baseline", "", raw_pixel_table(rows), "",
-             *_vs_raw_lines(rows), "## Plots", ""]
+             *_vs_raw_lines(rows), *claims_lines(rows), "## Plots", ""]
     for title, figure in figures.items():
         if not isinstance(figure, Path):
             link = f"_Not drawn: {figure}._"

@@ -72,17 +72,17 @@ def with_dense_differences(rows: list[dict]) -> list[dict]:
     schedules that shared start can move every algorithm's accuracy together (measured: BYOL at
     60 steps, docs/results.md), so a difference paired by seed has a far smaller spread than the
     difference of two means over seeds."""
-    dense = {(_outside_sparsity(r), r["seed"]): r for r in rows if r["algorithm"] == "dense"}
+    dense = {(outside_sparsity(r), r["seed"]): r for r in rows if r["algorithm"] == "dense"}
     out = []
     for row in rows:
         partner = (None if row["algorithm"] == "dense"
-                   else dense.get((_outside_sparsity(row), row["seed"])))
+                   else dense.get((outside_sparsity(row), row["seed"])))
         out.append({**row, **{f"{probe}_vs_dense": _difference(row, partner, f"{probe}_top1")
                               for probe in ("knn", "linear")}})
     return out
 
 
-def _outside_sparsity(row: dict) -> str:
+def outside_sparsity(row: dict) -> str:
     return repr(sorted((k, repr(v)) for k, v in row["_key"].items()
                        if not k.startswith("sparsity.")))
 
@@ -159,7 +159,7 @@ def _best(groups: list[list[dict]]) -> set[int]:
     return {max(block)[1] for block in blocks.values() if len(block) > 1}
 
 
-def _markdown_table(head: list[str], body: list[list[str]]) -> str:
+def markdown_table(head: list[str], body: list[list[str]]) -> str:
     """A markdown table: the header line, the `|---|` rule, one line per row of cells."""
     rule = "|" + "|".join("---" for _ in head) + "|"
     return "\n".join(["| " + " | ".join(head) + " |", rule,
@@ -185,7 +185,7 @@ def results_table(rows: list[dict]) -> str:
             text = format_mean_std((r.get(field) for r in group), fmt, std=with_std)
             cells.append(f"**{text}**" if field == "linear_top1" and i in best else text)
         body.append(cells)
-    return _markdown_table(head, body)
+    return markdown_table(head, body)
 
 
 def raw_pixel_table(rows: list[dict]) -> str:
@@ -201,7 +201,7 @@ def raw_pixel_table(rows: list[dict]) -> str:
         knn, linear = ([r[f"raw_{probe}_top1"] for r in group] for probe in ("knn", "linear"))
         knn, linear = (format_mean_std(v, "{:.2f}", std=len(set(v)) > 1) for v in (knn, linear))
         body.append([data, "raw pixels (no training)", knn, linear])
-    return _markdown_table(["data", "input", "kNN top-1 (%)", "linear top-1 (%)"], body)
+    return markdown_table(["data", "input", "kNN top-1 (%)", "linear top-1 (%)"], body)
 
 
 def vs_raw_table(rows: list[dict]) -> str:
@@ -222,7 +222,7 @@ def vs_raw_table(rows: list[dict]) -> str:
             body.append([*_identity_cells(group, extras),
                          *(format_mean_std(d, "{:+.2f}") for d in diffs),
                          f"{above} of {len(paired)}"])
-    return _markdown_table(head, body) if body else ""
+    return markdown_table(head, body) if body else ""
 
 
 def setting_lines(rows: list[dict]) -> list[str]:
