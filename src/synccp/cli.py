@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--format", dest="style", choices=("text", "markdown", "toml"),
                         default="text")
 
-    report = sub.add_parser("report", help="tables (CSV, Markdown) and plots from run directories")
+    report = sub.add_parser("report", help="tables (CSV, Markdown), the claims' verdicts and plots from run directories")
     report.add_argument("run_dirs", type=Path, nargs="+", help="run directories or folders of them")
     report.add_argument("--out", type=Path, required=True, help="report folder")
     return parser
