@@ -29,8 +29,9 @@ test: lint
 # The CPU study of docs/results.md at its protocol (114 runs, more than a day of a 2-core CPU).
 # It says how many runs remain and about how long they take; each finished run's small result
 # files are committed under studies/cpu_protocol as it finishes, so it resumes from a clean clone.
+# `make study HOURS=2.5` starts only the runs expected to end within 2.5 hours (a session's end).
 study: $(STAMP) data
-	$(BIN)/synccp sweep configs/grids/cpu_protocol.toml --jobs 2 --commit
+	$(BIN)/synccp sweep configs/grids/cpu_protocol.toml --jobs 2 --commit $(if $(HOURS),--hours $(HOURS))
 	$(BIN)/synccp report studies/cpu_protocol --out docs/results/cpu_protocol
 
 # The old 60-step smoke study (networks that have not learned yet: plumbing, not evidence)

@@ -510,6 +510,46 @@ def test_cli_runs_several_grids_validating_all_first(tmp_path, monkeypatch, caps
     assert len(calls) == 4  # every cell of both grids was tried (each pretrain "failed": exit 1)
 
 
+def test_a_deadline_starts_only_the_cells_expected_to_end_before_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "cost_available", lambda: False)
+    path, out = _small_grid(tmp_path, "minutes_per_run = 30"), tmp_path / "runs"
+    cells = plan(load_grid(path), out=out)
+    _files(cells[1].run_dir, "summary.json")  # trained already: only its evaluation is left
+    (cells[1].run_dir / "config.json").write_text(json.dumps(_resolved(cells[1])))
+    dry = run_sweep(path, out=out, dry_run=True)
+    assert sweep.cell_seconds(dry) == {cells[0].name: 1800.0, cells[2].name: 1800.0}
+    runner = FakeRunner()
+    result = run_sweep(path, out=out, runner=runner, progress=False,
+                       deadline=time.monotonic() + 20 * 60)  # 20 min: no 30-min cell fits
+    assert result.ok and sorted(result.deferred) == sorted([cells[0].name, cells[2].name])
+    assert result.completed == [cells[1].name]
+    assert all(str(cells[1].run_dir) in " ".join(a) for a in runner.calls)  # its eval only
+    assert not cells[0].run_dir.exists() and "2 not started" in format_summary(result)
+    later = run_sweep(path, out=out, runner=FakeRunner(), progress=False,
+                      deadline=time.monotonic() + 2 * 3600)
+    assert later.ok and later.deferred == [] and len(later.completed) == 2
+
+
+def test_start_before_runs_what_fits_or_has_no_estimate():
+    soon = time.monotonic() + 60
+    assert sweep._start_before(soon, 30.0, lambda: "ran") == "ran"
+    assert sweep._start_before(soon, 600.0, lambda: "ran")[0] == sweep.DEFERRED
+    assert sweep._start_before(soon, None, lambda: "ran") == "ran"
+    assert sweep._start_before(None, 1e9, lambda: "ran") == "ran"
+
+
+def test_cli_hours_must_be_positive_and_defers_what_does_not_fit(tmp_path, monkeypatch, capsys):
+    from synccp.cli import main
+
+    path = _small_grid(tmp_path, "minutes_per_run = 30")
+    calls = []
+    monkeypatch.setattr(sweep, "subprocess_runner", lambda argv, log, env: calls.append(argv) or 0)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "runs"), "--hours", "0"]) == 2
+    assert "--hours must be > 0, got 0.0" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--out", str(tmp_path / "runs"), "--hours", "0.25"]) == 0
+    assert calls == [] and "3 not started" in capsys.readouterr().out
+
+
 def test_a_broken_test_split_stops_the_sweep_before_anything_trains(tmp_path, fmnist_root):
     (fmnist_root / "t10k-images-idx3-ubyte.gz").write_bytes(b"not a gzip file")
     calls = []

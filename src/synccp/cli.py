@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a key in every cell (repeatable)")
     sweep.add_argument("--out", type=Path,
                        help="folder of the runs (default: the grid's [sweep] out)")
+    sweep.add_argument("--hours", type=float,
+                       help="start a run only if it is expected to end within HOURS of now (its "
+                            "method's time per run, as the remaining-time line prints it); runs "
+                            "started always finish, the rest wait for the next sweep")
 
     export = sub.add_parser("export", help="deployable encoder files: ONNX, channel-compacted")
     export.add_argument("run_dir", type=Path)
@@ -96,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--format", dest="style", choices=("text", "markdown", "toml"),
                         default="text")
 
-    report = sub.add_parser("report", help="tables (CSV, Markdown), the claims' verdicts and plots from run directories")
+    report = sub.add_parser(
+        "report", help="tables (CSV, Markdown), the claims' verdicts and plots of run directories")
     report.add_argument("run_dirs", type=Path, nargs="+", help="run directories or folders of them")
     report.add_argument("--out", type=Path, required=True, help="report folder")
     return parser
@@ -228,8 +233,11 @@ def _cost(args) -> int:
 
 
 def _sweep(args) -> int:
+    from synccp.grid import SweepError
     from synccp.sweep import format_plan, format_remaining, format_summary, run_sweep
 
+    if args.hours is not None and not args.hours > 0:
+        raise SweepError(f"--hours must be > 0, got {args.hours}")
     options = dict(jobs=args.jobs, overrides=args.overrides, out=args.out)
     plans = [run_sweep(grid, dry_run=True, **options)
              for grid in args.grids]  # all valid, or exit 2
@@ -239,8 +247,9 @@ def _sweep(args) -> int:
         return 0
     print("\n".join(format_remaining(result, args.jobs) for result in plans), flush=True)
     ok = True
+    deadline = None if args.hours is None else time.monotonic() + args.hours * 3600
     for grid in args.grids:
-        result = run_sweep(grid, commit=args.commit, **options)
+        result = run_sweep(grid, commit=args.commit, deadline=deadline, **options)
         print(format_summary(result))
         ok = ok and result.ok
     return 0 if ok else 1

@@ -215,6 +215,14 @@ def _per_run(group: GroupTimes, everyone: list[float],
     return None
 
 
+def per_run_minutes(groups: list[GroupTimes],
+                    minutes_per_run: float | None) -> dict[str, tuple[float, str] | None]:
+    """{group name: (minutes per run, where the figure comes from) or None}: the figure each
+    group's runs are expected to take (`remaining_text` says how it is chosen)."""
+    everyone = [t for g in groups for t in g.quiet]
+    return {g.name: _per_run(g, everyone, minutes_per_run) for g in groups}
+
+
 def remaining_text(
     groups: list[GroupTimes], *, total: int, jobs: int, minutes_per_run: float | None
 ) -> str:
@@ -226,10 +234,10 @@ def remaining_text(
     head = f"{left} of {total} runs remain"
     if not left:
         return head + ": nothing to run"
-    everyone = [t for g in groups for t in g.quiet]
+    figures = per_run_minutes(groups, minutes_per_run)
     minutes, parts = 0.0, []
     for group in (g for g in groups if g.left):
-        figure = _per_run(group, everyone, minutes_per_run)
+        figure = figures[group.name]
         if figure is None:
             return head + "; no estimate until one has finished"
         per_run, source = figure

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
@@ -45,6 +46,7 @@ class SweepResult:
     warnings: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)  # why a cell is a `conflict` or `locked`
     locked: dict[str, str] = field(default_factory=dict)  # cells another process writes: not run
+    deferred: list[str] = field(default_factory=list)  # would not finish before the deadline
     dry_run: bool = False
 
     @property
@@ -64,14 +66,16 @@ def cost_available() -> bool:
 def run_sweep(path: str | Path, *, jobs: int | None = None, dry_run: bool = False,
               overrides: Sequence[str] = (), out: str | Path | None = None,
               runner: Runner | None = None, progress: bool = True,
-              commit: bool = False) -> SweepResult:
+              commit: bool = False, deadline: float | None = None) -> SweepResult:
     """Validate every cell of the grid file, then run what is not finished, `jobs` at a time.
 
     A failing cell is recorded in `SweepResult.failed` and the others go on. `runner(argv, log,
     env) -> exit code` replaces the subprocess launcher (tests). With `dry_run` nothing is
     written or launched; `actions` says what would happen to each cell. `overrides` (`key=value`,
     as `--set`) are added to the grid's [fixed]; `out` replaces its [sweep] out. With `commit`,
-    each finished cell's small result files are committed to git as it finishes (synccp.study)."""
+    each finished cell's small result files are committed to git as it finishes (synccp.study).
+    With `deadline` (a `time.monotonic()` value), a cell that has to train starts only if its
+    method's expected time per run (`cell_seconds`) ends before it; the others are `deferred`."""
     if jobs is not None and jobs < 1:
         raise SweepError(f"--jobs must be >= 1, got {jobs}")
     grid = load_grid(path, overrides)
@@ -92,7 +96,7 @@ def run_sweep(path: str | Path, *, jobs: int | None = None, dry_run: bool = Fals
         return result
     check_test_splits(resolved, result.actions)
     execute(result, jobs=jobs or grid.jobs, want_cost=want_cost, runner=runner, progress=progress,
-            python=sys.executable, commit=commit)
+            python=sys.executable, commit=commit, deadline=deadline)
     return result
 
 
@@ -239,10 +243,25 @@ def _settle(result: SweepResult) -> list[Cell]:
     return [c for c in result.cells if result.actions[c.name] not in ("done", "conflict", "locked")]
 
 
+DEFERRED = "deferred"
+TRAINS = ("new", "restart", "resume")
+
+
+def _start_before(deadline: float | None, seconds: float | None, run: Callable[[], tuple]):
+    """`run()` if a cell expected to take `seconds` ends before `deadline` (or either is
+    unknown), else (DEFERRED, [], 0.0) without running it."""
+    if deadline is not None and seconds is not None and time.monotonic() + seconds > deadline:
+        return DEFERRED, [], 0.0
+    return run()
+
+
 def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner | None,
-            progress: bool, python: str, commit: bool = False) -> None:
-    """Run the planned actions `jobs` cells at a time, filling `result`; a progress bar over it."""
+            progress: bool, python: str, commit: bool = False,
+            deadline: float | None = None) -> None:
+    """Run the planned actions `jobs` cells at a time, filling `result`; a progress bar over it.
+    With `deadline`, each training cell is checked when its turn comes (`_start_before`)."""
     todo = _settle(result)
+    seconds = cell_seconds(result) if deadline is not None else {}
     bar = tqdm(total=len(result.cells), initial=len(result.cells) - len(todo), unit="run",
                desc=f"sweep {result.grid.name}", disable=not progress or None, dynamic_ncols=True)
     _postfix(bar, result)
@@ -251,17 +270,19 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
     walls: list[float] = []  # of the cells that finished
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = {pool.submit(_run_cell, cell, result.actions[cell.name], result.grid,
-                               want_cost=want_cost,
-                               runner=runner or subprocess_runner, env=env, python=python,
-                               jobs=jobs): cell
+        futures = {pool.submit(_start_before, deadline, seconds.get(cell.name),
+                               partial(_run_cell, cell, result.actions[cell.name], result.grid,
+                                       want_cost=want_cost, runner=runner or subprocess_runner,
+                                       env=env, python=python, jobs=jobs)): cell
                    for cell in todo}
         for future in as_completed(futures):
             cell = futures[future]
             reason, warnings, wall_s = future.result()
             result.warnings += warnings
             ran += 1
-            if reason is None:
+            if reason == DEFERRED:
+                result.deferred.append(cell.name)
+            elif reason is None:
                 walls.append(wall_s)
                 result.completed.append(cell.name)
                 if commit:
@@ -273,7 +294,7 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
             _postfix(bar, result)
             if bar.disable:  # no terminal (a log file, nohup): one line per cell instead of the bar
                 LOG.info("sweep %s: %s %s (%d of %d cells; %s)", result.grid.name, cell.name,
-                         "done" if reason is None else "FAILED",
+                         {None: "done", DEFERRED: "not started (deadline)"}.get(reason, "FAILED"),
                          len(result.cells) - len(todo) + ran, len(result.cells),
                          _eta(time.monotonic() - started, walls, len(todo) - ran, jobs))
     finally:
@@ -297,17 +318,35 @@ def format_plan(result: SweepResult) -> str:
     return "\n".join(lines)
 
 
-def format_remaining(result: SweepResult, jobs: int | None = None) -> str:
-    """How many cells are left to run and about how long they take, per method (synccp.study)."""
+def _method_groups(result: SweepResult) -> list[study.GroupTimes]:
+    """Per method: the cells left, and the wall times of its finished runs (synccp.study)."""
     by_method: dict[str, list[Cell]] = {}
     for cell in result.cells:
-        by_method.setdefault(cell.resolved["method"]["name"], []).append(cell)
+        by_method.setdefault(_method(cell), []).append(cell)
     groups = []
     for method, cells in by_method.items():
         done = [c.run_dir for c in cells if result.actions[c.name] == "done"]
         quiet, loaded, here = study.wall_times(done, study.machine_name())
         groups.append(study.GroupTimes(method, left=len(cells) - len(done), quiet=quiet,
                                        loaded=loaded, here=here))
+    return groups
+
+
+def _method(cell: Cell) -> str:
+    return cell.resolved["method"]["name"]
+
+
+def cell_seconds(result: SweepResult) -> dict[str, float | None]:
+    """Expected wall seconds of each cell that has to train: its method's figure per run, as
+    `format_remaining` prints it (None without one). Cells that only evaluate are not listed."""
+    figures = study.per_run_minutes(_method_groups(result), result.grid.minutes_per_run)
+    return {cell.name: None if figures[_method(cell)] is None else figures[_method(cell)][0] * 60
+            for cell in result.cells if result.actions[cell.name] in TRAINS}
+
+
+def format_remaining(result: SweepResult, jobs: int | None = None) -> str:
+    """How many cells are left to run and about how long they take, per method (synccp.study)."""
+    groups = _method_groups(result)
     return f"sweep {result.grid.name}: " + study.remaining_text(
         groups, total=len(result.cells), jobs=jobs or result.grid.jobs,
         minutes_per_run=result.grid.minutes_per_run)
@@ -318,7 +357,9 @@ def format_summary(result: SweepResult) -> str:
     lines = [f"sweep {result.grid.name}: {len(result.completed)} completed, {len(result.skipped)} "
              f"skipped (already finished), {len(result.failed)} failed"
              + (f", {len(result.locked)} in use by another process (not run; run the sweep again "
-                f"once they end)" if result.locked else "")]
+                f"once they end)" if result.locked else "")
+             + (f", {len(result.deferred)} not started (expected to end after the deadline; run "
+                f"the sweep again to go on)" if result.deferred else "")]
     lines += [f"  FAILED {name}: {reason}" for name, reason in result.failed.items()]
     lines += [f"  LOCKED {name}: {reason}" for name, reason in result.locked.items()]
     lines += [f"  warning: {text}" for text in result.warnings]
