@@ -532,10 +532,21 @@ def test_a_deadline_starts_only_the_cells_expected_to_end_before_it(tmp_path, mo
 
 def test_start_before_runs_what_fits_or_has_no_estimate():
     soon = time.monotonic() + 60
-    assert sweep._start_before(soon, 30.0, lambda: "ran") == "ran"
-    assert sweep._start_before(soon, 600.0, lambda: "ran")[0] == sweep.DEFERRED
-    assert sweep._start_before(soon, None, lambda: "ran") == "ran"
-    assert sweep._start_before(None, 1e9, lambda: "ran") == "ran"
+    assert sweep._start_before(soon, lambda: 30.0, lambda: "ran") == "ran"
+    assert sweep._start_before(soon, lambda: 600.0, lambda: "ran")[0] == sweep.DEFERRED
+    assert sweep._start_before(soon, lambda: None, lambda: "ran") == "ran"
+    assert sweep._start_before(None, lambda: 1e9, lambda: "ran") == "ran"
+
+
+def test_expected_time_takes_this_sweeps_own_runs_once_one_has_finished(tmp_path):
+    path, out = _small_grid(tmp_path, "minutes_per_run = 30"), tmp_path / "runs"
+    dry = run_sweep(path, out=out, dry_run=True)
+    expected = sweep.Expected(dry)
+    first, second, third = dry.cells
+    assert expected(second) == 1800.0  # the grid's figure: nothing has run
+    expected.record(first, 2700.0)  # this machine is slower than the figure says
+    expected.record(third, 2500.0)
+    assert expected(second) == 2600.0
 
 
 def test_cli_hours_must_be_positive_and_defers_what_does_not_fit(tmp_path, monkeypatch, capsys):

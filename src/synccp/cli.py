@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder of the runs (default: the grid's [sweep] out)")
     sweep.add_argument("--hours", type=float,
                        help="start a run only if it is expected to end within HOURS of now (its "
-                            "method's time per run, as the remaining-time line prints it); runs "
-                            "started always finish, the rest wait for the next sweep")
+                            "method's median time per run in this sweep once one has finished, "
+                            "until then the remaining-time line's figure); runs started always "
+                            "finish, the rest wait for the next sweep")
 
     export = sub.add_parser("export", help="deployable encoder files: ONNX, channel-compacted")
     export.add_argument("run_dir", type=Path)

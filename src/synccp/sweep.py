@@ -13,6 +13,7 @@ import math
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -247,12 +248,34 @@ DEFERRED = "deferred"
 TRAINS = ("new", "restart", "resume")
 
 
-def _start_before(deadline: float | None, seconds: float | None, run: Callable[[], tuple]):
-    """`run()` if a cell expected to take `seconds` ends before `deadline` (or either is
-    unknown), else (DEFERRED, [], 0.0) without running it."""
-    if deadline is not None and seconds is not None and time.monotonic() + seconds > deadline:
+def _start_before(deadline: float | None, seconds: Callable[[], float | None],
+                  run: Callable[[], tuple]):
+    """`run()` if a cell expected to take `seconds()` (asked when its turn comes) ends before
+    `deadline`, or either is unknown; else (DEFERRED, [], 0.0) without running it."""
+    expected = seconds() if deadline is not None else None
+    if expected is not None and time.monotonic() + expected > deadline:
         return DEFERRED, [], 0.0
     return run()
+
+
+class Expected:
+    """Expected wall seconds of a training cell: the median of its method's cells trained from
+    scratch in this sweep once one has finished (this machine, now), else `cell_seconds`'s
+    figure from the study's earlier runs."""
+
+    def __init__(self, result: SweepResult):
+        self.result, self.figures = result, cell_seconds(result)
+        self.measured: dict[str, list[float]] = {}
+
+    def record(self, cell: Cell, wall_s: float) -> None:
+        if self.result.actions[cell.name] in ("new", "restart"):
+            self.measured.setdefault(_method(cell), []).append(wall_s)
+
+    def __call__(self, cell: Cell) -> float | None:
+        if cell.name not in self.figures:
+            return None  # evaluation only
+        here = self.measured.get(_method(cell))
+        return statistics.median(here) if here else self.figures[cell.name]
 
 
 def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner | None,
@@ -261,7 +284,7 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
     """Run the planned actions `jobs` cells at a time, filling `result`; a progress bar over it.
     With `deadline`, each training cell is checked when its turn comes (`_start_before`)."""
     todo = _settle(result)
-    seconds = cell_seconds(result) if deadline is not None else {}
+    expected = Expected(result) if deadline is not None else None
     bar = tqdm(total=len(result.cells), initial=len(result.cells) - len(todo), unit="run",
                desc=f"sweep {result.grid.name}", disable=not progress or None, dynamic_ncols=True)
     _postfix(bar, result)
@@ -270,7 +293,8 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
     walls: list[float] = []  # of the cells that finished
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = {pool.submit(_start_before, deadline, seconds.get(cell.name),
+        futures = {pool.submit(_start_before, deadline, partial(expected, cell) if expected
+                               else lambda: None,
                                partial(_run_cell, cell, result.actions[cell.name], result.grid,
                                        want_cost=want_cost, runner=runner or subprocess_runner,
                                        env=env, python=python, jobs=jobs)): cell
@@ -284,6 +308,8 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
                 result.deferred.append(cell.name)
             elif reason is None:
                 walls.append(wall_s)
+                if expected:
+                    expected.record(cell, wall_s)
                 result.completed.append(cell.name)
                 if commit:
                     _commit(result, cell)
