@@ -85,6 +85,7 @@ def test_finished_runs_commit_small_files_only_and_a_fresh_clone_resumes(
     record = json.loads(next((repo / "studies" / "s").glob("*/sweep.json")).read_text())
     assert record["cpu"] == study.cpu_model() and record["jobs"] == 2 and record["wall_s"] >= 0
     assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert record["cpu_id"] == study.cpu_id()
 
     clone = tmp_path / "clone"
     _git(tmp_path, "clone", "-q", str(repo), str(clone))
@@ -94,6 +95,13 @@ def test_finished_runs_commit_small_files_only_and_a_fresh_clone_resumes(
     assert format_remaining(again).startswith("sweep grid: 0 of 4 runs remain: nothing to run")
     runner = HeavyRunner()
     assert run_sweep("grid.toml", runner=runner, progress=False).ok and runner.calls == []
+
+
+def test_cpu_id_reads_family_and_model_of_the_first_processor():
+    text = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+            "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\n")
+    assert study.cpu_id_of(text) == "family 25 model 17"
+    assert study.cpu_id_of("processor\t: 0\nmodel name\t: Some ARM core\n") == ""
 
 
 def test_loaded_timings_are_left_out_of_the_estimate(tmp_path):
@@ -116,6 +124,14 @@ def test_runs_of_this_machine_decide_the_estimate_once_there_are_any(tmp_path):
     dirs = [tmp_path / "old", tmp_path / "here"]
     assert study.wall_times(dirs, "AMD EPYC (AVX512)") == ([900.0], [], True)
     assert study.wall_times(dirs, "AMD EPYC (AVX2)") == ([2700.0, 900.0], [], False)
+    # one label, two speeds: records that name the CPU's family and model are matched on them
+    (tmp_path / "zen3").mkdir()
+    (tmp_path / "zen3" / "sweep.json").write_text(json.dumps(
+        {**records["here"], "wall_s": 1500.0, "cpu_id": "family 25 model 17"}))
+    (tmp_path / "zen3" / "eval.json").write_text("{}")
+    dirs.append(tmp_path / "zen3")
+    assert study.wall_times(dirs, "AMD EPYC (AVX512) family 25 model 17") == ([1500.0], [], True)
+    assert study.wall_times(dirs, "AMD EPYC (AVX512)") == ([900.0], [], True)
     group = study.GroupTimes("simclr", left=4, quiet=[900.0], here=True)
     assert study.remaining_text([group], total=6, jobs=2, minutes_per_run=None) == (
         "4 of 6 runs remain; about 0.5 h with --jobs 2 (simclr 15 min per run: median of 1 "

@@ -59,6 +59,37 @@ def cpu_capability() -> str:
     return str(torch.backends.cpu.get_cpu_capability())
 
 
+def cpu_id() -> str:
+    """The CPU's family and model numbers, e.g. "family 25 model 17" ("" where /proc/cpuinfo
+    has none): one model name and SIMD level covered machines 1.6× apart in training speed, so
+    timings also record these (numerics follow `machine_name`: the two gave identical runs)."""
+    try:
+        return cpu_id_of(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return ""
+
+
+def cpu_id_of(cpuinfo: str) -> str:
+    """`cpu_id` from the text of /proc/cpuinfo (its first processor)."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if "cpu family" not in fields or "model" not in fields:
+        return ""
+    return f"family {fields['cpu family']} model {fields['model']}"
+
+
+def timing_machine() -> str:
+    """`machine_name` and `cpu_id`: the machine a wall time is matched on (`wall_times`)."""
+    return f"{machine_name()} {cpu_id()}".strip()
+
+
+def _record_timing(record: dict) -> str:
+    """A sweep record's machine as `timing_machine` writes it (records before `cpu_id` lack it)."""
+    return f"{_record_machine(record)} {record.get('cpu_id', '')}".strip()
+
+
 def machine_name() -> str:
     """The CPU as every speed figure names it: model and SIMD level, e.g. "AMD EPYC (AVX512)"."""
     return _machine_label(cpu_model(), cpu_capability())
@@ -115,6 +146,7 @@ def write_sweep_record(run_dir: Path, *, cell: str, wall_s: float, jobs: int) ->
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
             "cpu": cpu_model(),
             "cpu_capability": cpu_capability(),
+            "cpu_id": cpu_id(),
             "cores": os.cpu_count(),
             "synccp_commit": source_commit(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -161,7 +193,7 @@ def wall_times(run_dirs: Iterable[Path], machine: str | None = None
                ) -> tuple[list[float], list[float], bool]:
     """Wall seconds of the finished runs among `run_dirs` that recorded one (sweep.json): (quiet,
     loaded, here), a record marked `"timing": "loaded"` (the run shared the machine with other
-    work) in the second list. With `machine` (`machine_name()`) and at least one finished run
+    work) in the second list. With `machine` (`timing_machine()`) and at least one finished run
     recorded on it, only that machine's runs count and `here` is True: machines with one model
     name differ severalfold in speed."""
     records: list[tuple[dict, str | None]] = []
@@ -174,7 +206,7 @@ def wall_times(run_dirs: Iterable[Path], machine: str | None = None
             except (ValueError, KeyError, TypeError):
                 LOG.warning("ignoring %s: not a sweep record", path)
                 continue
-            records.append((record, _record_machine(record)))
+            records.append((record, _record_timing(record)))
     here = machine is not None and any(m == machine for _, m in records)
     kept = [r for r, m in records if not here or m == machine]
     quiet = [float(r["wall_s"]) for r in kept if r.get("timing") != "loaded"]

@@ -352,7 +352,7 @@ def _method_groups(result: SweepResult) -> list[study.GroupTimes]:
     groups = []
     for method, cells in by_method.items():
         done = [c.run_dir for c in cells if result.actions[c.name] == "done"]
-        quiet, loaded, here = study.wall_times(done, study.machine_name())
+        quiet, loaded, here = study.wall_times(done, study.timing_machine())
         groups.append(study.GroupTimes(method, left=len(cells) - len(done), quiet=quiet,
                                        loaded=loaded, here=here))
     return groups
