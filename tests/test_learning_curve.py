@@ -46,7 +46,9 @@ def test_segments_probe_each_epoch_and_leave_the_uninterrupted_run(fmnist_root, 
     png = tmp_path / "curves.png"
     assert _tool("protocol_curves").main([str(tmp_path), "--out", str(png)]) == 0
     table = capsys.readouterr().out
-    assert png.stat().st_size > 10_000 and "| byol synccp w4 s0 (2 ep × batch 16) |" in table
+    lr = json.loads((tmp_path / "curve" / "config.json").read_text())["train"]["lr"]
+    assert png.stat().st_size > 10_000
+    assert f"| byol synccp w4 s0 (2 ep × batch 16, lr {lr:g}) |" in table
 
 
 def test_early_loss_retrains_the_first_steps_exactly_and_shows_where_a_change_parts(
