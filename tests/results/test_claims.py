@@ -125,10 +125,15 @@ def test_claim_b_and_the_gap_ablation_decide_on_their_deciding_pairs_only(tmp_pa
     # GMP − GraNet is shown, not deciding: GraNet far ahead of GMP changes nothing
     rows = _rows(tmp_path / "b", make_run, {**cells, ("simclr", "gmp", "unstructured", 0.1): -3.0})
     assert _verdict(rows, "b")[0] == "confirmed"
-    gaps = {(m, "synccp", "unstructured", gap): shift for m in ("simclr", "byol")
-            for gap, shift in ((0.0, 0.0), (0.1, 1.0), (0.3, -2.0))}
-    verdict, groups = _verdict(_rows(tmp_path / "gap", make_run, gaps), "Δ")
+    # Δ 0 is the GMP cell (SyncCP at Δ 0 is GMP bit for bit); a SyncCP run at Δ 0 is not read
+    gaps = {(m, alg, "unstructured", gap): shift for m in ("simclr", "byol")
+            for alg, gap, shift in (("gmp", 0.1, 0.0), ("synccp", 0.1, 1.0),
+                                    ("synccp", 0.3, -2.0), ("synccp", 0.0, 5.0))}
+    rows = _rows(tmp_path / "gap", make_run, gaps)
+    verdict, groups = _verdict(rows, "Δ")
     assert verdict == "confirmed" and set(groups) == {"simclr unstructured", "byol unstructured"}
+    lines = "\n".join(claims_lines(rows))
+    assert "| simclr | unstructured | synccp Δ 0.1 − gmp | 3 | +1.00, +1.00, +1.00 |" in lines
 
 
 def test_the_report_has_a_claims_section_only_when_a_claim_has_runs(tmp_path, make_run):

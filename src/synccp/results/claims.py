@@ -163,6 +163,7 @@ CLAIM_A_METHODS = ("simclr", "mocov2", "barlow", "byol")
 SPARSE_METHODS = ("simclr", "byol")  # the methods with every sparse baseline in the study
 BASELINES = ("gmp", "granet", "rigl", "static")  # algorithms whose product is a sparse encoder
 SYNCCP, DENSE, SDCLR = Arm("synccp"), Arm("dense"), Arm("sdclr")
+GAP_ZERO = Arm("gmp")  # SyncCP at Δ 0 is GMP, bit for bit (tests/test_gap_zero.py)
 
 CLAIMS = (
     Claim("a", "SDCLR's sparse–dense asymmetry does not carry over to every SSL framework",
@@ -189,9 +190,10 @@ CLAIMS = (
           _a_ahead_of_all, every_group),
     Claim("Δ", "a density gap between the branches helps (the Δ ablation)",
           f"per method (SimCLR, BYOL): confirmed if SyncCP at the default Δ {DEFAULT_GAP:g} is "
-          "ahead of Δ 0, refuted if behind; Δ 0.2 and 0.3 are shown beside, not deciding",
-          tuple(Pair(m, UNSTRUCTURED, Arm("synccp", g), Arm("synccp", 0.0),
-                     decides=g == DEFAULT_GAP)
+          "ahead of Δ 0, refuted if behind; Δ 0.2 and 0.3 are shown beside, not deciding. Δ 0 "
+          "is the GMP cell: SyncCP at Δ 0 trains GMP's network bit for bit "
+          "(tests/test_gap_zero.py), so the study runs it once",
+          tuple(Pair(m, UNSTRUCTURED, Arm("synccp", g), GAP_ZERO, decides=g == DEFAULT_GAP)
                 for m in SPARSE_METHODS for g in (DEFAULT_GAP, 0.2, 0.3)),
           _a_ahead_of_all, every_group),
 )
