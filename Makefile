@@ -26,7 +26,7 @@ lint: $(STAMP)
 test: lint
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
 
-# The CPU study of docs/results.md at its protocol (114 runs, more than a day of a 2-core CPU).
+# The CPU study of docs/results.md at its protocol (108 runs, more than a day of a 2-core CPU).
 # It says how many runs remain and about how long they take; each finished run's small result
 # files are committed under studies/cpu_protocol as it finishes, so it resumes from a clean clone.
 # `make study HOURS=2.5` starts only the runs expected to end within 2.5 hours (a session's end).
