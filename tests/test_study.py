@@ -167,6 +167,26 @@ def test_a_method_without_quiet_runs_takes_its_loaded_runs_then_the_others():
         "0 of 1 runs remain: nothing to run")
 
 
+def test_a_figure_stated_for_a_method_beats_the_other_methods_runs():
+    # MoCo-v2 ran 2.5x slower per step than SimCLR on the study's CPU: borrowing SimCLR's median
+    # let `--hours` start MoCo-v2 runs that could not finish (docs/results.md)
+    groups = [study.GroupTimes("simclr", left=2, quiet=[1800.0, 1900.0]),
+              study.GroupTimes("mocov2", left=2), study.GroupTimes("barlow", left=2)]
+    text = study.remaining_text(groups, total=8, jobs=2, minutes_per_run={"mocov2": 80.0})
+    assert text == (
+        "6 of 8 runs remain; about 2.4 h with --jobs 2 (simclr 31 min per run: median of 2 "
+        "finished runs; mocov2 80 min per run: the grid's minutes_per_run.mocov2, until its runs "
+        "finish here; barlow 31 min per run: median of the other methods' finished runs)"
+    )  # (2 × 31.25 + 2 × 80 + 2 × 31.25) / 2 jobs = 142.5 min = 2.4 h
+    finished = study.GroupTimes("mocov2", left=1, quiet=[4200.0])  # its own runs win
+    assert study.per_run_minutes([finished], {"mocov2": 80.0})["mocov2"] == (
+        70.0, "median of 1 finished run")
+    # a table names methods only: one without a figure and without runs has none
+    assert study.remaining_text([study.GroupTimes("byol", left=1)], total=1, jobs=1,
+                                minutes_per_run={"mocov2": 80.0}) == (
+        "1 of 1 runs remain; no estimate until one has finished")
+
+
 def test_outside_git_or_ignored_nothing_is_committed_and_the_sweep_says_so(tmp_path, repo):
     loose = tmp_path / "loose"
     loose.mkdir()

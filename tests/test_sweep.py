@@ -1,6 +1,7 @@
 """The sweep runner: grid parsing, validation errors, run-dir names, skip/resume, a fake runner."""
 
 import json
+import re
 import sys
 import threading
 import time
@@ -11,7 +12,7 @@ import pytest
 import synccp.sweep as sweep
 from synccp.config import config_to_dict, load_config, parse_override
 from synccp.grid import SweepError, cell_name, load_grid, plan
-from synccp.sweep import format_plan, format_summary, run_state, run_sweep
+from synccp.sweep import format_plan, format_remaining, format_summary, run_state, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = sorted((ROOT / "configs" / "grids").glob("*.toml"))
@@ -547,6 +548,20 @@ def test_expected_time_takes_this_sweeps_own_runs_once_one_has_finished(tmp_path
     expected.record(first, 2700.0)  # this machine is slower than the figure says
     expected.record(third, 2500.0)
     assert expected(second) == 2600.0
+
+
+def test_minutes_per_run_by_method_reaches_the_deadline_and_bad_tables_name_the_key(tmp_path):
+    path = _small_grid(tmp_path, "minutes_per_run = { simclr = 45 }")
+    dry = run_sweep(path, out=tmp_path / "runs", dry_run=True)
+    assert set(sweep.cell_seconds(dry).values()) == {2700.0}
+    assert "simclr 45 min per run: the grid's minutes_per_run.simclr" in format_remaining(dry)
+    for table, message in (("{ simclr = 0 }", "minutes_per_run.simclr must be a number > 0, got 0"),
+                           ("{ moco = 80 }", "unknown method 'moco' (known: "),
+                           ('"30"', "minutes_per_run must be a number > 0, got '30'")):
+        bad = _grid(tmp_path, f"[sweep]\nminutes_per_run = {table}\n{FIXED}\n")
+        with pytest.raises(SweepError, match=re.escape(message)) as err:
+            load_grid(bad)
+        assert str(bad) in str(err.value)
 
 
 def test_cli_hours_must_be_positive_and_defers_what_does_not_fit(tmp_path, monkeypatch, capsys):

@@ -7,7 +7,8 @@ A grid file has four parts (see configs/grids/ for real ones)::
     jobs = 1                 # processes at once, launcher (e.g. "torchrun --nproc_per_node=2"),
                              # cost (run `synccp cost` after each run when the cost model exists),
                              # extends (a parent grid: inherit its [sweep], [fixed] and cells),
-                             # minutes_per_run (measured; `make study` estimates the time left)
+                             # minutes_per_run (measured; `make study` estimates the time left):
+                             # a number, or a table by method (`{ mocov2 = 80 }`)
     [fixed]                  # overrides for every cell: `sparsity.update_every = 10`
     [grid]                   # key -> list: the cartesian product of all lists
     [[cells]]                # extra sub-grids: each table is its own (small) cartesian product;
@@ -47,6 +48,8 @@ from synccp.cells import (
     cell_name,
 )
 from synccp.config import ConfigError, default_config_dict, parse_override, tomllib
+from synccp.methods.rows import METHODS
+from synccp.study import MinutesPerRun
 
 __all__ = ["Cell", "Grid", "LABELS", "SubGrid", "SweepError", "cell_identity", "cell_name",
            "load_grid",
@@ -77,7 +80,7 @@ class Grid:
     jobs: int
     launcher: tuple[str, ...]
     cost: bool
-    minutes_per_run: float | None
+    minutes_per_run: MinutesPerRun
     fixed: dict[str, Any]
     subgrids: tuple[SubGrid, ...]
 
@@ -187,6 +190,24 @@ def _fixed(raw_fixed: dict, overrides: Sequence[str], path: Path) -> dict[str, A
     return fixed
 
 
+def _minutes(value: Any, key: str, path: Path) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise SweepError(f"{path}: [sweep] {key} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _minutes_per_run(value: Any, path: Path) -> MinutesPerRun:
+    """`minutes_per_run`: one figure for every method, or a table of figures by method name."""
+    if value is None or not isinstance(value, dict):
+        return None if value is None else _minutes(value, "minutes_per_run", path)
+    for method in value:
+        if method not in METHODS:
+            raise SweepError(f"{path}: [sweep] minutes_per_run names an unknown method "
+                             f"{method!r} (known: {', '.join(sorted(METHODS))})")
+    return {method: _minutes(figure, f"minutes_per_run.{method}", path)
+            for method, figure in value.items()}
+
+
 def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     """Parse and check a grid file (and the file it `extends`); `overrides` (`key=value`) are
     added to [fixed]. Errors name the file and the key; cells are checked by `validate`."""
@@ -198,10 +219,7 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     jobs = _typed(table, "jobs", int, 1, path)
     if jobs < 1:
         raise SweepError(f"{path}: [sweep] jobs must be >= 1, got {jobs}")
-    minutes = table.get("minutes_per_run")
-    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
-                                or not minutes > 0):
-        raise SweepError(f"{path}: [sweep] minutes_per_run must be a number > 0, got {minutes!r}")
+    minutes = _minutes_per_run(table.get("minutes_per_run"), path)
     base = Path(table["base"]) if "base" in table else None
     if base is not None and not base.is_file():
         raise SweepError(f"{path}: [sweep] base {str(base)!r} does not exist")
@@ -218,7 +236,7 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
                 base=base, seeds=seeds, out=Path(_typed(table, "out", str, f"runs/{name}", path)),
                 jobs=jobs, launcher=tuple(shlex.split(_typed(table, "launcher", str, "", path))),
                 cost=_typed(table, "cost", bool, True, path),
-                minutes_per_run=None if minutes is None else float(minutes),
+                minutes_per_run=minutes,
                 fixed=_fixed(raw["fixed"], overrides, path),
                 subgrids=tuple(subgrids) or (SubGrid({}, seeds),))
 

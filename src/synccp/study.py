@@ -25,6 +25,8 @@ from pathlib import Path
 from synccp import rundir
 
 LOG = logging.getLogger(__name__)
+# a grid's `minutes_per_run`: one figure for any method, or figures by method name
+MinutesPerRun = float | dict[str, float] | None
 SWEEP_RECORD = "sweep.json"
 CURVE = "curve.jsonl"  # tools/learning_curve.py: kNN at every epoch end (the protocol runs)
 SMALL = (
@@ -231,24 +233,27 @@ def _plural(count: int, word: str) -> str:
 
 
 def _per_run(group: GroupTimes, everyone: list[float],
-             minutes_per_run: float | None) -> tuple[float, str] | None:
+             minutes_per_run: MinutesPerRun) -> tuple[float, str] | None:
     """(minutes per run, where the figure comes from) for one group, None without any figure."""
     where = " on this machine" if group.here else ""
+    stated = minutes_per_run.get(group.name) if isinstance(minutes_per_run, dict) else None
     if group.quiet:
         return (statistics.median(group.quiet) / 60,
                 f"median of {_plural(len(group.quiet), 'finished run')}{where}")
     if group.loaded:
         return (statistics.median(group.loaded) / 60,
                 f"median of {_plural(len(group.loaded), 'loaded run')}{where}, an over-estimate")
+    if stated:
+        return stated, f"the grid's minutes_per_run.{group.name}, until its runs finish here"
     if everyone:
         return statistics.median(everyone) / 60, "median of the other methods' finished runs"
-    if minutes_per_run:
+    if minutes_per_run and not isinstance(minutes_per_run, dict):
         return minutes_per_run, "the grid's minutes_per_run, until runs finish here"
     return None
 
 
 def per_run_minutes(groups: list[GroupTimes],
-                    minutes_per_run: float | None) -> dict[str, tuple[float, str] | None]:
+                    minutes_per_run: MinutesPerRun) -> dict[str, tuple[float, str] | None]:
     """{group name: (minutes per run, where the figure comes from) or None}: the figure each
     group's runs are expected to take (`remaining_text` says how it is chosen)."""
     everyone = [t for g in groups for t in g.quiet]
@@ -256,12 +261,14 @@ def per_run_minutes(groups: list[GroupTimes],
 
 
 def remaining_text(
-    groups: list[GroupTimes], *, total: int, jobs: int, minutes_per_run: float | None
+    groups: list[GroupTimes], *, total: int, jobs: int, minutes_per_run: MinutesPerRun
 ) -> str:
     """ "12 of 108 runs remain; about 3.1 h with --jobs 2 (simclr 31 min per run: median of 40
     finished runs; byol ...)", or why no estimate can be given yet. A group's figure is the median
     of its quietly timed finished runs; without one, of its loaded runs (an over-estimate); then
-    of every group's quiet runs; then the grid's `minutes_per_run`."""
+    the grid's figure for that method by name (`minutes_per_run = { mocov2 = 80 }`: methods
+    differ severalfold in cost, so another method's runs say little); then the median of every
+    group's quiet runs; then the grid's single `minutes_per_run` figure."""
     left = sum(g.left for g in groups)
     head = f"{left} of {total} runs remain"
     if not left:
