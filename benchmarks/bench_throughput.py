@@ -17,6 +17,8 @@ to 790 TFLOP/s, the bf16 dense matmul rate measured on an H100 here (DESIGN.md Â
     .venv/bin/python benchmarks/bench_throughput.py --method simclr --width 16 --size 28 \
         --channels 1 --batch 256
     .venv/bin/python benchmarks/bench_throughput.py --device cuda --width 64 --batch 512
+    .venv/bin/python benchmarks/bench_throughput.py --method mocov2 --width 8 --size 28 \
+        --channels 1 --batch 256 --precision fp32 --profile 12   # where a step's time goes
     .venv/bin/python benchmarks/bench_throughput.py --device cuda --backbone resnet50 \
         --stem imagenet --width 64 --size 224 --batch 128
 """
@@ -92,6 +94,9 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=["auto"],
                         choices=["auto", "fp32", "bf16"],
                         help="train.precision values to compare (e.g. fp32 bf16 on a CPU)")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="after timing, profile one dense step (torch.profiler) and print "
+                             "its ROWS most expensive operators by self time")
     args = parser.parse_args()
     device = torch.device(args.device)
     setups = {f"{name} {precision}": make_setup(name, precision, args, device)
@@ -124,6 +129,20 @@ def main() -> None:
         if device.type == "cuda":
             line += f"  MFU {100 * flops / step / (args.peak_tflops * 1e12):.1f}%"
         print(line)
+    if args.profile:
+        print_profile(*setups[first], rows=args.profile)
+
+
+def print_profile(cfg, setup: TrainingSetup, *, rows: int) -> None:
+    """The operators of one full step, most expensive first (self time: where it is spent)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                           if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        full_step(cfg, setup, 400)
+    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=rows))
 
 
 if __name__ == "__main__":
