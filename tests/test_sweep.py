@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import synccp.sweep as sweep
+from synccp import study
 from synccp.config import config_to_dict, load_config, parse_override
 from synccp.grid import SweepError, cell_name, load_grid, plan
 from synccp.sweep import format_plan, format_remaining, format_summary, run_state, run_sweep
@@ -444,6 +445,71 @@ def test_subprocess_runner_appends_output_to_log(tmp_path):
     log = tmp_path / "logs" / "log.txt"
     code = sweep.subprocess_runner([sys.executable, "-c", "print('hello from a run')"], log, {})
     assert code == 0 and "hello from a run" in log.read_text() and log.read_text().startswith("$ ")
+
+
+def test_subprocess_runner_returns_the_exit_code_and_counts_the_childs_cpu_time(tmp_path):
+    log = tmp_path / "log.txt"
+    sweep._CHILD_CPU.seconds = 0.0
+    burn = "import sys, time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass\n"
+    assert sweep.subprocess_runner([sys.executable, "-c", burn + "sys.exit(3)"], log, {}) == 3
+    assert 0.4 <= sweep._CHILD_CPU.seconds < 5  # added, and only this thread's children
+    seen = []
+    other = threading.Thread(target=lambda: seen.append(getattr(sweep._CHILD_CPU, "seconds", 0)))
+    other.start()
+    other.join()
+    assert seen == [0]
+
+
+class CpuRunner(FakeRunner):
+    """FakeRunner whose pretrain also runs a real process: one that computes or one that waits."""
+
+    def __init__(self, busy):
+        super().__init__()
+        self.busy = busy
+
+    def __call__(self, argv, log, env):
+        code = super().__call__(argv, log, env)
+        if code == 0 and argv[argv.index("synccp") + 1] == "pretrain":
+            work = ("t = time.process_time()\nwhile time.process_time() - t < 0.6: pass"
+                    if self.busy else "time.sleep(0.6)")
+            assert sweep.subprocess_runner([sys.executable, "-c", "import time\n" + work],
+                                           log, env) == 0
+        return code
+
+
+def test_sweep_records_the_cpu_share_and_a_starved_run_counts_as_loaded(tmp_path, monkeypatch):
+    # a run that waited for its cores (here: slept) has a low cpu_share; its wall time is not a
+    # quiet run's and the estimate treats it as loaded, with no one marking it by hand
+    monkeypatch.setattr(sweep, "cost_available", lambda: False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    shares = {}
+    for busy in (True, False):
+        out = tmp_path / f"busy{busy}"
+        result = run_sweep(_small_grid(tmp_path), out=out, runner=CpuRunner(busy), progress=False,
+                           jobs=1)
+        assert result.ok
+        records = [json.loads((c.run_dir / "sweep.json").read_text()) for c in result.cells]
+        assert all(0.6 <= r["cpu_s"] <= r["wall_s"] * 1.05 for r in records if busy)
+        shares[busy] = [r["cpu_share"] for r in records]
+        quiet, loaded, _ = study.wall_times([c.run_dir for c in result.cells])
+        starved = sum(share < study.LOADED_SHARE for share in shares[busy])
+        assert (len(quiet), len(loaded)) == (3 - starved, starved)  # busy: as the machine allows
+    assert all(share < study.LOADED_SHARE for share in shares[False])
+    assert min(shares[True]) > 0.35 and max(shares[False]) < 0.25, shares
+
+
+def test_a_resumed_runs_record_sums_cpu_time_or_drops_it_when_a_sweep_did_not_measure_it(tmp_path):
+    study.write_sweep_record(tmp_path, cell="c", wall_s=100.0, jobs=2, cpu_s=90.0, threads=1)
+    study.write_sweep_record(tmp_path, cell="c", wall_s=100.0, jobs=2, cpu_s=50.0, threads=1)
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert (record["wall_s"], record["cpu_s"], record["cpu_share"]) == (200.0, 140.0, 0.7)
+    assert study.is_loaded(record) and not study.is_loaded({**record, "cpu_share": 0.97})
+    assert study.is_loaded({"timing": "loaded"}) and not study.is_loaded({"wall_s": 1.0})
+    two = tmp_path / "two"
+    study.write_sweep_record(two, cell="c", wall_s=100.0, jobs=1, cpu_s=190.0, threads=2)
+    assert json.loads((two / "sweep.json").read_text())["cpu_share"] == 0.95  # of 2 cores
+    study.write_sweep_record(two, cell="c", wall_s=100.0, jobs=1)  # a runner that cannot measure
+    assert "cpu_s" not in json.loads((two / "sweep.json").read_text())
 
 
 # --- the shipped configs ------------------------------------------------------------------------

@@ -129,21 +129,35 @@ def source_commit() -> str:
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
-def write_sweep_record(run_dir: Path, *, cell: str, wall_s: float, jobs: int) -> None:
+def write_sweep_record(run_dir: Path, *, cell: str, wall_s: float, jobs: int,
+                       cpu_s: float | None = None, threads: int = 1) -> None:
     """`sweep.json`: the evidence behind the run's timing (wall time of all its steps, summed over
-    the sweeps that worked on it, and the machine of the last one)."""
+    the sweeps that worked on it, and the machine of the last one). With `cpu_s` (the CPU time
+    its processes used; summed like the wall time, dropped if an earlier sweep did not measure
+    it), `cpu_share` = cpu_s / (wall_s × threads): about 1 when the run had its `threads` cores
+    to itself, lower when other work took them (`is_loaded`); a launcher's several processes
+    add up (above 1)."""
     path = Path(run_dir) / SWEEP_RECORD
-    before = 0.0
+    before: dict = {"wall_s": 0.0, "cpu_s": 0.0}
     if path.is_file():
         try:
-            before = float(json.loads(path.read_text())["wall_s"])
+            old = json.loads(path.read_text())
+            before = {"wall_s": float(old["wall_s"]), "cpu_s": old.get("cpu_s")}
         except (ValueError, KeyError, TypeError):
             LOG.warning("replacing %s: not a sweep record", path)
+    wall_s = before["wall_s"] + wall_s
+    if cpu_s is not None and isinstance(before["cpu_s"], (int, float)):
+        cpu_s = before["cpu_s"] + cpu_s
+    else:
+        cpu_s = None
+    measured = {} if cpu_s is None else {
+        "cpu_s": round(cpu_s, 1), "cpu_share": round(cpu_s / max(wall_s, 1e-9) / threads, 3)}
     rundir.write_json(
         path,
         {
             "cell": cell,
-            "wall_s": round(before + wall_s, 1),
+            "wall_s": round(wall_s, 1),
+            **measured,
             "jobs": jobs,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
             "cpu": cpu_model(),
@@ -154,6 +168,19 @@ def write_sweep_record(run_dir: Path, *, cell: str, wall_s: float, jobs: int) ->
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     )
+
+
+LOADED_SHARE = 0.9  # a run whose processes got less of their cores than this shared the machine
+
+
+def is_loaded(record: dict) -> bool:
+    """True when a sweep record's wall time is not a quiet run's: marked `"timing": "loaded"` by
+    hand, or measured with a `cpu_share` below LOADED_SHARE. Two MoCo-v2 runs on the study's
+    2-core machine (one thread each) had 0.963 after 35 minutes with a few minutes of tests and
+    profiling beside them; a third busy process on two cores leaves each of two runs 2/3."""
+    share = record.get("cpu_share")
+    return record.get("timing") == "loaded" or (
+        isinstance(share, (int, float)) and share < LOADED_SHARE)
 
 
 def commit_run(run_dir: Path, *, message: str) -> str | None:
@@ -194,8 +221,8 @@ def commit_message(study: str, cell: str, run_dir: Path) -> str:
 def wall_times(run_dirs: Iterable[Path], machine: str | None = None
                ) -> tuple[list[float], list[float], bool]:
     """Wall seconds of the finished runs among `run_dirs` that recorded one (sweep.json): (quiet,
-    loaded, here), a record marked `"timing": "loaded"` (the run shared the machine with other
-    work) in the second list. With `machine` (`timing_machine()`) and at least one finished run
+    loaded, here), a record that `is_loaded` (the run shared the machine with other work) in
+    the second list. With `machine` (`timing_machine()`) and at least one finished run
     recorded on it, only that machine's runs count and `here` is True: machines with one model
     name differ severalfold in speed."""
     records: list[tuple[dict, str | None]] = []
@@ -211,8 +238,8 @@ def wall_times(run_dirs: Iterable[Path], machine: str | None = None
             records.append((record, _record_timing(record)))
     here = machine is not None and any(m == machine for _, m in records)
     kept = [r for r, m in records if not here or m == machine]
-    quiet = [float(r["wall_s"]) for r in kept if r.get("timing") != "loaded"]
-    loaded = [float(r["wall_s"]) for r in kept if r.get("timing") == "loaded"]
+    quiet = [float(r["wall_s"]) for r in kept if not is_loaded(r)]
+    loaded = [float(r["wall_s"]) for r in kept if is_loaded(r)]
     return quiet, loaded, here
 
 

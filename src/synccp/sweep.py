@@ -16,6 +16,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -133,15 +134,27 @@ def _executable(argv: list[str], env: dict[str, str]) -> list[str]:
     return [str(sibling), *argv[1:]] if sibling.is_file() else argv
 
 
+_CHILD_CPU = threading.local()  # .seconds: CPU time of the processes this thread's runner ran
+
+
 def subprocess_runner(argv: list[str], log: Path, env: dict[str, str]) -> int:
-    """Run `argv` with stdout and stderr appended to `log`; return its exit code."""
+    """Run `argv` with stdout and stderr appended to `log`; return its exit code. Its CPU time
+    (user + system, all its threads and waited-for children) is added to this thread's
+    `_CHILD_CPU.seconds`: the evidence of whether the run had its cores to itself."""
     argv = _executable(argv, env)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as handle:
         handle.write(f"$ {shlex.join(argv)}\n")
         handle.flush()
-        return subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                              check=False).returncode
+        with subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env) as child:
+            try:
+                _, status, usage = os.wait4(child.pid, 0)
+            except BaseException:
+                child.kill()
+                raise
+            child.returncode = os.waitstatus_to_exitcode(status)
+    _CHILD_CPU.seconds = getattr(_CHILD_CPU, "seconds", 0.0) + usage.ru_utime + usage.ru_stime
+    return child.returncode
 
 
 def _steps(cell: Cell, action: str, grid: Grid, *, want_cost: bool,
@@ -175,12 +188,15 @@ def _run_cell(cell: Cell, action: str, grid: Grid, *, want_cost: bool, runner: R
               jobs: int = 1) -> tuple[str | None, list[str], float]:
     """Run a cell's remaining steps; return (failure reason or None, warnings, wall seconds).
     The time they took goes into the run's sweep.json (synccp.study)."""
+    _CHILD_CPU.seconds = 0.0
     started = time.monotonic()
     reason, warnings = _run_cell_steps(cell, action, grid, want_cost=want_cost, runner=runner,
                                        env=env, python=python)
     wall_s = time.monotonic() - started
     if reason is None and (cell.run_dir / rundir.CONFIG).is_file():
-        study.write_sweep_record(cell.run_dir, cell=cell.name, wall_s=wall_s, jobs=jobs)
+        threads = int(env.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+        study.write_sweep_record(cell.run_dir, cell=cell.name, wall_s=wall_s, jobs=jobs,
+                                 cpu_s=_CHILD_CPU.seconds or None, threads=threads)
     return reason, warnings, wall_s
 
 
