@@ -70,3 +70,35 @@ def test_early_loss_retrains_the_first_steps_exactly_and_shows_where_a_change_pa
     assert tool.first_difference({1: 2.0, 5: 1.5}, {1: 2.0, 5: 1.25}) == (
         "first differs at step 5: 1.500000 against the run's 1.250000"
     )
+
+
+def test_barlow_terms_are_the_loss_and_read_the_trained_checkpoint(fmnist_root, tmp_path, capsys):
+    import torch
+
+    from synccp.losses import barlow_twins
+
+    tool = _tool("barlow_terms")
+    a, b = torch.randn(32, 16), torch.randn(32, 16) + 0.5 * torch.randn(32, 16)
+
+    class Heads(torch.nn.Module):  # identity backbone and projector: the terms of (a, b) as given
+        lambda_offdiag = 0.0051
+        backbone = projector = torch.nn.Identity()
+
+    t = tool.terms(Heads(), a, b)
+    loss = barlow_twins(a, b, lambda_offdiag=0.0051, scale=0.1)
+    assert 0.1 * (t["on_diagonal"] + t["lambda_off_diagonal"]) == pytest.approx(float(loss), 1e-3)
+    assert t["feature_dim"] == 16 and 1 < t["feature_effective_rank"] <= 16
+
+    sets = tiny_overrides(fmnist_root, **{"method.name": '"barlow"',
+                                          "sparsity.algorithm": '"dense"'})
+    pretrain(load_config(None, sets), tmp_path / "run")
+    capsys.readouterr()
+    assert tool.main([str(tmp_path / "run"), "--batches", "2"]) == 0
+    start, end = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert start["state"] == "initialization" and end["state"] == "step 12"
+    assert start["batches"] == end["batches"] == 2 and start != end
+
+    pretrain(load_config(None, tiny_overrides(fmnist_root)), tmp_path / "byol")
+    with pytest.raises(SystemExit):  # a BYOL run is refused by name, not misread
+        tool.main([str(tmp_path / "byol")])
+    assert "a dense Barlow Twins run is needed" in capsys.readouterr().err
