@@ -1,6 +1,7 @@
 """The sweep runner: grid parsing, validation errors, run-dir names, skip/resume, a fake runner."""
 
 import json
+import logging
 import re
 import sys
 import threading
@@ -510,6 +511,30 @@ def test_a_resumed_runs_record_sums_cpu_time_or_drops_it_when_a_sweep_did_not_me
     assert json.loads((two / "sweep.json").read_text())["cpu_share"] == 0.95  # of 2 cores
     study.write_sweep_record(two, cell="c", wall_s=100.0, jobs=1)  # a runner that cannot measure
     assert "cpu_s" not in json.loads((two / "sweep.json").read_text())
+
+
+def test_a_run_trained_outside_the_sweep_gets_an_untimed_record_left_out_of_estimates(
+        tmp_path, monkeypatch, caplog):
+    # tools/learning_curve.py trains a cell's run itself; the sweep then only costs it. Its few
+    # seconds are not the run's time: the first cpu_protocol estimate after one such run read
+    # "about 0 min left" and a 2.8 s median would have started runs that cannot finish.
+    monkeypatch.setattr(sweep, "cost_available", lambda: False)
+    path, out = _small_grid(tmp_path), tmp_path / "runs"
+    assert run_sweep(path, out=out, runner=FakeRunner(), progress=False, jobs=1).ok
+    cells = run_sweep(path, out=out, dry_run=True).cells
+    for cell in cells:
+        (cell.run_dir / "sweep.json").unlink()  # trained and evaluated by hand: no record
+    (cells[0].run_dir / "sweep.json").write_text(json.dumps(
+        {"cell": cells[0].name, "wall_s": 600.0, "timing": "loaded"}))  # a hand-marked record
+    monkeypatch.setattr(sweep, "cost_available", lambda: True)
+    with caplog.at_level(logging.INFO, logger="synccp.sweep"):
+        result = run_sweep(path, out=out, runner=FakeRunner(), progress=False, jobs=1)
+    assert {result.actions[c.name] for c in cells} == {"cost"} and result.ok
+    assert "done (1 of 3 cells" in caplog.text and "min left" not in caplog.text  # no ETA
+    records = [json.loads((c.run_dir / "sweep.json").read_text()) for c in cells]
+    assert records[0]["timing"] == "loaded" and records[0]["wall_s"] >= 600.0  # mark kept
+    assert all(r["timing"] == study.UNTIMED for r in records[1:])
+    assert study.wall_times([c.run_dir for c in cells]) == ([], [records[0]["wall_s"]], False)
 
 
 # --- the shipped configs ------------------------------------------------------------------------

@@ -130,19 +130,24 @@ def source_commit() -> str:
 
 
 def write_sweep_record(run_dir: Path, *, cell: str, wall_s: float, jobs: int,
-                       cpu_s: float | None = None, threads: int = 1) -> None:
+                       cpu_s: float | None = None, threads: int = 1, trained: bool = True) -> None:
     """`sweep.json`: the evidence behind the run's timing (wall time of all its steps, summed over
     the sweeps that worked on it, and the machine of the last one). With `cpu_s` (the CPU time
     its processes used; summed like the wall time, dropped if an earlier sweep did not measure
     it), `cpu_share` = cpu_s / (wall_s × threads): about 1 when the run had its `threads` cores
     to itself, lower when other work took them (`is_loaded`); a launcher's several processes
-    add up (above 1)."""
+    add up (above 1). A first record of a sweep that did not train the run (it only evaluated
+    or costed a run trained elsewhere, e.g. by tools/learning_curve.py) is marked `"timing":
+    "untimed"`: its seconds are not a run's, and `wall_times` leaves it out. A `timing` mark
+    of an earlier record is kept."""
     path = Path(run_dir) / SWEEP_RECORD
     before: dict = {"wall_s": 0.0, "cpu_s": 0.0}
+    timing = None if trained else UNTIMED
     if path.is_file():
         try:
             old = json.loads(path.read_text())
             before = {"wall_s": float(old["wall_s"]), "cpu_s": old.get("cpu_s")}
+            timing = old.get("timing")
         except (ValueError, KeyError, TypeError):
             LOG.warning("replacing %s: not a sweep record", path)
     wall_s = before["wall_s"] + wall_s
@@ -158,6 +163,7 @@ def write_sweep_record(run_dir: Path, *, cell: str, wall_s: float, jobs: int,
             "cell": cell,
             "wall_s": round(wall_s, 1),
             **measured,
+            **({} if timing is None else {"timing": timing}),
             "jobs": jobs,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
             "cpu": cpu_model(),
@@ -170,6 +176,7 @@ def write_sweep_record(run_dir: Path, *, cell: str, wall_s: float, jobs: int,
     )
 
 
+UNTIMED = "untimed"  # a sweep record whose run trained outside any sweep: no run's wall time
 LOADED_SHARE = 0.9  # a run whose processes got less of their cores than this shared the machine
 
 
@@ -220,7 +227,8 @@ def commit_message(study: str, cell: str, run_dir: Path) -> str:
 
 def wall_times(run_dirs: Iterable[Path], machine: str | None = None
                ) -> tuple[list[float], list[float], bool]:
-    """Wall seconds of the finished runs among `run_dirs` that recorded one (sweep.json): (quiet,
+    """Wall seconds of the finished runs among `run_dirs` that recorded one (sweep.json; not
+    the "untimed" records of runs trained outside a sweep): (quiet,
     loaded, here), a record that `is_loaded` (the run shared the machine with other work) in
     the second list. With `machine` (`timing_machine()`) and at least one finished run
     recorded on it, only that machine's runs count and `here` is True: machines with one model
@@ -235,7 +243,8 @@ def wall_times(run_dirs: Iterable[Path], machine: str | None = None
             except (ValueError, KeyError, TypeError):
                 LOG.warning("ignoring %s: not a sweep record", path)
                 continue
-            records.append((record, _record_timing(record)))
+            if record.get("timing") != UNTIMED:
+                records.append((record, _record_timing(record)))
     here = machine is not None and any(m == machine for _, m in records)
     kept = [r for r, m in records if not here or m == machine]
     quiet = [float(r["wall_s"]) for r in kept if not is_loaded(r)]

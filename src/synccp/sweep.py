@@ -196,7 +196,8 @@ def _run_cell(cell: Cell, action: str, grid: Grid, *, want_cost: bool, runner: R
     if reason is None and (cell.run_dir / rundir.CONFIG).is_file():
         threads = int(env.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
         study.write_sweep_record(cell.run_dir, cell=cell.name, wall_s=wall_s, jobs=jobs,
-                                 cpu_s=_CHILD_CPU.seconds or None, threads=threads)
+                                 cpu_s=_CHILD_CPU.seconds or None, threads=threads,
+                                 trained=action in TRAINS)
     return reason, warnings, wall_s
 
 
@@ -231,7 +232,7 @@ def _child_env(jobs: int) -> dict[str, str]:
 
 def _eta(elapsed_s: float, walls: list[float], left: int, jobs: int) -> str:
     """"12 min so far, about 30 min left": the cells left run `jobs` at a time, each taking the
-    mean wall time of the cells finished so far (`walls`; failed cells left out). Not elapsed /
+    mean wall time of the cells that trained so far (`walls`; failed cells left out). Not elapsed /
     finished, which reads a first round of `jobs` cells ending together as `jobs` times slower
     than it was."""
     later = ""
@@ -323,7 +324,8 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
             if reason == DEFERRED:
                 result.deferred.append(cell.name)
             elif reason is None:
-                walls.append(wall_s)
+                if result.actions[cell.name] in TRAINS:  # an eval or cost step is not a run's time
+                    walls.append(wall_s)
                 if expected:
                     expected.record(cell, wall_s)
                 result.completed.append(cell.name)
