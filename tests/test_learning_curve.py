@@ -102,3 +102,22 @@ def test_barlow_terms_are_the_loss_and_read_the_trained_checkpoint(fmnist_root, 
     with pytest.raises(SystemExit):  # a BYOL run is refused by name, not misread
         tool.main([str(tmp_path / "byol")])
     assert "a dense Barlow Twins run is needed" in capsys.readouterr().err
+
+
+def test_curve_table_puts_points_under_their_epochs_and_tells_method_options_apart():
+    tool = _tool("protocol_curves")
+
+    def row(every, proj):
+        curve = [{"epoch": float(e), "knn_top1": 70.0 + e} for e in range(every, 9, every)]
+        return {"method": "barlow", "algorithm": "dense", "width": 8, "seed": 0, "epochs": 8,
+                "batch": 256, "lr": 0.3, "curve": curve, "eval": None, "train_s": 60.0,
+                "options": {"proj_output_dim": proj, "scale": 0.1}}
+
+    rows = tool.distinguish([row(1, 2048), row(2, 256)])
+    assert [r["differs"] for r in rows] == [{"proj_output_dim": 2048}, {"proj_output_dim": 256}]
+    lines = tool.table(rows).splitlines()
+    assert lines[0].split(" | ")[1:9] == [f"kNN e{e}" for e in range(1, 9)]
+    every2 = lines[3].split(" | ")
+    assert "lr 0.3, proj_output_dim 256)" in every2[0]
+    assert every2[1:9] == ["-", "72.00", "-", "74.00", "-", "76.00", "-", "78.00"]
+    assert tool.distinguish([row(1, 2048)])[0]["differs"] == {}  # nothing to tell apart

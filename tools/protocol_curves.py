@@ -2,11 +2,12 @@
 sizes line up) for every run folder holding a `curve.jsonl` (tools/learning_curve.py), beside the
 raw-pixel kNN baseline.
 
-Writes one PNG and prints a Markdown table (run, kNN at each epoch end, final kNN and linear
-probes, raw pixels, training time). Several folders may be given.
+Writes one PNG and prints a Markdown table (run, kNN at each probed epoch, final kNN and linear
+probes, raw pixels, training time). Several folders may be given. Runs of one method that differ
+in a method option (a projector width, say) are labelled with it.
 
     .venv/bin/python tools/protocol_curves.py studies/cpu_protocol studies/byol_recipe \
-        studies/byol_budget --out docs/results/protocol_curves.png
+        studies/byol_budget studies/barlow_recipe --out docs/results/protocol_curves.png
 """
 
 from __future__ import annotations
@@ -48,16 +49,30 @@ def read(run: Path) -> dict:
             "algorithm": config["sparsity"]["algorithm"], "width": config["model"]["width"],
             "seed": config["train"]["seed"], "curve": curve, "eval": result,
             "epochs": config["train"]["epochs"], "batch": config["train"]["batch_size"],
-            "lr": config["train"]["lr"],
+            "lr": config["train"]["lr"], "options": config["method"],
             "train_s": sum(p.get("segment_train_s", 0.0) for p in curve), "summary": summary,
             "ramp": (config["sparsity"].get("ramp_start"), config["sparsity"].get("ramp_end"))}
 
 
 def run_label(row: dict, algorithm: str) -> str:
     """`byol dense w8 s0 (8 ep × batch 128, lr 0.5)`: method, algorithm, width, seed, epochs,
-    batch and base learning rate."""
+    batch and base learning rate, then the method options that tell it from the other runs of
+    its method shown (`distinguish`), e.g. `, proj_output_dim 256`."""
+    options = "".join(f", {key} {value:g}" if isinstance(value, float) else f", {key} {value}"
+                      for key, value in row.get("differs", {}).items())
     return (f"{row['method']} {algorithm} w{row['width']} s{row['seed']} "
-            f"({row['epochs']:g} ep × batch {row['batch']}, lr {row['lr']:g})")
+            f"({row['epochs']:g} ep × batch {row['batch']}, lr {row['lr']:g}{options})")
+
+
+def distinguish(rows: list[dict]) -> list[dict]:
+    """Each row with `differs`: its method options whose values vary among the rows of its
+    method (two Barlow Twins runs with other projector widths get labels of their own)."""
+    varying: dict[str, set[str]] = {}
+    for method in {r["method"] for r in rows}:
+        same = [r["options"] for r in rows if r["method"] == method]
+        varying[method] = {k for k in same[0] if len({json.dumps(o.get(k)) for o in same}) > 1}
+    return [{**r, "differs": {k: r["options"][k] for k in sorted(varying[r["method"]])}}
+            for r in rows]
 
 
 def plot(rows: list[dict], out: Path) -> None:
@@ -84,7 +99,7 @@ def plot(rows: list[dict], out: Path) -> None:
                    label=f"density ramp ({start:g} → {end:g} of training)")
     ax.set_xlabel("epochs (passes over the 60,000 training images)")
     ax.set_ylabel("kNN top-1 (%), full Fashion-MNIST test set")
-    ax.set_title("Learning curves at the CPU protocol (kNN at every epoch end)")
+    ax.set_title("Learning curves at the CPU protocol (kNN of each probed checkpoint)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -93,12 +108,15 @@ def plot(rows: list[dict], out: Path) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    epochs = max(len(r["curve"]) for r in rows)
-    head = ["run", *[f"kNN e{i + 1}" for i in range(epochs)], "final kNN", "final linear",
+    """One row per run, one kNN column per epoch at which any run has a point (`--every 2`
+    runs have points at epochs 2, 4, ...; a run without a point there shows "-")."""
+    epochs = sorted({p["epoch"] for r in rows for p in r["curve"]})
+    head = ["run", *[f"kNN e{e:g}" for e in epochs], "final kNN", "final linear",
             "raw kNN / linear", "train (min)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        knn = [f"{p['knn_top1']:.2f}" for p in r["curve"]] + ["-"] * (epochs - len(r["curve"]))
+        at = {p["epoch"]: p["knn_top1"] for p in r["curve"]}
+        knn = [f"{at[e]:.2f}" if e in at else "-" for e in epochs]
         enc = (r["eval"] or {}).get("encoder") or {}
         raw = (r["eval"] or {}).get("raw_pixels") or {}
         nan = float("nan")
@@ -121,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"no curve.jsonl under {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
-    rows.sort(key=lambda r: (r["method"], r["algorithm"] != "dense", r["algorithm"], r["seed"]))
+    rows = distinguish(rows)
+    rows.sort(key=lambda r: (r["method"], r["algorithm"] != "dense", r["algorithm"], r["seed"],
+                             json.dumps(r["differs"])))
     plot(rows, args.out)
     print(table(rows))
     print(f"\nwrote {args.out}")
