@@ -1,7 +1,7 @@
 """Where a dense Barlow Twins run stands: its loss terms and its features' effective rank.
 
     OMP_NUM_THREADS=1 .venv/bin/python tools/barlow_terms.py \
-        studies/cpu_protocol/barlow_dense_s0_d0fa6523a5346a87
+        studies/barlow_recipe/barlow_dense_s0_d0fa6523a5346a87
 
 Over `--batches` batches of the run's own training views (drawn by its view stream from step
 `--step` on), at initialization (the run's seed) and from the run's newest checkpoint, prints
