@@ -23,7 +23,7 @@ import torch
 
 from synccp import rundir
 from synccp.config import load_resolved
-from synccp.losses import _standardize
+from synccp.losses import cross_correlation
 from synccp.rundir.checkpoint import load_checkpoint
 from synccp.train.setup import build_setup
 
@@ -33,7 +33,7 @@ def terms(method, view_a: torch.Tensor, view_b: torch.Tensor) -> dict:
     with torch.no_grad():
         features = method.backbone(view_a)
         z_a, z_b = method.projector(features), method.projector(method.backbone(view_b))
-        c = _standardize(z_a).T @ _standardize(z_b) / z_a.shape[0]
+        c = cross_correlation(z_a, z_b)
         diagonal = torch.diagonal(c)
         off = c.pow(2).sum() - diagonal.pow(2).sum()
         sv = torch.linalg.svdvals(features - features.mean(dim=0))
@@ -49,7 +49,8 @@ def terms(method, view_a: torch.Tensor, view_b: torch.Tensor) -> dict:
 def mean_terms(method, views: list[tuple[torch.Tensor, torch.Tensor]]) -> dict:
     """`terms` averaged over batches of views."""
     rows = [terms(method, a, b) for a, b in views]
-    means = {key: round(sum(r[key] for r in rows) / len(rows), 4) for key in rows[0]}
+    means = {key: round(sum(r[key] for r in rows) / len(rows), 4)
+             for key in rows[0] if key != "feature_dim"}
     return {**means, "feature_dim": rows[0]["feature_dim"], "batches": len(rows)}
 
 

@@ -120,12 +120,17 @@ def barlow_twins(z_a: Tensor, z_b: Tensor, *, lambda_offdiag: float, scale: floa
     value). z_a, z_b: (N, D) on each rank.
     """
     z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)  # (W·N, D); no-op in one process
-    n = z_a.shape[0]
-    c = _standardize(z_a).T @ _standardize(z_b) / n  # (D, D)
+    c = cross_correlation(z_a, z_b)
     diagonal = torch.diagonal(c)
     on_diag = (1.0 - diagonal).pow(2).sum()
     off_diag = c.pow(2).sum() - diagonal.pow(2).sum()
     return scale * (on_diag + lambda_offdiag * off_diag)
+
+
+def cross_correlation(z_a: Tensor, z_b: Tensor) -> Tensor:
+    """Barlow Twins' C: (N, D), (N, D) → (D, D), the embeddings standardized over the batch
+    (`_standardize`), C_ij = Σ_n a_ni b_nj / N. Of the given rows only (no gathering)."""
+    return _standardize(z_a).T @ _standardize(z_b) / z_a.shape[0]
 
 
 def _standardize(z: Tensor) -> Tensor:
