@@ -23,7 +23,7 @@ import torch
 
 from synccp import rundir
 from synccp.config import load_resolved
-from synccp.losses import cross_correlation
+from synccp.losses import correlation_terms, cross_correlation
 from synccp.rundir.checkpoint import load_checkpoint
 from synccp.train.setup import build_setup
 
@@ -34,13 +34,12 @@ def terms(method, view_a: torch.Tensor, view_b: torch.Tensor) -> dict:
         features = method.backbone(view_a)
         z_a, z_b = method.projector(features), method.projector(method.backbone(view_b))
         c = cross_correlation(z_a, z_b)
-        diagonal = torch.diagonal(c)
-        off = c.pow(2).sum() - diagonal.pow(2).sum()
+        on, off = correlation_terms(c)
         sv = torch.linalg.svdvals(features - features.mean(dim=0))
     return {
-        "on_diagonal": round(float((1 - diagonal).pow(2).sum()), 2),
+        "on_diagonal": round(float(on), 2),
         "lambda_off_diagonal": round(float(method.lambda_offdiag * off), 2),
-        "mean_diagonal": round(float(diagonal.mean()), 4),
+        "mean_diagonal": round(float(torch.diagonal(c).mean()), 4),
         "feature_effective_rank": round(float(sv.sum() ** 2 / sv.pow(2).sum()), 2),
         "feature_dim": int(features.shape[1]),
     }

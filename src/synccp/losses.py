@@ -120,10 +120,7 @@ def barlow_twins(z_a: Tensor, z_b: Tensor, *, lambda_offdiag: float, scale: floa
     value). z_a, z_b: (N, D) on each rank.
     """
     z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)  # (W·N, D); no-op in one process
-    c = cross_correlation(z_a, z_b)
-    diagonal = torch.diagonal(c)
-    on_diag = (1.0 - diagonal).pow(2).sum()
-    off_diag = c.pow(2).sum() - diagonal.pow(2).sum()
+    on_diag, off_diag = correlation_terms(cross_correlation(z_a, z_b))
     return scale * (on_diag + lambda_offdiag * off_diag)
 
 
@@ -131,6 +128,13 @@ def cross_correlation(z_a: Tensor, z_b: Tensor) -> Tensor:
     """Barlow Twins' C: (N, D), (N, D) → (D, D), the embeddings standardized over the batch
     (`_standardize`), C_ij = Σ_n a_ni b_nj / N. Of the given rows only (no gathering)."""
     return _standardize(z_a).T @ _standardize(z_b) / z_a.shape[0]
+
+
+def correlation_terms(c: Tensor) -> tuple[Tensor, Tensor]:
+    """Barlow Twins' two unscaled terms of C (D, D): Σ_i (1 − C_ii)² (invariance) and
+    Σ_{i≠j} C_ij² (redundancy reduction)."""
+    diagonal = torch.diagonal(c)
+    return (1.0 - diagonal).pow(2).sum(), c.pow(2).sum() - diagonal.pow(2).sum()
 
 
 def _standardize(z: Tensor) -> Tensor:
