@@ -334,9 +334,10 @@ def test_sweep_runs_cells_reports_failures_then_skips_finished(tmp_path, monkeyp
     with caplog.at_level("INFO", logger="synccp.sweep"):
         result = run_sweep(path, out=out, runner=runner, progress=False)
     lines = [
-        r.getMessage() for r in caplog.records if "cells;" in r.getMessage()
+        r.getMessage() for r in caplog.records if "cells done" in r.getMessage()
     ]  # no bar: a line per cell
-    assert len(lines) == 3 and "3 of 3 cells" in lines[-1] and "min so far" in lines[-1]
+    assert len(lines) == 3 and "(2 of 3 cells done, 1 failed;" in lines[-1]
+    assert "min so far" in lines[-1]
     assert sum("FAILED" in line for line in lines) == 1 and "min left" in lines[0]
     assert (
         not result.ok
@@ -530,7 +531,7 @@ def test_a_run_trained_outside_the_sweep_gets_an_untimed_record_left_out_of_esti
     with caplog.at_level(logging.INFO, logger="synccp.sweep"):
         result = run_sweep(path, out=out, runner=FakeRunner(), progress=False, jobs=1)
     assert {result.actions[c.name] for c in cells} == {"cost"} and result.ok
-    assert "done (1 of 3 cells" in caplog.text and "min left" not in caplog.text  # no ETA
+    assert "done (1 of 3 cells done;" in caplog.text and "min left" not in caplog.text  # no ETA
     records = [json.loads((c.run_dir / "sweep.json").read_text()) for c in cells]
     assert records[0]["timing"] == "loaded" and records[0]["wall_s"] >= 600.0  # mark kept
     assert all(r["timing"] == study.UNTIMED for r in records[1:])
@@ -602,7 +603,8 @@ def test_cli_runs_several_grids_validating_all_first(tmp_path, monkeypatch, caps
     assert len(calls) == 4  # every cell of both grids was tried (each pretrain "failed": exit 1)
 
 
-def test_a_deadline_starts_only_the_cells_expected_to_end_before_it(tmp_path, monkeypatch):
+def test_a_deadline_starts_only_the_cells_expected_to_end_before_it(tmp_path, monkeypatch,
+                                                                    caplog):
     monkeypatch.setattr(sweep, "cost_available", lambda: False)
     path, out = _small_grid(tmp_path, "minutes_per_run = 30"), tmp_path / "runs"
     cells = plan(load_grid(path), out=out)
@@ -611,9 +613,14 @@ def test_a_deadline_starts_only_the_cells_expected_to_end_before_it(tmp_path, mo
     dry = run_sweep(path, out=out, dry_run=True)
     assert sweep.cell_seconds(dry) == {cells[0].name: 1800.0, cells[2].name: 1800.0}
     runner = FakeRunner()
-    result = run_sweep(path, out=out, runner=runner, progress=False,
-                       deadline=time.monotonic() + 20 * 60)  # 20 min: no 30-min cell fits
+    with caplog.at_level(logging.INFO, logger="synccp.sweep"):
+        result = run_sweep(path, out=out, runner=runner, progress=False,
+                           deadline=time.monotonic() + 20 * 60)  # 20 min: no 30-min cell fits
     assert result.ok and sorted(result.deferred) == sorted([cells[0].name, cells[2].name])
+    # Deferred cells are handled at once; no line may count them as done (it read "3 of 3").
+    lines = [r.getMessage() for r in caplog.records if "cells done" in r.getMessage()]
+    assert len(lines) == 3 and not any(f"({n} of 3 cells done" in x for x in lines for n in (2, 3))
+    assert "(1 of 3 cells done, 2 not started;" in lines[-1]
     assert result.completed == [cells[1].name]
     assert all(str(cells[1].run_dir) in " ".join(a) for a in runner.calls)  # its eval only
     assert not cells[0].run_dir.exists() and "2 not started" in format_summary(result)

@@ -242,6 +242,19 @@ def _eta(elapsed_s: float, walls: list[float], left: int, jobs: int) -> str:
     return f"{elapsed_s / 60:.0f} min so far" + later
 
 
+def _tally(result: SweepResult, finished_before: int) -> str:
+    """"68 of 108 cells done, 1 failed, 39 not started": the cells finished (before this sweep
+    and by it) out of all, then those that failed or that the deadline left. Not the cells handled
+    so far: deferred cells are handled at once, and a count of them read "108 of 108" while 39
+    had not run."""
+    done = finished_before + len(result.completed)
+    parts = [f"{done} of {len(result.cells)} cells done"]
+    parts += [f"{n} {what}" for n, what in ((len(result.failed), "failed"),
+                                           (len(result.deferred), "not started"))
+              if n]
+    return ", ".join(parts)
+
+
 def _postfix(bar: tqdm, result: SweepResult) -> None:
     bar.set_postfix(done=len(result.completed), skipped=len(result.skipped),
                     failed=len(result.failed))
@@ -337,9 +350,9 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
             bar.update(1)
             _postfix(bar, result)
             if bar.disable:  # no terminal (a log file, nohup): one line per cell instead of the bar
-                LOG.info("sweep %s: %s %s (%d of %d cells; %s)", result.grid.name, cell.name,
+                LOG.info("sweep %s: %s %s (%s; %s)", result.grid.name, cell.name,
                          {None: "done", DEFERRED: "not started (deadline)"}.get(reason, "FAILED"),
-                         len(result.cells) - len(todo) + ran, len(result.cells),
+                         _tally(result, len(result.cells) - len(todo)),
                          _eta(time.monotonic() - started, walls, len(todo) - ran, jobs))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
