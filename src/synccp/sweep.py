@@ -242,12 +242,12 @@ def _eta(elapsed_s: float, walls: list[float], left: int, jobs: int) -> str:
     return f"{elapsed_s / 60:.0f} min so far" + later
 
 
-def _tally(result: SweepResult, finished_before: int) -> str:
+def _tally(result: SweepResult) -> str:
     """"68 of 108 cells done, 1 failed, 39 not started": the cells finished (before this sweep
     and by it) out of all, then those that failed or that the deadline left. Not the cells handled
     so far: deferred cells are handled at once, and a count of them read "108 of 108" while 39
     had not run."""
-    done = finished_before + len(result.completed)
+    done = len(result.skipped) + len(result.completed)
     parts = [f"{done} of {len(result.cells)} cells done"]
     parts += [f"{n} {what}" for n, what in ((len(result.failed), "failed"),
                                            (len(result.deferred), "not started"))
@@ -352,7 +352,7 @@ def execute(result: SweepResult, *, jobs: int, want_cost: bool, runner: Runner |
             if bar.disable:  # no terminal (a log file, nohup): one line per cell instead of the bar
                 LOG.info("sweep %s: %s %s (%s; %s)", result.grid.name, cell.name,
                          {None: "done", DEFERRED: "not started (deadline)"}.get(reason, "FAILED"),
-                         _tally(result, len(result.cells) - len(todo)),
+                         _tally(result),
                          _eta(time.monotonic() - started, walls, len(todo) - ran, jobs))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
