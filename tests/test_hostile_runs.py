@@ -341,21 +341,26 @@ def grid_legacy(grid):
     return _legacy_digest({"base": default_config_dict(), "settings": settings})
 
 
-def test_the_sweep_skips_a_locked_cell_and_says_so(tmp_path, hostile):
+def test_the_sweep_skips_a_locked_cell_and_says_so(tmp_path, hostile, caplog):
     grid_path = tmp_path / "g.toml"
     grid_path.write_text(
-        f'[sweep]\nseeds = [0]\nout = "{tmp_path / "runs"}"\n[grid]\ntrain.lr = [0.1]\n'
+        f'[sweep]\nseeds = [0]\nout = "{tmp_path / "runs"}"\n[grid]\ntrain.lr = [0.1, 0.2]\n'
     )
     cell = plan(load_grid(grid_path))[0]
     launched = []
-    with RunLock(cell.run_dir):
+    with RunLock(cell.run_dir), caplog.at_level("INFO", logger="synccp.sweep"):
         state = run_state(cell.run_dir)
         result = run_sweep(
             grid_path, runner=lambda argv, log, env: launched.append(argv) or 0, progress=False
         )
+    mine = [argv for argv in launched if any(str(cell.run_dir) in str(a) for a in argv)]
+    # without a terminal, the line of each cell that ran counts the locked one too
+    lines = [r.getMessage() for r in caplog.records if "cells done" in r.getMessage()]
+    assert len(lines) == 1 and "in use elsewhere" in lines[0]
     hostile(
         "state locked naming the holder; not run; sweep not ok",
-        f"{state[0]}: {state[1][:60]}; launched {len(launched)}, ok={result.ok}",
+        f"{state[0]}: {state[1][:60]}; launched for it {len(mine)}, ok={result.ok}",
     )
-    assert state[0] == "locked" and "pid" in state[1] and not launched and not result.ok
-    assert cell.name in result.locked
+    assert launched and not mine  # the other cell ran
+    assert state[0] == "locked" and "pid" in state[1] and not result.ok
+    assert cell.name in result.locked and cell.name not in result.completed

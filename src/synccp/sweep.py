@@ -243,13 +243,14 @@ def _eta(elapsed_s: float, walls: list[float], left: int, jobs: int) -> str:
 
 
 def _tally(result: SweepResult) -> str:
-    """"68 of 108 cells done, 1 failed, 39 not started": the cells finished (before this sweep
-    and by it) out of all, then those that failed or that the deadline left. Not the cells handled
-    so far: deferred cells are handled at once, and a count of them read "108 of 108" while 39
-    had not run."""
+    """"68 of 108 cells done, 1 failed, 2 in use elsewhere, 39 not started": the cells finished
+    (before this sweep and by it) out of all, then those that failed, that another process holds
+    (locked: not run) or that the deadline left. Not the cells handled so far: deferred cells are
+    handled at once, and a count of them read "108 of 108" while 39 had not run."""
     done = len(result.skipped) + len(result.completed)
     parts = [f"{done} of {len(result.cells)} cells done"]
     parts += [f"{n} {what}" for n, what in ((len(result.failed), "failed"),
+                                           (len(result.locked), "in use elsewhere"),
                                            (len(result.deferred), "not started"))
               if n]
     return ", ".join(parts)
