@@ -86,11 +86,9 @@ def test_pairs_whose_runs_ran_on_two_machines_are_named(tmp_path, capsys):
     old, new = "AMD EPYC (SIMD level not recorded)", "AMD EPYC (AVX512)"
     rows = [("dense", 0, 83.0, 85.0, old), ("dense", 1, 82.0, 84.0, old),
             ("gmp", 0, 82.5, 85.5, old), ("gmp", 1, 81.0, 83.0, new), ("gmp", 2, 80.0, 80.0, new)]
-    path = tmp_path / "results.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["run", "algorithm", "seed", "knn_top1", "linear_top1", "machine"])
-        writer.writerows([f"r{i}", *row] for i, row in enumerate(rows))
+    keys = ("algorithm", "seed", "knn_top1", "linear_top1", "machine")
+    records = [{"run": f"r{i}", **dict(zip(keys, row, strict=True))} for i, row in enumerate(rows)]
+    path = write_csv(tmp_path / "results.csv", records)
     assert paired.main([str(path), "--a", "algorithm=gmp", "--b", "algorithm=dense"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "knn    a − b = -0.75 ± 0.35 (n = 2; seed 0: -0.50, seed 1: -1.00)"
