@@ -43,9 +43,12 @@ def test_the_machine_check_runs_the_protocol_cells_unchanged():
     from synccp.grid import load_grid, plan
 
     cells = plan(load_grid(ROOT / "configs" / "grids" / "machine_check.toml"))
-    assert [c.name.split("_")[2] for c in cells] == ["s0", "s1", "s2"]
+    assert [c.name.rsplit("_", 1)[0] for c in cells] == [
+        "simclr_dense_s0", "simclr_dense_s1", "simclr_dense_s2", "byol_nm_synccp_s0"]
     for cell in cells:
-        assert _run_keys(cell.resolved) == _run_keys(_protocol_cell(cell.name).resolved)
+        protocol = _protocol_cell(cell.name)
+        assert protocol.name == cell.name  # same resolved config, hence the same name
+        assert _run_keys(cell.resolved) == _run_keys(protocol.resolved)
 
 
 def _protocol_cell(prefix: str):
